@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using HostOs.Platform.Boot;
+using HostOs.Platform.Kernel;
+
+namespace HostOs.ImageBuilder;
+
+/// <summary>
+/// Turns a validated image definition into: the kernel, the initramfs (our init, libc and
+/// the phase-1 modules), the read-only EROFS root (reproducible), the ESP with
+/// systemd-boot and a counted BLS entry, a fresh ext4 state, and the GPT disk holding
+/// them. Needs no loop device and no mount: every file system is built from a file.
+/// </summary>
+internal sealed class Builder(ImageDefinition image, string repoRoot, string outDir, Apt apt)
+{
+    public const string SystemdBootPackage = "systemd-boot-efi";
+    private readonly string _work = Path.Combine(outDir, "work");
+
+    public void Build()
+    {
+        Directory.CreateDirectory(_work);
+        string kernelTree = Step("kernel", () => apt.Unpack(ResolveKernelPackage()));
+        string kver = Directory.GetDirectories(Path.Combine(kernelTree, "lib", "modules")).Select(Path.GetFileName).Single()!;
+        string modulesDir = Path.Combine(kernelTree, "lib", "modules", kver);
+        if (!File.Exists(Path.Combine(modulesDir, "modules.dep")))
+        {
+            // Debian's kernel package ships no modules.dep (FACTS.md).
+            Tool.Run("depmod", ["-b", kernelTree, kver]);
+        }
+        var deps = ModuleDependencies.Parse(File.ReadAllText(Path.Combine(modulesDir, "modules.dep")));
+        File.Copy(Path.Combine(kernelTree, "boot", $"vmlinuz-{kver}"), Path.Combine(outDir, "vmlinuz"), true);
+
+        var libraryTrees = Step("packages", () => image.Packages.Select(p => apt.Unpack(p.Name)).ToList());
+        string init = Path.Combine(repoRoot, "out", "publish", "hostos-init", "hostos-init");
+
+        Step("initramfs", () =>
+        {
+            var tree = new FsTree(usrMerge: true);
+            tree.AddFile("/usr/sbin/hostos-init", init, 0x1ED);
+            tree.AddSymlink("/init", "usr/sbin/hostos-init");
+            tree.AddContent("/etc/initrd-release", $"NAME=\"{image.Name} initramfs\"\nVERSION_ID={image.Version}\n");
+            foreach (string d in new[] { "/dev", "/proc", "/sys", "/sysroot", "/run" }) tree.AddDirectory(d);
+            tree.AddCharDevice("/dev/console", 5, 1, 0x180);
+            AddModules(tree, deps, modulesDir, kver, image.Kernel!.InitrdModules);
+            new ElfDependencies(libraryTrees).Resolve(tree);
+            using var f = File.Create(Path.Combine(outDir, "initrd.img"));
+            tree.WriteCpio(f);
+        });
+
+        string rootImage = Path.Combine(outDir, "root.img");
+        Step("root", () =>
+        {
+            FsTree tree = RootTree(deps, modulesDir, kver, init, libraryTrees);
+            string staging = Path.Combine(_work, "root");
+            tree.Materialize(staging);
+            File.Delete(rootImage);
+            Tool.Run("mkfs.erofs", ["--quiet", "-T0", "--all-root", $"-U{DerivedGuid("root")}", rootImage, staging]);
+        });
+
+        DiskLayout layout = new(image.Disk!.EspMiB, image.Disk.SlotMiB, image.Disk.StateMiB);
+        long rootSize = new FileInfo(rootImage).Length;
+        if (rootSize > (long)layout.SlotMiB << 20)
+        {
+            throw new InvalidDataException($"root image is {rootSize >> 20} MiB, larger than disk.slotMiB ({layout.SlotMiB})");
+        }
+        string espImage = Step("esp", () => BuildEsp(layout, kver));
+        string stateImage = Step("state", () => BuildState(layout));
+        Step("disk", () => BuildDisk(layout, espImage, rootImage, stateImage));
+
+        var manifest = new Dictionary<string, string>
+        {
+            ["name"] = image.Name!,
+            ["version"] = image.Version!,
+            ["kernel"] = kver,
+            ["cmdline"] = Cmdline("a"),
+            ["rootSha256"] = Apt.Sha256(rootImage),
+            ["rootSize"] = rootSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        File.WriteAllText(Path.Combine(outDir, "manifest.json"),
+            JsonSerializer.Serialize(manifest, ManifestJson.Default.DictionaryStringString) + "\n");
+        Directory.Delete(_work, true);
+    }
+
+    private string ResolveKernelPackage()
+    {
+        string name = image.Kernel!.Package!;
+        if (name.StartsWith("linux-image-", StringComparison.Ordinal) && !name.Contains("-6.") && !name.Contains("-5."))
+        {
+            // A metapackage: its Depends names the real, versioned image package.
+            string depends = apt.Field(name, "Depends");
+            string real = depends.Split(',').Select(d => d.Trim().Split(' ')[0])
+                .FirstOrDefault(d => d.StartsWith("linux-image-", StringComparison.Ordinal))
+                ?? throw new InvalidDataException($"{name}: Depends '{depends}' names no linux-image package");
+            Console.WriteLine($"  kernel {name} -> {real}");
+            return real;
+        }
+        return name;
+    }
+
+    private FsTree RootTree(ModuleDependencies deps, string modulesDir, string kver, string init, List<string> libraryTrees)
+    {
+        var tree = new FsTree(usrMerge: true);
+        tree.AddFile("/usr/sbin/hostos-init", init, 0x1ED);
+        tree.AddSymlink("/usr/sbin/init", "hostos-init");
+        foreach (string d in new[] { "/dev", "/proc", "/sys", "/run", "/tmp", "/var", "/state", "/efi", "/etc/hostos", "/root" })
+        {
+            tree.AddDirectory(d, d == "/tmp" ? 0x3FF : d == "/root" ? 0x1C0 : 0x1ED);
+        }
+        tree.AddContent("/usr/lib/os-release",
+            $"NAME=\"HostOS\"\nID=hostos\nVERSION_ID={image.Version}\nPRETTY_NAME=\"HostOS {image.Version}\"\nIMAGE_ID={image.Name}\nIMAGE_VERSION={image.Version}\n");
+        tree.AddSymlink("/etc/os-release", "../usr/lib/os-release");
+        tree.AddContent("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        tree.AddContent("/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n");
+        tree.AddContent("/usr/lib/hostos/init.json", image.ToInitConfig().ToJson() + "\n");
+        AddModules(tree, deps, modulesDir, kver, image.Kernel!.Modules);
+
+        foreach (PackageDefinition p in image.Packages)
+        {
+            string pkgTree = apt.Unpack(p.Name);
+            foreach (string file in p.Files)
+            {
+                string rel = file.TrimStart('/');
+                if (!File.Exists(Path.Combine(pkgTree, rel)) && new FileInfo(Path.Combine(pkgTree, rel)).LinkTarget is null)
+                {
+                    throw new FileNotFoundException($"packages.{p.Name}: the package has no {file}");
+                }
+                ElfDependencies.AddWithLinks(tree, pkgTree, rel);
+            }
+            if (p.BusyboxApplets is string appletDir)
+            {
+                string busybox = Path.Combine(pkgTree, p.Files.Single().TrimStart('/'));
+                string target = tree.Map(p.Files.Single());
+                foreach (string applet in Tool.Run(busybox, ["--list"]).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    string link = appletDir.TrimEnd('/') + "/" + applet;
+                    if (!tree.Contains(link)) tree.AddSymlink(link, target);
+                }
+            }
+        }
+        foreach (FileDefinition f in image.Files)
+        {
+            int? mode = f.Mode is null ? null : Convert.ToInt32(f.Mode, 8);
+            if (f.Directory) tree.AddDirectory(f.Target, mode ?? 0x1ED);
+            else if (f.Link is not null) tree.AddSymlink(f.Target, f.Link);
+            else if (f.Content is not null) tree.AddContent(f.Target, f.Content, mode ?? 0x1A4);
+            else tree.AddFile(f.Target, Path.Combine(repoRoot, f.Source!), mode);
+        }
+        new ElfDependencies(libraryTrees).Resolve(tree);
+        return tree;
+    }
+
+    /// <summary>The named modules and their dependencies, with a modules.dep of just those.</summary>
+    private static void AddModules(FsTree tree, ModuleDependencies deps, string modulesDir, string kver, List<string> names)
+    {
+        string dest = $"/lib/modules/{kver}";
+        tree.AddDirectory(dest);
+        var lines = new StringBuilder();
+        IReadOnlyList<string> order = deps.LoadOrder(names);
+        var included = order.ToHashSet(StringComparer.Ordinal);
+        string allDeps = File.ReadAllText(Path.Combine(modulesDir, "modules.dep"));
+        foreach (string line in allDeps.Split('\n'))
+        {
+            int colon = line.IndexOf(':');
+            if (colon > 0 && included.Contains(line[..colon])) lines.Append(line).Append('\n');
+        }
+        foreach (string path in order) tree.AddFile($"{dest}/{path}", Path.Combine(modulesDir, path), 0x1A4);
+        tree.AddContent($"{dest}/modules.dep", lines.ToString());
+    }
+
+    public string Cmdline(string slot) =>
+        $"{image.Kernel!.Cmdline} hostos.slot={slot} hostos.version={image.Version}".Trim();
+
+    private string BuildEsp(DiskLayout layout, string kver)
+    {
+        string esp = Path.Combine(outDir, "esp.img");
+        File.Delete(esp);
+        string volumeId = DerivedGuid("esp").ToString("N")[..8];
+        Tool.Run("mkfs.vfat", ["-F", "32", "-n", "HOSTOS-ESP", "-i", volumeId, "-C", esp, ((long)layout.EspMiB * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        string boot = Path.Combine(apt.Unpack(SystemdBootPackage), "usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+        string v = image.Version!;
+        var entry = BootEntryName.New($"hostos-{v}", 3);
+        string entryFile = Path.Combine(_work, entry.FileName);
+        File.WriteAllText(entryFile,
+            $"title HostOS {v}\nversion {v}\nsort-key hostos\nlinux /hostos/{v}/vmlinuz\ninitrd /hostos/{v}/initrd.img\noptions {Cmdline("a")}\n");
+        string loaderConf = Path.Combine(_work, "loader.conf");
+        File.WriteAllText(loaderConf, "timeout 0\neditor no\nauto-entries no\nauto-firmware no\nconsole-mode keep\n");
+        var env = new Dictionary<string, string> { ["MTOOLS_SKIP_CHECK"] = "1", ["SOURCE_DATE_EPOCH"] = "0" };
+        Tool.Run("mmd", ["-i", esp, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries", "::/hostos", $"::/hostos/{v}"], env: env);
+        foreach (var (src, dst) in new[]
+        {
+            (boot, "::/EFI/BOOT/BOOTX64.EFI"),
+            (loaderConf, "::/loader/loader.conf"),
+            (entryFile, $"::/loader/entries/{entry.FileName}"),
+            (Path.Combine(outDir, "vmlinuz"), $"::/hostos/{v}/vmlinuz"),
+            (Path.Combine(outDir, "initrd.img"), $"::/hostos/{v}/initrd.img"),
+        })
+        {
+            Tool.Run("mcopy", ["-i", esp, src, dst], env: env);
+        }
+        return esp;
+    }
+
+    private string BuildState(DiskLayout layout)
+    {
+        string state = Path.Combine(outDir, "state.img");
+        File.Delete(state);
+        Tool.Run("mkfs.ext4", ["-q", "-F", "-L", "state", "-U", DerivedGuid("state").ToString(),
+            "-E", $"hash_seed={DerivedGuid("state-hash")},lazy_itable_init=1,lazy_journal_init=1",
+            state, $"{layout.StateMiB}M"], env: new Dictionary<string, string> { ["E2FSPROGS_FAKE_TIME"] = "1" });
+        return state;
+    }
+
+    private void BuildDisk(DiskLayout layout, string esp, string root, string state)
+    {
+        string disk = Path.Combine(outDir, "disk.img");
+        File.Delete(disk);
+        using (var f = new FileStream(disk, FileMode.CreateNew)) f.SetLength((long)layout.TotalMiB << 20);
+        var args = new List<string> { "-U", DerivedGuid("disk").ToString() };
+        foreach (DiskLayout.Partition p in layout.Partitions)
+        {
+            args.AddRange([
+                "-n", $"{p.Number}:{(long)p.StartMiB * 2048}:+{p.SizeMiB}M",
+                "-t", $"{p.Number}:{p.Type}",
+                "-c", $"{p.Number}:{p.Label}",
+                "-u", $"{p.Number}:{DerivedGuid("part-" + p.Label)}",
+            ]);
+        }
+        args.Add(disk);
+        Tool.Run("sgdisk", args);
+        using var d = new FileStream(disk, FileMode.Open, FileAccess.Write);
+        foreach (var (image, number) in new[] { (esp, 1), (root, 2), (state, 4) })
+        {
+            d.Position = (long)layout.Partitions[number - 1].StartMiB << 20;
+            using FileStream src = File.OpenRead(image);
+            src.CopyTo(d);
+        }
+    }
+
+    /// <summary>A GUID derived from the image name and version: stable across rebuilds.</summary>
+    private Guid DerivedGuid(string purpose)
+    {
+        byte[] h = SHA256.HashData(Encoding.UTF8.GetBytes($"{image.Name}/{image.Version}/{purpose}"));
+        h[6] = (byte)((h[6] & 0x0F) | 0x40); // version 4 layout, variant RFC 4122
+        h[8] = (byte)((h[8] & 0x3F) | 0x80);
+        return new Guid(h.AsSpan(0, 16));
+    }
+
+    private static T Step<T>(string name, Func<T> step)
+    {
+        var clock = Stopwatch.StartNew();
+        T result = step();
+        Console.WriteLine($"  {name}: {clock.Elapsed.TotalSeconds:F1} s");
+        return result;
+    }
+
+    private static void Step(string name, Action step) => Step<int>(name, () => { step(); return 0; });
+}
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(WriteIndented = true)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, string>))]
+internal sealed partial class ManifestJson : System.Text.Json.Serialization.JsonSerializerContext;

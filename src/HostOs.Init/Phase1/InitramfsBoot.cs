@@ -1,0 +1,82 @@
+using HostOs.Platform.Interop;
+using HostOs.Platform.Kernel;
+
+namespace HostOs.Init.Phase1;
+
+/// <summary>
+/// Phase 1, from the initramfs: just enough to reach the real root. Mount the kernel's
+/// file systems, load the modules the initramfs carries, find the slot named on the
+/// kernel command line by GPT label or UUID, mount it read-only, move the pseudo file
+/// systems across, switch root, and exec the root's own hostos-init (phase 2).
+/// The state partition is checked and mounted by phase 2, with e2fsck from the root:
+/// that keeps the initramfs to our binary, libc and three modules.
+/// </summary>
+internal static class InitramfsBoot
+{
+    private const string NewRoot = "/sysroot";
+    public const string Phase2Path = "/sbin/hostos-init";
+
+    public static void Run()
+    {
+        Log.Info("phase 1 (initramfs)");
+        BootStep.Run("mount-kernel-fs", () =>
+        {
+            Directory.CreateDirectory("/dev");
+            Directory.CreateDirectory("/proc");
+            Directory.CreateDirectory("/sys");
+            Sys.Mount("devtmpfs", "/dev", "devtmpfs", MountFlags.NoSuid, "mode=0755");
+            Sys.Mount("proc", "/proc", "proc", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
+            Sys.Mount("sysfs", "/sys", "sysfs", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
+        });
+        var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
+        BootStep.Run("load-modules", () => ModuleLoader.Load(ModuleLoader.ModulesDirectory(), null));
+
+        string spec = RootSpec(cmdline);
+        string fstype = cmdline.Get("hostos.rootfstype") ?? "erofs";
+        BootStep.Run("mount-root", () =>
+        {
+            BlockPartition root = BlockDevices.WaitFor(spec, TimeSpan.FromSeconds(15));
+            Log.Info($"root: {root} as {fstype}");
+            Directory.CreateDirectory(NewRoot);
+            Sys.Mount(root.Device, NewRoot, fstype, MountFlags.ReadOnly);
+            if (!File.Exists(NewRoot + Phase2Path))
+            {
+                throw new FileNotFoundException($"the root on {root.Device} has no {Phase2Path}");
+            }
+        });
+        BootStep.Run("switch-root", SwitchRoot);
+        Log.Info($"phase 1 done, exec {Phase2Path}");
+        Sys.Exec(Phase2Path, [Phase2Path], ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+    }
+
+    /// <summary><c>hostos.root=PARTLABEL=…|PARTUUID=…</c>, or <c>hostos.slot=a</c> for PARTLABEL=root-a.</summary>
+    public static string RootSpec(KernelCommandLine cmdline)
+    {
+        string? root = cmdline.Get("hostos.root");
+        if (root is not null) return root;
+        string slot = cmdline.Get("hostos.slot")
+            ?? throw new InvalidDataException("kernel command line names no root: add hostos.slot=a|b or hostos.root=PARTLABEL=…");
+        if (slot is not ("a" or "b"))
+        {
+            throw new InvalidDataException($"kernel command line: hostos.slot={slot} is not 'a' or 'b'");
+        }
+        return $"PARTLABEL=root-{slot}";
+    }
+
+    /// <summary>
+    /// switch_root the classic way (as busybox and systemd do it): the initramfs is the
+    /// rootfs, which cannot be pivot_root'ed away, so move the new root over "/" and
+    /// chroot into it (see pivot_root(2), "rootfs" note; switch_root(8)).
+    /// </summary>
+    private static void SwitchRoot()
+    {
+        foreach (string fs in new[] { "/dev", "/proc", "/sys" })
+        {
+            Sys.Mount(fs, NewRoot + fs, null, MountFlags.Move);
+        }
+        Sys.Chdir(NewRoot);
+        Sys.Mount(NewRoot, "/", null, MountFlags.Move);
+        Sys.Chroot(".");
+        Sys.Chdir("/");
+    }
+}

@@ -1,0 +1,94 @@
+using System.Buffers.Binary;
+using HostOs.Init.Processes;
+using HostOs.Platform.Disk;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Init.Phase2;
+
+/// <summary>
+/// The state partition: ext4, the only writable persistent place. At boot it is checked
+/// with the root's own e2fsck (<c>-p</c>, then <c>-y</c> if that is not enough), created
+/// with mke2fs when it holds no ext4 at all, and mounted at <c>/state</c>; <c>/var</c>
+/// is a bind of <c>/state/var</c> and <c>/etc</c> an overlay with its upper layer in
+/// <c>/state/etc</c>. When the partition cannot be repaired the boot goes on with tmpfs
+/// instead (nothing persists) and the boot is reported unhealthy.
+/// </summary>
+internal sealed class StateVolume(ProcessTable processes)
+{
+    public const string MountPoint = "/state";
+    public const string Label = "state";
+    private static readonly TimeSpan FsckTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>Why state is not persistent, or null when it is.</summary>
+    public string? Degraded { get; private set; }
+
+    public void Mount(BlockPartition state)
+    {
+        if (!HasExt4Superblock(state.Device))
+        {
+            Log.Warn($"state: {state.Device} holds no ext4 file system: creating one");
+            Run("/sbin/mke2fs", ["-t", "ext4", "-q", "-F", "-L", Label, "-E", "lazy_itable_init=1,lazy_journal_init=1", state.Device]);
+        }
+        else
+        {
+            int code = Run("/sbin/e2fsck", ["-p", state.Device]);
+            if (code >= 4)
+            {
+                Log.Warn($"state: e2fsck -p exited {code}: repairing with e2fsck -y");
+                code = Run("/sbin/e2fsck", ["-y", state.Device]);
+            }
+            if (code >= 4)
+            {
+                throw new IOException($"state: e2fsck could not repair {state.Device} (exit code {code})");
+            }
+            if (code > 0) Log.Warn($"state: e2fsck repaired {state.Device} (exit code {code})");
+        }
+        Directory.CreateDirectory(MountPoint);
+        Sys.Mount(state.Device, MountPoint, "ext4", MountFlags.NoSuid | MountFlags.NoDev, "errors=remount-ro");
+    }
+
+    /// <summary>No usable state partition: tmpfs in its place so the machine still boots.</summary>
+    public void MountFallback(string why)
+    {
+        Degraded = why;
+        Log.Error($"state: {why}; /var and /etc changes will NOT persist across reboots");
+        Sys.Mount("tmpfs", MountPoint, "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "mode=0755");
+    }
+
+    /// <summary>/var from state, and /etc as an overlay whose writes land on state.</summary>
+    public static void MountVarAndEtc()
+    {
+        string var = Path.Combine(MountPoint, "var");
+        string upper = Path.Combine(MountPoint, "etc", "upper");
+        string work = Path.Combine(MountPoint, "etc", "work");
+        foreach (string d in new[] { var, upper, work }) Directory.CreateDirectory(d);
+        Sys.Mount(var, "/var", null, MountFlags.Bind);
+        Sys.Mount("overlay", "/etc", "overlay", MountFlags.NoDev,
+            $"lowerdir=/etc,upperdir={upper},workdir={work}");
+    }
+
+    private int Run(string path, string[] args)
+    {
+        ExitStatus status = processes.RunAsync(new SpawnRequest
+        {
+            Path = path,
+            Args = [path, .. args],
+            Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        }, FsckTimeout).GetAwaiter().GetResult();
+        return status.ShellCode;
+    }
+
+    /// <summary>The ext2/3/4 superblock starts at byte 1024; its magic 0xEF53 sits at offset 56.</summary>
+    public static bool HasExt4Superblock(string device)
+    {
+        using SafeFileHandle h = File.OpenHandle(device, FileMode.Open, FileAccess.Read);
+        byte[] magic = new byte[2];
+        return RandomAccess.Read(h, magic, 1024 + 56) == 2 && BinaryPrimitives.ReadUInt16LittleEndian(magic) == 0xEF53;
+    }
+
+    /// <summary>The state partition: labelled "state" on the disk the root came from.</summary>
+    public static BlockPartition? Find(string rootDisk) =>
+        BlockDevices.Scan().FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Name == Label)
+        ?? BlockDevices.Scan().FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Var);
+}

@@ -1,0 +1,176 @@
+using System.Runtime.InteropServices;
+using HostOs.Init.Health;
+using HostOs.Init.Processes;
+using HostOs.Init.Services;
+using HostOs.Platform.Config;
+using HostOs.Platform.Interop;
+using HostOs.Platform.Kernel;
+
+namespace HostOs.Init.Phase2;
+
+/// <summary>
+/// Phase 2, PID 1 in the real (read-only) root: named steps from the kernel's file
+/// systems to the services, then the init waits for a power request (signal, power
+/// button, failed boot assessment) and shuts down in order.
+/// </summary>
+internal sealed class SystemBoot
+{
+    private readonly ProcessTable _processes = new();
+    private readonly StateVolume _state;
+    private readonly TaskCompletionSource<PowerAction> _power = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<PosixSignalRegistration> _signals = [];
+    private Supervisor? _supervisor;
+
+    public SystemBoot() => _state = new StateVolume(_processes);
+
+    public void RequestPower(PowerAction action)
+    {
+        if (_power.TrySetResult(action)) Log.Info($"power request: {action}");
+    }
+
+    public void Run()
+    {
+        Log.Info("phase 2 (root)");
+        HandleSignals();
+        _processes.StartReaper();
+        try
+        {
+            Boot();
+        }
+        catch (Exception e)
+        {
+            // A boot that cannot finish must still end in an orderly reboot: the boot
+            // loader then counts the try, and a bad version falls back by itself.
+            Log.Error("boot failed; rebooting in 10 s", e);
+            _power.Task.Wait(TimeSpan.FromSeconds(10));
+            RequestPower(PowerAction.Reboot);
+        }
+        PowerAction action = _power.Task.GetAwaiter().GetResult();
+        Shutdown.Run(action, _supervisor);
+    }
+
+    private void Boot()
+    {
+        BootStep.Run("mount-api-fs", MountApiFileSystems);
+        InitConfig config = LoadConfig();
+        BootStep.TryRun("load-modules", () => ModuleLoader.Load(ModuleLoader.ModulesDirectory(), config.Modules));
+        BootStep.TryRun("mount-efivars", MountEfiVars);
+        PowerButton.Watch(() => RequestPower(PowerAction.PowerOff));
+
+        var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
+        BlockPartition root = BlockDevices.WaitFor(Phase1.InitramfsBoot.RootSpec(cmdline), TimeSpan.FromSeconds(5));
+        BootStep.Run("mount-state", () =>
+        {
+            BlockPartition? state = StateVolume.Find(root.Disk);
+            if (state is null)
+            {
+                _state.MountFallback($"no partition labelled '{StateVolume.Label}' on {root.Disk}");
+                return;
+            }
+            try
+            {
+                _state.Mount(state);
+            }
+            catch (Exception e)
+            {
+                _state.MountFallback(e.Message);
+            }
+        });
+        BootStep.Run("mount-var-etc", StateVolume.MountVarAndEtc);
+        string machineId = "";
+        BootStep.Run("machine-id", () => machineId = MachineIdentity.EnsureMachineId());
+        BootStep.TryRun("hostname", () =>
+        {
+            string name = MachineIdentity.Hostname(machineId);
+            Sys.SetHostname(name);
+            Log.Info($"hostname {name}");
+        });
+        BootStep.TryRun("loopback", () => Sys.SetInterfaceUp("lo"));
+
+        _supervisor = new Supervisor(config.Services, _processes);
+        BootStep.Run("start-services", _supervisor.StartAll);
+        var assessment = new BootAssessment(config, _supervisor, _processes, _state, root.Disk);
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await assessment.RunAsync(RequestPower).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                Log.Error("boot assessment", e);
+            }
+        });
+        _ = _supervisor.RequiredReady.ContinueWith(
+            _ => Log.Info($"HostOS ready: {_supervisor.Services.Count} services up"),
+            TaskContinuationOptions.OnlyOnRanToCompletion);
+    }
+
+    private static InitConfig LoadConfig()
+    {
+        try
+        {
+            return InitConfig.Parse(File.ReadAllText(InitConfig.Path), InitConfig.Path);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException)
+        {
+            // The build validated it; if the root still carries a bad one, boot with
+            // nothing declared rather than not at all (the assessment will not pass).
+            Log.Error($"{InitConfig.Path} unusable, booting without services", e);
+            return new InitConfig { Services = [new ServiceDefinition { Name = "init-config", Exec = ["/nonexistent"], Restart = RestartPolicy.Never }] };
+        }
+    }
+
+    private void HandleSignals()
+    {
+        // A handler must be installed for the kernel to deliver these to PID 1 at all.
+        // Ctrl-Alt-Del: with CAD off, the kernel sends SIGINT to PID 1 instead of rebooting.
+        Register(PosixSignal.SIGTERM, PowerAction.PowerOff);
+        Register((PosixSignal)Sys.SIGPWR, PowerAction.PowerOff);
+        Register(PosixSignal.SIGINT, PowerAction.Reboot);
+        try
+        {
+            Sys.Reboot(RebootCommand.CtrlAltDelOff);
+        }
+        catch (Exception e)
+        {
+            Log.Error("reboot(CAD_OFF)", e);
+        }
+    }
+
+    private void Register(PosixSignal signal, PowerAction action) =>
+        _signals.Add(PosixSignalRegistration.Create(signal, ctx =>
+        {
+            ctx.Cancel = true;
+            RequestPower(action);
+        }));
+
+    private static void MountApiFileSystems()
+    {
+        // Phase 1 moved /dev, /proc and /sys here; mount them when booted without it.
+        if (!File.Exists("/proc/self/mountinfo")) Sys.Mount("proc", "/proc", "proc", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
+        if (!Directory.Exists("/sys/kernel")) Sys.Mount("sysfs", "/sys", "sysfs", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
+        if (!File.Exists("/dev/null")) Sys.Mount("devtmpfs", "/dev", "devtmpfs", MountFlags.NoSuid, "mode=0755");
+        Directory.CreateDirectory("/dev/pts");
+        Sys.Mount("devpts", "/dev/pts", "devpts", MountFlags.NoSuid | MountFlags.NoExec, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+        Directory.CreateDirectory("/dev/shm");
+        Sys.Mount("tmpfs", "/dev/shm", "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "mode=1777");
+        Sys.Mount("tmpfs", "/run", "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "mode=0755");
+        Sys.Mount("tmpfs", "/tmp", "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "mode=1777");
+        Sys.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec, "nsdelegate");
+        foreach (var (link, target) in new[] { ("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2") })
+        {
+            if (!Path.Exists(link)) File.CreateSymbolicLink(link, target);
+        }
+    }
+
+    private static void MountEfiVars()
+    {
+        if (!Directory.Exists(EfiVariables.Directory))
+        {
+            Log.Info("not booted through UEFI: no boot counting");
+            return;
+        }
+        Sys.Mount("efivarfs", EfiVariables.Directory, "efivarfs", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec | MountFlags.ReadOnly);
+    }
+}

@@ -1,0 +1,107 @@
+using HostOs.Platform;
+using HostOs.Platform.Interop;
+
+namespace HostOs.Init.Processes;
+
+/// <summary>
+/// The one reaper of PID 1 (docs/pid1.md). A dedicated OS thread blocks in
+/// <c>waitpid(-1)</c> and drains every exit, our own children and reparented orphans
+/// alike (tini's <c>reap_zombies</c>). An exit of a process we started is handed to
+/// whoever waits for it; orphans are only counted.
+///
+/// The race "child exits and is reaped before its starter registered interest" is
+/// closed by the lock: <see cref="Start"/> holds it across posix_spawn and the
+/// registration, and the reaper takes it before looking a pid up.
+///
+/// Nothing in the init may use System.Diagnostics.Process: once used, the .NET runtime
+/// installs its own SIGCHLD reaper and the two would steal exits from each other.
+/// </summary>
+internal sealed class ProcessTable
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<int, TaskCompletionSource<ExitStatus>> _running = [];
+    private readonly ManualResetEventSlim _childStarted = new(false);
+    private long _orphansReaped;
+
+    public long OrphansReaped => Interlocked.Read(ref _orphansReaped);
+
+    public int RunningCount
+    {
+        get { lock (_gate) return _running.Count; }
+    }
+
+    public void StartReaper()
+    {
+        var thread = new Thread(ReapLoop) { IsBackground = true, Name = "reaper" };
+        thread.Start();
+    }
+
+    /// <summary>Starts a process; the task completes with its exit status once reaped.</summary>
+    public (int Pid, Task<ExitStatus> Exited) Start(SpawnRequest request)
+    {
+        var exited = new TaskCompletionSource<ExitStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        int pid;
+        lock (_gate)
+        {
+            pid = Sys.Spawn(request);
+            _running[pid] = exited;
+        }
+        _childStarted.Set();
+        return (pid, exited.Task);
+    }
+
+    /// <summary>Runs a command to completion and returns its exit status.</summary>
+    public async Task<ExitStatus> RunAsync(SpawnRequest request, TimeSpan timeout)
+    {
+        var (pid, exited) = Start(request);
+        Task done = await Task.WhenAny(exited, Task.Delay(timeout)).ConfigureAwait(false);
+        if (done != exited)
+        {
+            Sys.TryKill(pid, Sys.SIGKILL);
+            await exited.ConfigureAwait(false);
+            throw new TimeoutException($"'{request.Path}' did not finish within {timeout.TotalSeconds:F0} s and was killed");
+        }
+        return await exited.ConfigureAwait(false);
+    }
+
+    private void ReapLoop()
+    {
+        while (true)
+        {
+            try
+            {
+                // Reset before waitpid: a child started after waitpid said ECHILD sets the
+                // event after this reset, so the Wait below cannot miss it.
+                _childStarted.Reset();
+                int pid = Sys.WaitPid(-1, 0, out ExitStatus status);
+                if (pid == -Errno.ECHILD)
+                {
+                    _childStarted.Wait(TimeSpan.FromSeconds(1));
+                    continue;
+                }
+                Dispatch(pid, status);
+            }
+            catch (Exception e)
+            {
+                // The reaper must outlive anything; a pause stops a hot error loop.
+                Log.Error("reaper", e);
+                Thread.Sleep(100);
+            }
+        }
+    }
+
+    private void Dispatch(int pid, ExitStatus status)
+    {
+        TaskCompletionSource<ExitStatus>? waiter;
+        lock (_gate)
+        {
+            _running.Remove(pid, out waiter);
+        }
+        if (waiter is null)
+        {
+            Interlocked.Increment(ref _orphansReaped);
+            return;
+        }
+        waiter.TrySetResult(status);
+    }
+}

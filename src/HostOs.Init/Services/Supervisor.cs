@@ -1,0 +1,48 @@
+using HostOs.Init.Processes;
+using HostOs.Platform.Config;
+
+namespace HostOs.Init.Services;
+
+/// <summary>Starts the declared services in dependency order and stops them in reverse.</summary>
+internal sealed class Supervisor
+{
+    private readonly List<Service> _services;
+
+    public Supervisor(IEnumerable<ServiceDefinition> definitions, ProcessTable processes) =>
+        _services = definitions.Select(d => new Service(d, processes)).ToList();
+
+    public IReadOnlyList<Service> Services => _services;
+
+    public void StartAll()
+    {
+        var byName = _services.ToDictionary(s => s.Name, StringComparer.Ordinal);
+        foreach (Service s in _services)
+        {
+            s.Start(s.Definition.After.Select(a => byName[a]));
+        }
+    }
+
+    /// <summary>Completes when every required service has been ready once.</summary>
+    public Task RequiredReady =>
+        Task.WhenAll(_services.Where(s => s.Definition.Required).Select(s => s.FirstReady));
+
+    /// <summary>The required services that are not ready now, with why.</summary>
+    public IEnumerable<string> Unhealthy() =>
+        _services.Where(s => s.Definition.Required && s.State != ServiceState.Ready)
+                 .Select(s => $"service {s.Name} is {s.State}{(s.LastExit is null ? "" : $" (last exit: {s.LastExit})")}");
+
+    public async Task StopAllAsync()
+    {
+        for (int i = _services.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await _services[i].StopAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                Log.Error($"stopping {_services[i].Name}", e);
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Platform.Interop;
+
+public static unsafe partial class Sys
+{
+    private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
+
+    [LibraryImport(Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenRaw(string path, int flags, int mode);
+
+    [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
+    private static partial int FsyncRaw(SafeFileHandle fd);
+
+    [LibraryImport(Libc, EntryPoint = "pipe2", SetLastError = true)]
+    private static partial int Pipe2Raw(int* fds, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "sethostname", SetLastError = true)]
+    private static partial int SetHostnameRaw(byte* name, nuint length);
+
+    /// <summary>Opens a directory so it can be fsync'ed after a rename inside it.</summary>
+    public static SafeFileHandle OpenDirectory(string path)
+    {
+        int fd = Retry(() => OpenRaw(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0), "open", path);
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    public static void Fsync(SafeFileHandle handle, string path) =>
+        Retry(() => FsyncRaw(handle), "fsync", path);
+
+    /// <summary>fsync of a directory: makes a rename or a new entry in it durable.</summary>
+    public static void FsyncDirectory(string path)
+    {
+        using SafeFileHandle dir = OpenDirectory(path);
+        Fsync(dir, path);
+    }
+
+    /// <summary>A pipe whose both ends are close-on-exec (the child gets its end through dup2).</summary>
+    public static (SafeFileHandle Read, SafeFileHandle Write) Pipe()
+    {
+        int* fds = stackalloc int[2];
+        Check(Pipe2Raw(fds, O_CLOEXEC), "pipe2", null);
+        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
+
+    public static void SetHostname(string name)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(name);
+        fixed (byte* p = bytes)
+        {
+            Check(SetHostnameRaw(p, (nuint)bytes.Length), "sethostname", name);
+        }
+    }
+}
