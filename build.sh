@@ -6,6 +6,8 @@
 #   ./build.sh image/hostos.json qemu-tests/image/hostos-test.json
 set -euo pipefail
 cd "$(dirname "$0")"
+deps_only=0
+if [ "${1:-}" = "--deps-only" ]; then deps_only=1; shift; fi
 
 # Host tools, from Debian's archive only. Installed when missing; never the kernel
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
@@ -22,10 +24,16 @@ if [ ${#missing[@]} -gt 0 ] || [ ! -d /var/lib/apt/lists ] || [ -z "$(ls /var/li
   [ ${#missing[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "== publishing hostos-init (NativeAOT)"
-dotnet publish src/HostOs.Init -c Release -o out/publish/hostos-init -nologo -v quiet \
-  -p:DebugType=none -p:DebugSymbols=false
-ls -l out/publish/hostos-init/hostos-init
+[ $deps_only -eq 0 ] || exit 0
+
+publish() { # project output-name
+  echo "== publishing $2 (NativeAOT)"
+  dotnet publish "$1" -c Release -o "out/publish/$2" -nologo -v quiet -p:DebugType=none -p:DebugSymbols=false
+  ls -l "out/publish/$2/$2"
+}
+publish src/HostOs.Init hostos-init
+# The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
+publish tests/HostOs.GuestCheck hostos-guestcheck
 
 echo "== building the image builder"
 dotnet build src/HostOs.ImageBuilder -c Release -nologo -v quiet -o out/imagebuilder

@@ -84,14 +84,20 @@ internal sealed class FsTree
     private void Put(string path, FsNode node)
     {
         string p = Map(path);
-        if (_nodes.TryGetValue(p, out FsNode? existing) && existing != node)
+        if (_nodes.TryGetValue(p, out FsNode? existing))
         {
-            if (existing.Kind == node.Kind && existing.Kind == NodeKind.File && existing.Source == node.Source) return;
+            if (Same(existing, node)) return;
             throw new InvalidOperationException($"{p} is declared twice, differently");
         }
         AddDirectory(Parent(p));
         _nodes[p] = node;
     }
+
+    /// <summary>The same declaration twice (a library two binaries need) is fine.</summary>
+    private static bool Same(FsNode a, FsNode b) =>
+        a.Kind == b.Kind && a.Mode == b.Mode && a.Source == b.Source && a.LinkTarget == b.LinkTarget &&
+        a.Major == b.Major && a.Minor == b.Minor &&
+        (a.Content is null ? b.Content is null : b.Content is not null && a.Content.AsSpan().SequenceEqual(b.Content));
 
     private static string Parent(string p)
     {

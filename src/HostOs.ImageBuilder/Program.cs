@@ -1,11 +1,11 @@
 using HostOs.ImageBuilder;
 
-// hostos-imagebuilder build IMAGE.json --out DIR [--lock FILE] [--cache DIR]
+// hostos-imagebuilder build IMAGE.json --out DIR [--lock FILE] [--cache DIR] [--repo DIR]
 //   Builds the disk image an image definition describes. Runs on the build host.
 // hostos-imagebuilder validate IMAGE.json
 if (args.Length < 2 || args[0] is not ("build" or "validate"))
 {
-    Console.Error.WriteLine("usage: hostos-imagebuilder build IMAGE.json --out DIR [--lock FILE] [--cache DIR]\n" +
+    Console.Error.WriteLine("usage: hostos-imagebuilder build IMAGE.json --out DIR [--lock FILE] [--cache DIR] [--repo DIR]\n" +
                             "       hostos-imagebuilder validate IMAGE.json");
     return 2;
 }
@@ -24,7 +24,8 @@ try
         Console.WriteLine($"{definition}: valid ({image.Name} {image.Version})");
         return 0;
     }
-    string repo = Directory.GetCurrentDirectory();
+    // Sources in the definition ("out/publish/...") are relative to the repository.
+    string repo = Path.GetFullPath(Option("--repo", Directory.GetCurrentDirectory()));
     string outDir = Path.GetFullPath(Option("--out", Path.Combine("out", image.Name!)));
     Directory.CreateDirectory(outDir);
     var lockFile = new PackageLock(Path.GetFullPath(Option("--lock", "image/packages.lock")));

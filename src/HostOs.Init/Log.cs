@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Init;
 
@@ -8,11 +9,27 @@ namespace HostOs.Init;
 /// (CLOCK_MONOTONIC, which starts with the kernel) like the kernel's own lines.
 /// Writes go straight to fd 1 (the console the kernel gave PID 1), under a lock, and a
 /// failed write is swallowed: logging must never be what kills PID 1.
+///
+/// Never System.Console here (or anywhere in the init): on a terminal, Console installs
+/// the runtime's SIGCHLD handler, and when getpid() == 1 that handler reaps *every*
+/// child (dotnet/runtime pal_signal.c, "reapAll = g_pid == 1 || ..."), stealing exits
+/// from our reaper. See docs/pid1.md.
 /// </summary>
 internal static class Log
 {
     private static readonly Lock Gate = new();
-    private static readonly Stream Out = Console.OpenStandardOutput();
+    private static readonly Stream Out = new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0);
+
+    /// <summary>Writes a line to fd 2, for the command-line uses outside PID 1.</summary>
+    public static void Stderr(string line) => WriteFd(2, line);
+
+    public static void Stdout(string line) => WriteFd(1, line);
+
+    private static void WriteFd(int fd, string line)
+    {
+        using var s = new FileStream(new SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, 0);
+        s.Write(Encoding.UTF8.GetBytes(line + "\n"));
+    }
 
     public static void Info(string message) => Write("", message);
     public static void Warn(string message) => Write("WARNING: ", message);

@@ -18,12 +18,12 @@ internal static class Program
     {
         if (args.Length > 0 && args[0] == "--version")
         {
-            Console.WriteLine($"hostos-init {Version}");
+            Log.Stdout($"hostos-init {Version}");
             return 0;
         }
         if (Sys.GetPid() != 1)
         {
-            Console.Error.WriteLine("hostos-init: must run as PID 1 (the kernel's init)");
+            Log.Stderr("hostos-init: must run as PID 1 (the kernel's init)");
             return 2;
         }
         try

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using HostOs.Init.Processes;
+using HostOs.Init.Services;
 using HostOs.Platform.Disk;
 using HostOs.Platform.Interop;
 using Microsoft.Win32.SafeHandles;
@@ -70,13 +71,21 @@ internal sealed class StateVolume(ProcessTable processes)
 
     private int Run(string path, string[] args)
     {
-        ExitStatus status = processes.RunAsync(new SpawnRequest
+        var (read, write) = Sys.Pipe();
+        Task<ExitStatus> run;
+        using (write)
         {
-            Path = path,
-            Args = [path, .. args],
-            Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-        }, FsckTimeout).GetAwaiter().GetResult();
-        return status.ShellCode;
+            run = processes.RunAsync(new SpawnRequest
+            {
+                Path = path,
+                Args = [path, .. args],
+                Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                Stdout = write,
+                Stderr = write,
+            }, FsckTimeout);
+        }
+        OutputPump.Start(Path.GetFileName(path), read);
+        return run.GetAwaiter().GetResult().ShellCode;
     }
 
     /// <summary>The ext2/3/4 superblock starts at byte 1024; its magic 0xEF53 sits at offset 56.</summary>

@@ -30,8 +30,31 @@ internal sealed class ProcessTable
         get { lock (_gate) return _running.Count; }
     }
 
+    /// <summary>
+    /// True when something in this process made the .NET runtime catch SIGCHLD (a use of
+    /// System.Console on a terminal, or of System.Diagnostics.Process): as PID 1 the
+    /// runtime then reaps every child itself. Read from SigCgt in /proc/self/status.
+    /// </summary>
+    public static bool RuntimeCatchesSigChld(string status)
+    {
+        foreach (string line in status.Split('\n'))
+        {
+            if (line.StartsWith("SigCgt:", StringComparison.Ordinal))
+            {
+                ulong mask = Convert.ToUInt64(line[7..].Trim(), 16);
+                return (mask & (1UL << (17 - 1))) != 0; // SIGCHLD = 17
+            }
+        }
+        return false;
+    }
+
     public void StartReaper()
     {
+        if (RuntimeCatchesSigChld(File.ReadAllText("/proc/self/status")))
+        {
+            Log.Error("the .NET runtime catches SIGCHLD and will reap our children behind our back " +
+                      "(System.Console or System.Diagnostics.Process was used): exits will be lost");
+        }
         var thread = new Thread(ReapLoop) { IsBackground = true, Name = "reaper" };
         thread.Start();
     }

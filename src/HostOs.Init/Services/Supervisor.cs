@@ -31,18 +31,36 @@ internal sealed class Supervisor
         _services.Where(s => s.Definition.Required && s.State != ServiceState.Ready)
                  .Select(s => $"service {s.Name} is {s.State}{(s.LastExit is null ? "" : $" (last exit: {s.LastExit})")}");
 
-    public async Task StopAllAsync()
+    /// <summary>
+    /// Stops every service: all at once, except that a service waits until those started
+    /// after it (its dependents) have stopped. Graces overlap instead of adding up.
+    /// </summary>
+    public Task StopAllAsync()
     {
-        for (int i = _services.Count - 1; i >= 0; i--)
+        var stops = new Dictionary<string, Task>(StringComparer.Ordinal);
+        foreach (Service s in _services) Stop(s);
+        return Task.WhenAll(stops.Values);
+
+        Task Stop(Service s)
         {
-            try
-            {
-                await _services[i].StopAsync().ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                Log.Error($"stopping {_services[i].Name}", e);
-            }
+            if (stops.TryGetValue(s.Name, out Task? t)) return t;
+            Task[] dependents = _services.Where(d => d.Definition.After.Contains(s.Name)).Select(Stop).ToArray();
+            t = StopAfter(s, dependents);
+            stops[s.Name] = t;
+            return t;
+        }
+    }
+
+    private static async Task StopAfter(Service service, Task[] dependents)
+    {
+        await Task.WhenAll(dependents).ConfigureAwait(false);
+        try
+        {
+            await service.StopAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Log.Error($"stopping {service.Name}", e);
         }
     }
 }

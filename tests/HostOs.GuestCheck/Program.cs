@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using System.Globalization;
+using HostOs.Platform.Interop;
+
+namespace HostOs.GuestCheck;
+
+/// <summary>
+/// hostos-guestcheck orphans N: N processes are orphaned to PID 1, all blocked on one
+/// FIFO, then released at the same instant by closing its last writer; passes when no
+/// zombie of them is left within one second of the release.
+/// </summary>
+internal static partial class Program
+{
+    private static int Main(string[] args)
+    {
+        try
+        {
+            return args switch
+            {
+                ["orphans", string n] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: false),
+                ["orphans", string n, "--control"] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: true),
+                ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
+                _ => Usage(),
+            };
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine($"FAIL {string.Join(' ', args)}: {e.GetType().Name}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: hostos-guestcheck orphans N [--control] | notify-service DELAY_SECONDS");
+        return 2;
+    }
+
+    /// <summary>
+    /// With --control the checker makes itself a child subreaper (prctl(2)) and does not
+    /// reap: the orphans become its zombies, and the check must see them. This proves the
+    /// measurement can fail; the real run expects PID 1 to leave none.
+    /// </summary>
+    private static int Orphans(int count, bool control)
+    {
+        int parent = 1;
+        if (control)
+        {
+            if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw new InvalidOperationException("prctl(PR_SET_CHILD_SUBREAPER) failed");
+            parent = Sys.GetPid();
+        }
+        const string gate = "/tmp/orphan-gate";
+        File.Delete(gate);
+        Run("/usr/bin/mkfifo", gate);
+        // O_RDWR on a FIFO never blocks and counts as a writer: the readers' opens return
+        // at once, and their reads block until this last writer goes away.
+        using var writer = new FileStream(gate, FileMode.Open, FileAccess.ReadWrite);
+        // The loop's shell exits at once, so every `cat` is orphaned and re-parented to PID 1.
+        Run("/usr/bin/sh", "-c", $"i=0; while [ $i -lt {count} ]; do /usr/bin/cat {gate} >/dev/null & i=$((i+1)); done");
+
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var cats = Cats(parent);
+            int blocked = cats.Count(p => p.Wchan == "pipe_read");
+            if (blocked == count) break;
+            if (clock.Elapsed > TimeSpan.FromSeconds(120))
+            {
+                Console.WriteLine($"FAIL orphans: only {blocked} of {count} orphans blocked on the gate after 120 s ({cats.Count} seen)");
+                return 1;
+            }
+            Thread.Sleep(50);
+        }
+        Console.WriteLine($"orphans: {count} orphans of PID {parent} blocked after {clock.Elapsed.TotalSeconds:F1} s; releasing");
+
+        writer.Dispose();
+        var release = Stopwatch.StartNew();
+        if (control)
+        {
+            Thread.Sleep(2000);
+            int zombies = Cats(parent).Count(p => p.State == 'Z');
+            while (Sys.WaitPid(-1, Sys.WNOHANG, out _) > 0) { }
+            Console.WriteLine($"CONTROL orphans: without a reaper, {zombies} of {count} are zombies 2 s after release");
+            return zombies == count ? 0 : 1;
+        }
+        int maxZombies = 0, scans = 0;
+        while (true)
+        {
+            var cats = Cats(parent);
+            scans++;
+            maxZombies = Math.Max(maxZombies, cats.Count(p => p.State == 'Z'));
+            if (cats.Count == 0) break;
+            if (release.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                Console.WriteLine($"FAIL orphans: {cats.Count} left ({cats.Count(p => p.State == 'Z')} zombies) 30 s after release");
+                return 1;
+            }
+        }
+        double ms = release.Elapsed.TotalMilliseconds;
+        string verdict = ms <= 1000 ? "PASS" : "FAIL";
+        Console.WriteLine($"{verdict} orphans: {count} exited at once, none left after {ms:F0} ms " +
+                          $"(at most {maxZombies} zombies seen, {scans} scans of /proc)");
+        return ms <= 1000 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// A service that becomes ready late: after DELAY seconds it sends READY=1 to
+    /// $NOTIFY_SOCKET as sd_notify(3) does (a datagram on a Unix socket), then idles.
+    /// </summary>
+    private static int NotifyService(double delay)
+    {
+        string socketPath = Environment.GetEnvironmentVariable("NOTIFY_SOCKET")
+            ?? throw new InvalidOperationException("NOTIFY_SOCKET is not set");
+        Console.WriteLine($"notify-service: READY=1 in {delay} s");
+        Thread.Sleep(TimeSpan.FromSeconds(delay));
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
+            System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.SendTo("STATUS=serving\nREADY=1\n"u8.ToArray(), new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
+        Console.WriteLine("notify-service: sent READY=1");
+        Thread.Sleep(Timeout.Infinite);
+        return 0;
+    }
+
+    private sealed record Proc(int Pid, char State, string Wchan);
+
+    /// <summary>The `cat` processes whose parent is <paramref name="parent"/>.</summary>
+    private static List<Proc> Cats(int parent)
+    {
+        var list = new List<Proc>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            string stat;
+            try { stat = File.ReadAllText(dir + "/stat"); }
+            catch (IOException) { continue; }
+            int open = stat.IndexOf('('), close = stat.LastIndexOf(')');
+            if (open < 0 || close < 0 || stat[(open + 1)..close] != "cat") continue;
+            string[] rest = stat[(close + 2)..].Split(' ');
+            if (rest[1] != parent.ToString(CultureInfo.InvariantCulture)) continue;
+            string wchan = "";
+            try { wchan = File.ReadAllText(dir + "/wchan"); }
+            catch (IOException) { }
+            list.Add(new Proc(pid, rest[0][0], wchan));
+        }
+        return list;
+    }
+
+    private const int PR_SET_CHILD_SUBREAPER = 36;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5);
+
+    private static void Run(string path, params string[] args)
+    {
+        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = [path, .. args], Environment = ["PATH=/usr/bin"], NewSession = false });
+        Sys.WaitPid(pid, 0, out ExitStatus status);
+        if (!(status.Exited && status.Code == 0)) throw new InvalidOperationException($"{path} {string.Join(' ', args)}: {status}");
+    }
+}

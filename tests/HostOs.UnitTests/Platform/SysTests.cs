@@ -1,0 +1,96 @@
+using HostOs.Platform;
+using HostOs.Platform.Interop;
+
+namespace HostOs.UnitTests.Platform;
+
+/// <summary>The interop layer against the real kernel (as any user, or as root where marked).</summary>
+public class SysTests
+{
+    [Fact]
+    public void SpawnAndWait_ExitCodeAndSignalAreDecoded()
+    {
+        int pid = Sys.Spawn(new SpawnRequest { Path = "/bin/sh", Args = ["sh", "-c", "exit 7"] });
+        Assert.Equal(pid, Sys.WaitPid(pid, 0, out ExitStatus status));
+        Assert.True(status.Exited);
+        Assert.Equal(7, status.Code);
+
+        pid = Sys.Spawn(new SpawnRequest { Path = "/bin/sh", Args = ["sh", "-c", "kill -TERM $$"] });
+        Sys.WaitPid(pid, 0, out status);
+        Assert.True(status.Signaled);
+        Assert.Equal(15, status.Signal);
+        Assert.Equal(143, status.ShellCode);
+    }
+
+    [Fact]
+    public void SpawnedChildGetsDefaultSignalDispositions()
+    {
+        // .NET ignores SIGPIPE; exec would keep "ignored". The child must see SIG_DFL.
+        var (read, write) = Sys.Pipe();
+        int pid = Sys.Spawn(new SpawnRequest { Path = "/bin/sh", Args = ["sh", "-c", "grep SigIgn /proc/self/status"], Stdout = write });
+        write.Dispose();
+        using var reader = new StreamReader(new FileStream(read, FileAccess.Read));
+        string line = reader.ReadToEnd().Trim();
+        Sys.WaitPid(pid, 0, out _);
+        ulong ignored = Convert.ToUInt64(line.Split('\t').Last(), 16);
+        Assert.Equal(0UL, ignored & (1UL << (13 - 1))); // SIGPIPE = 13
+    }
+
+    [Fact]
+    public void SpawnOfAMissingProgramNamesIt()
+    {
+        var e = Assert.Throws<SysException>(() => Sys.Spawn(new SpawnRequest { Path = "/nonexistent/prog", Args = ["prog"] }));
+        Assert.Equal(Errno.ENOENT, e.Errno);
+        Assert.Contains("posix_spawn '/nonexistent/prog'", e.Message);
+        Assert.Contains("(ENOENT)", e.Message);
+    }
+
+    [Fact]
+    public void WaitWithNoChildrenIsEchildNotAnException() =>
+        Assert.Equal(-Errno.ECHILD, Sys.WaitPid(999_999_999, Sys.WNOHANG, out _));
+
+    [Fact]
+    public void KillOfAGoneProcessIsFalse()
+    {
+        int pid = Sys.Spawn(new SpawnRequest { Path = "/bin/true", Args = ["true"] });
+        Sys.WaitPid(pid, 0, out _);
+        Assert.False(Sys.TryKill(pid, 0));
+    }
+
+    [Fact]
+    public void GetRandomFillsTheBuffer()
+    {
+        byte[] a = new byte[32], b = new byte[32];
+        Sys.GetRandom(a);
+        Sys.GetRandom(b);
+        Assert.NotEqual(a, b);
+    }
+
+    [Fact]
+    public void MountErrorNamesTargetAndErrno()
+    {
+        var e = Assert.Throws<SysException>(() => Sys.Mount("none", "/nonexistent-mountpoint", "tmpfs", MountFlags.None));
+        Assert.Contains("mount '/nonexistent-mountpoint'", e.Message);
+        Assert.Contains("(ENOENT)", e.Message);
+    }
+
+    [RootFact]
+    public void MountTmpfsRemountReadOnlyAndUnmount()
+    {
+        string dir = Directory.CreateTempSubdirectory("hostos-mount-").FullName;
+        try
+        {
+            Sys.Mount("tmpfs", dir, "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "size=1m");
+            File.WriteAllText(Path.Combine(dir, "f"), "x");
+            Sys.Mount(null, dir, null, MountFlags.Remount | MountFlags.ReadOnly);
+            var e = Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(dir, "g"), "y"));
+            Assert.Contains("Read-only file system", e.Message);
+            Sys.Umount(dir);
+            Assert.False(File.Exists(Path.Combine(dir, "f")));
+        }
+        finally
+        {
+            Sys.TryUmount(dir, Sys.MNT_DETACH);
+            Directory.Delete(dir, true);
+        }
+    }
+}
