@@ -14,6 +14,7 @@ mkdir -p out/run
 if [ $keep -eq 0 ] || [ ! -f out/run/disk.img ]; then
   cp --sparse=always out/hostos/disk.img out/run/disk.img
   cp /usr/share/OVMF/OVMF_VARS_4M.fd out/run/vars.fd
+  cat /proc/sys/kernel/random/uuid > out/run/uuid   # the VM's SMBIOS UUID, as a cloud gives one
 fi
 echo "== booting HostOS (TCG unless HOSTOS_ACCEL is set); Ctrl-A X quits; QMP on out/run/qmp.sock"
 exec qemu-system-x86_64 -machine q35 -accel "${HOSTOS_ACCEL:-tcg}" -m 1024 -smp 2 \
@@ -22,4 +23,5 @@ exec qemu-system-x86_64 -machine q35 -accel "${HOSTOS_ACCEL:-tcg}" -m 1024 -smp 
   -drive if=pflash,format=raw,unit=1,file=out/run/vars.fd \
   -drive if=virtio,format=raw,file=out/run/disk.img \
   -chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console \
+  -uuid "$(cat out/run/uuid)" \
   -qmp unix:out/run/qmp.sock,server=on,wait=off

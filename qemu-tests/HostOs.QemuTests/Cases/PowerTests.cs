@@ -34,11 +34,13 @@ public sealed class PowerTests
     [Fact]
     public async Task PowerCutWhileWriting_NextBootComesUp()
     {
-        await using var vm = QemuMachine.Create("power-cut");
+        // No SMBIOS UUID here: the machine id comes from getrandom, as on bare metal.
+        await using var vm = QemuMachine.Create("power-cut", smbiosUuid: false);
         vm.Start();
         await vm.WaitForReadyAsync();
         SerialShell sh = await vm.ShellAsync();
         await sh.CheckAsync("echo before > /var/before && sync");
+        string machineId = await sh.CheckAsync("cat /etc/machine-id");
         await sh.FireAsync("while true; do dd if=/dev/zero of=/var/churn bs=64k count=64 2>/dev/null; done");
         await Task.Delay(2000);
         await vm.KillAsync();
@@ -48,6 +50,8 @@ public sealed class PowerTests
         await vm.WaitForReadyAsync(mark);
         sh = await vm.ShellAsync();
         Assert.Equal("before", await sh.CheckAsync("cat /var/before"));
+        Assert.Equal(machineId, await sh.CheckAsync("cat /etc/machine-id"));
+        Assert.Contains("machine id " + machineId + " created (random)", vm.Console.Since(0));
         await sh.CheckAsync("echo after > /var/after && sync");
         Assert.DoesNotContain("will NOT persist", vm.Console.Since(mark));
     }

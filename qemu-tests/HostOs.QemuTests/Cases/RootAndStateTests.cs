@@ -36,6 +36,7 @@ public sealed class RootAndStateTests
         await sh.CheckAsync($"echo {token} > /var/probe && echo configured > /etc/probe");
         string machineId = await sh.CheckAsync("cat /etc/machine-id");
         Assert.Matches("^[0-9a-f]{32}$", machineId);
+        Assert.Equal(vm.Uuid!.Value.ToString("N"), machineId); // the VM's SMBIOS UUID, as in a cloud
         string hostname = await sh.CheckAsync("hostname");
         Assert.Equal("hostos-" + machineId[..8], hostname);
 

@@ -13,27 +13,31 @@ internal sealed class QemuMachine : IAsyncDisposable
 {
     private readonly string _dir;
     private Process? _qemu;
+    private Task _pumps = Task.CompletedTask;
     private SerialShell? _shell;
 
-    private QemuMachine(string name, string dir)
+    private QemuMachine(string name, string dir, Guid? uuid)
     {
         Name = name;
+        Uuid = uuid;
         _dir = dir;
         Console = new GuestConsole(Path.Combine(Repo.LogDirectory, $"{name}.log"));
     }
 
     public string Name { get; }
+    /// <summary>The SMBIOS system UUID (every cloud VM has one), or null for none.</summary>
+    public Guid? Uuid { get; }
     public GuestConsole Console { get; }
     public string DiskPath => Path.Combine(_dir, "disk.img");
     public string QmpPath => Path.Combine(_dir, "qmp.sock");
     public bool IsRunning => _qemu is { HasExited: false };
 
-    public static QemuMachine Create(string name, string image = "hostos-test")
+    public static QemuMachine Create(string name, string image = "hostos-test", bool smbiosUuid = true)
     {
         string source = Repo.Image(image);
         string dir = Directory.CreateTempSubdirectory($"hostos-qemu-{name}-").FullName;
         File.Delete(Path.Combine(Repo.LogDirectory, $"{name}.log"));
-        var m = new QemuMachine(name, dir);
+        var m = new QemuMachine(name, dir, smbiosUuid ? Guid.NewGuid() : null);
         Run("cp", "--sparse=always", source, m.DiskPath);
         File.Copy("/usr/share/OVMF/OVMF_VARS_4M.fd", Path.Combine(dir, "vars.fd"));
         return m;
@@ -63,11 +67,15 @@ internal sealed class QemuMachine : IAsyncDisposable
         {
             psi.ArgumentList.Add(arg);
         }
+        if (Uuid is Guid uuid)
+        {
+            psi.ArgumentList.Add("-uuid");
+            psi.ArgumentList.Add(uuid.ToString());
+        }
         Console.Note($"starting {Name}: qemu-system-x86_64 {string.Join(' ', psi.ArgumentList)}");
         _qemu = Process.Start(psi) ?? throw new InvalidOperationException("cannot start qemu-system-x86_64");
         Process q = _qemu;
-        _ = Task.Run(() => Pump(q.StandardOutput, ""));
-        _ = Task.Run(() => Pump(q.StandardError, "qemu: "));
+        _pumps = Task.WhenAll(Task.Run(() => Pump(q.StandardOutput, "")), Task.Run(() => Pump(q.StandardError, "qemu: ")));
         _shell = null;
     }
 
@@ -104,6 +112,7 @@ internal sealed class QemuMachine : IAsyncDisposable
         try
         {
             await _qemu.WaitForExitAsync(cts.Token);
+            await _pumps.WaitAsync(cts.Token); // everything QEMU wrote is in the console now
             return true;
         }
         catch (OperationCanceledException)
@@ -119,6 +128,7 @@ internal sealed class QemuMachine : IAsyncDisposable
         Console.Note("SIGKILL to QEMU (power cut)");
         _qemu.Kill();
         await _qemu.WaitForExitAsync();
+        await _pumps;
     }
 
     public async ValueTask DisposeAsync()

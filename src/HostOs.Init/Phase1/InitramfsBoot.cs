@@ -29,6 +29,7 @@ internal static class InitramfsBoot
             Sys.Mount("sysfs", "/sys", "sysfs", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
         });
         var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
+        // A failed module is reported; if the root's driver is among them, mount-root says so.
         BootStep.Run("load-modules", () => ModuleLoader.Load(ModuleLoader.ModulesDirectory(), null));
 
         string spec = RootSpec(cmdline);
@@ -70,7 +71,13 @@ internal static class InitramfsBoot
     /// </summary>
     private static void SwitchRoot()
     {
-        foreach (string fs in new[] { "/dev", "/proc", "/sys" })
+        // /dev is NOT carried across (phase 2 mounts its own devtmpfs first thing): the
+        // .NET runtime reads /dev/urandom while it starts, and before the kernel's CRNG is
+        // ready such a read runs the kernel's jitter entropy generator (Linux >= 5.18,
+        // urandom_read_iter -> try_to_generate_entropy): ~1.1 s under TCG without RDRAND.
+        // Without /dev at start-up the runtime skips it. See docs/boot.md, "Entropy".
+        Sys.Umount("/dev", Sys.MNT_DETACH);
+        foreach (string fs in new[] { "/proc", "/sys" })
         {
             Sys.Mount(fs, NewRoot + fs, null, MountFlags.Move);
         }

@@ -6,10 +6,13 @@ namespace HostOs.Init.Phase2;
 /// /etc/machine-id (machine-id(5): 32 lowercase hex digits and a newline), made once on
 /// first boot and kept on state through the /etc overlay; and the hostname, from
 /// /etc/hostname or "hostos-" and the first 8 digits of the machine id.
+/// On a VM with a valid SMBIOS product UUID (every cloud sets one) the machine id is that
+/// UUID, as systemd-machine-id-setup does in VMs; otherwise 128 bits from getrandom(2),
+/// which early in a first boot without a hardware RNG waits for the kernel's CRNG.
 /// </summary>
 internal static class MachineIdentity
 {
-    public static string EnsureMachineId(string path = "/etc/machine-id")
+    public static string EnsureMachineId(string path = "/etc/machine-id", string productUuid = "/sys/class/dmi/id/product_uuid")
     {
         if (File.Exists(path))
         {
@@ -17,9 +20,18 @@ internal static class MachineIdentity
             if (IsValid(existing)) return existing;
             Log.Warn($"{path} holds '{existing}', not a machine id: making a new one");
         }
-        Span<byte> random = stackalloc byte[16];
-        Sys.GetRandom(random);
-        string id = Convert.ToHexStringLower(random);
+        string? fromVm = FromProductUuid(File.Exists(productUuid) ? File.ReadAllText(productUuid) : null);
+        string id;
+        if (fromVm is not null)
+        {
+            id = fromVm;
+        }
+        else
+        {
+            Span<byte> random = stackalloc byte[16];
+            Sys.GetRandom(random);
+            id = Convert.ToHexStringLower(random);
+        }
         string tmp = path + ".tmp";
         using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
         {
@@ -28,8 +40,16 @@ internal static class MachineIdentity
         }
         File.Move(tmp, path, overwrite: true);
         Sys.FsyncDirectory(Path.GetDirectoryName(path)!);
-        Log.Info($"machine id {id} created");
+        Log.Info($"machine id {id} created ({(fromVm is null ? "random" : "from the VM's SMBIOS UUID")})");
         return id;
+    }
+
+    /// <summary>The SMBIOS UUID as a machine id, unless it is a placeholder (all 0 or all f).</summary>
+    public static string? FromProductUuid(string? text)
+    {
+        if (text is null || !Guid.TryParse(text.Trim(), out _)) return null;
+        string id = text.Trim().Replace("-", "").ToLowerInvariant();
+        return IsValid(id) && id.Any(c => c != 'f') ? id : null;
     }
 
     public static bool IsValid(string id) =>

@@ -53,8 +53,14 @@ internal sealed class SystemBoot
     {
         BootStep.Run("mount-api-fs", MountApiFileSystems);
         InitConfig config = LoadConfig();
-        BootStep.TryRun("load-modules", () => ModuleLoader.Load(ModuleLoader.ModulesDirectory(), config.Modules));
-        BootStep.TryRun("mount-efivars", MountEfiVars);
+        // Modules load on their own thread while state is checked. The boot path waits only
+        // for overlay (the /etc overlay); efivarfs, vfat and the rest are waited for by the
+        // boot assessment, which is the first to need them. The power button watcher polls.
+        string modulesDir = ModuleLoader.ModulesDirectory();
+        Task overlay = Task.Run(() => BootStep.TryRun("load-overlay",
+            () => ModuleLoader.Load(modulesDir, config.Modules.Where(m => m == "overlay"))));
+        Task modules = overlay.ContinueWith(_ => BootStep.TryRun("load-modules",
+            () => ModuleLoader.Load(modulesDir, config.Modules.Where(m => m != "overlay"))), TaskScheduler.Default);
         PowerButton.Watch(() => RequestPower(PowerAction.PowerOff));
 
         var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
@@ -76,6 +82,7 @@ internal sealed class SystemBoot
                 _state.MountFallback(e.Message);
             }
         });
+        overlay.Wait();
         BootStep.Run("mount-var-etc", StateVolume.MountVarAndEtc);
         string machineId = "";
         BootStep.Run("machine-id", () => machineId = MachineIdentity.EnsureMachineId());
@@ -94,6 +101,8 @@ internal sealed class SystemBoot
         {
             try
             {
+                await modules.ConfigureAwait(false);
+                BootStep.TryRun("mount-efivars", MountEfiVars);
                 await assessment.RunAsync(RequestPower).ConfigureAwait(false);
             }
             catch (Exception e)
@@ -147,7 +156,7 @@ internal sealed class SystemBoot
 
     private static void MountApiFileSystems()
     {
-        // Phase 1 moved /dev, /proc and /sys here; mount them when booted without it.
+        // Phase 1 moved /proc and /sys here (not /dev: see InitramfsBoot.SwitchRoot).
         if (!File.Exists("/proc/self/mountinfo")) Sys.Mount("proc", "/proc", "proc", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
         if (!Directory.Exists("/sys/kernel")) Sys.Mount("sysfs", "/sys", "sysfs", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
         if (!File.Exists("/dev/null")) Sys.Mount("devtmpfs", "/dev", "devtmpfs", MountFlags.NoSuid, "mode=0755");

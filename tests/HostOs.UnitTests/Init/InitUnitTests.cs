@@ -109,12 +109,12 @@ public class Phase2PartsTests
     {
         string dir = Directory.CreateTempSubdirectory("mid-").FullName;
         string path = Path.Combine(dir, "machine-id");
-        string id = MachineIdentity.EnsureMachineId(path);
+        string id = MachineIdentity.EnsureMachineId(path, "/nonexistent");
         Assert.Matches("^[0-9a-f]{32}$", id);
         Assert.Equal(id + "\n", File.ReadAllText(path));
-        Assert.Equal(id, MachineIdentity.EnsureMachineId(path));
+        Assert.Equal(id, MachineIdentity.EnsureMachineId(path, "/nonexistent"));
         File.WriteAllText(path, "uninitialized\n");
-        Assert.NotEqual(id, MachineIdentity.EnsureMachineId(path));
+        Assert.NotEqual(id, MachineIdentity.EnsureMachineId(path, "/nonexistent"));
         Directory.Delete(dir, true);
     }
 
@@ -136,6 +136,66 @@ public class Phase2PartsTests
         Assert.Equal("web-7", MachineIdentity.Hostname("0123abcd" + new string('0', 24), path));
         File.WriteAllText(path, "not valid!\n");
         Assert.Equal("hostos-0123abcd", MachineIdentity.Hostname("0123abcd" + new string('0', 24), path));
+        Directory.Delete(dir, true);
+    }
+}
+
+public class StateVolumeTests
+{
+    private static byte[] Superblock(ushort state, uint incompat, ushort magic = 0xEF53)
+    {
+        byte[] sb = new byte[1024];
+        BinaryPrimitives.WriteUInt16LittleEndian(sb.AsSpan(0x38), magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(sb.AsSpan(0x3A), state);
+        BinaryPrimitives.WriteUInt32LittleEndian(sb.AsSpan(0x60), incompat);
+        return sb;
+    }
+
+    [Fact]
+    public void SuperblockStatesAreClassified()
+    {
+        Assert.Equal(StateVolume.Ext4State.Clean, StateVolume.Classify(Superblock(1, 0x2C2)));
+        Assert.Equal(StateVolume.Ext4State.NotClean, StateVolume.Classify(Superblock(0, 0x2C2)));
+        Assert.Equal(StateVolume.Ext4State.HasErrors, StateVolume.Classify(Superblock(3, 0x2C2)));
+        Assert.Equal(StateVolume.Ext4State.NeedsRecovery, StateVolume.Classify(Superblock(1, 0x2C6)));
+        Assert.Equal(StateVolume.Ext4State.Missing, StateVolume.Classify(Superblock(1, 0, 0)));
+    }
+
+    [RootFact]
+    public void RealMke2fsImagesAreCleanAndNeedNoCheck()
+    {
+        string img = Path.GetTempFileName();
+        try
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("mkfs.ext4", ["-q", "-F", img, "16M"]) { RedirectStandardError = true };
+            using (var p = System.Diagnostics.Process.Start(psi)!) p.WaitForExit();
+            Assert.Equal(StateVolume.Ext4State.Clean, StateVolume.ReadSuperblock(img));
+        }
+        finally
+        {
+            File.Delete(img);
+        }
+    }
+}
+
+public class MachineIdSourceTests
+{
+    [Theory]
+    [InlineData("4C4C4544-0053-3510-8047-B3C04F4A3732\n", "4c4c4544005335108047b3c04f4a3732")]
+    [InlineData("00000000-0000-0000-0000-000000000000\n", null)]
+    [InlineData("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF\n", null)]
+    [InlineData("Not Settable\n", null)]
+    [InlineData(null, null)]
+    public void SmbiosUuidIsUsedUnlessAPlaceholder(string? uuid, string? expected) =>
+        Assert.Equal(expected, MachineIdentity.FromProductUuid(uuid));
+
+    [Fact]
+    public void ProductUuidBecomesTheMachineId()
+    {
+        string dir = Directory.CreateTempSubdirectory("mid-").FullName;
+        File.WriteAllText(Path.Combine(dir, "product_uuid"), "4C4C4544-0053-3510-8047-B3C04F4A3732\n");
+        Assert.Equal("4c4c4544005335108047b3c04f4a3732",
+            MachineIdentity.EnsureMachineId(Path.Combine(dir, "machine-id"), Path.Combine(dir, "product_uuid")));
         Directory.Delete(dir, true);
     }
 }
