@@ -19,6 +19,7 @@ internal static partial class Program
             {
                 ["orphans", string n] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: false),
                 ["orphans", string n, "--control"] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: true),
+                ["cgroups"] => CgroupChecks.Run(),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };
@@ -149,6 +150,13 @@ internal static partial class Program
 
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5);
+
+    internal static ExitStatus RunStatus(string path, params string[] args)
+    {
+        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = [path, .. args], Environment = ["PATH=/usr/bin"], NewSession = false });
+        Sys.WaitPid(pid, 0, out ExitStatus status);
+        return status;
+    }
 
     private static void Run(string path, params string[] args)
     {

@@ -1,0 +1,121 @@
+using HostOs.Containers.Spec;
+
+namespace HostOs.UnitTests.Containers;
+
+public class SpecTests
+{
+    private static string Fixture(string name) => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", name));
+
+    [Theory]
+    [InlineData("runc-spec.json")]      // `runc spec` (runc 1.1.5)
+    [InlineData("crun-spec.json")]      // `crun spec` (crun 1.8.1)
+    [InlineData("runc-rootless.json")]  // `runc spec --rootless`: user namespace with mappings
+    public void DefaultSpecsOfRuncAndCrunAreValid(string fixture)
+    {
+        RuntimeSpec s = SpecLoader.Parse(Fixture(fixture), fixture);
+        Assert.Equal("rootfs", s.Root!.Path);
+        Assert.Equal(["sh"], s.Process!.Args);
+        Assert.Contains(s.Linux!.Namespaces!, n => n.Type == "pid");
+        Assert.Contains(s.Mounts!, m => m.Destination == "/proc" && m.Type == "proc");
+        Assert.Contains("CAP_KILL", s.Process.Capabilities!.Bounding!);
+    }
+
+    [Fact]
+    public void RoundTripKeepsTheSpec()
+    {
+        RuntimeSpec s = SpecLoader.Parse(Fixture("runc-spec.json"), "runc");
+        RuntimeSpec again = SpecLoader.Parse(SpecLoader.ToJson(s), "again");
+        Assert.Equal(s.Linux!.MaskedPaths, again.Linux!.MaskedPaths);
+        Assert.Equal(s.Process!.Rlimits![0].Hard, again.Process!.Rlimits![0].Hard);
+    }
+
+    private static SpecException Bad(string mutate)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(Fixture("runc-spec.json"))!;
+        var patch = System.Text.Json.Nodes.JsonNode.Parse(mutate)!.AsObject();
+        Merge(node.AsObject(), patch);
+        return Assert.Throws<SpecException>(() => SpecLoader.Parse(node.ToJsonString(), "config.json"));
+    }
+
+    private static void Merge(System.Text.Json.Nodes.JsonObject target, System.Text.Json.Nodes.JsonObject patch)
+    {
+        foreach (var (key, value) in patch.ToList())
+        {
+            patch.Remove(key);
+            if (value is System.Text.Json.Nodes.JsonObject o && target[key] is System.Text.Json.Nodes.JsonObject t) Merge(t, o);
+            else target[key] = value;
+        }
+    }
+
+    [Theory]
+    [InlineData("""{ "linux": { "unknownThing": 1 } }""", "unknownThing")]
+    [InlineData("""{ "windows": {} }""", "$.windows: a section for another platform")]
+    [InlineData("""{ "ociVersion": "2.0.0" }""", "not a 1.x runtime spec")]
+    [InlineData("""{ "root": { "path": "" } }""", "$.root.path: required")]
+    [InlineData("""{ "process": { "args": [] } }""", "$.process.args")]
+    [InlineData("""{ "process": { "cwd": "relative" } }""", "$.process.cwd")]
+    [InlineData("""{ "process": { "env": ["NOVALUE"] } }""", "$.process.env[0]")]
+    [InlineData("""{ "process": { "capabilities": { "bounding": ["CAP_FLY"] } } }""", "'CAP_FLY' is not a capability")]
+    [InlineData("""{ "process": { "rlimits": [ { "type": "RLIMIT_NOFILE", "soft": 10, "hard": 5 } ] } }""", "soft 10 is above hard 5")]
+    [InlineData("""{ "process": { "apparmorProfile": "x" } }""", "$.process.apparmorProfile: not supported")]
+    [InlineData("""{ "process": { "oomScoreAdj": 5000 } }""", "$.process.oomScoreAdj")]
+    [InlineData("""{ "mounts": [ { "destination": "tmp", "type": "tmpfs", "source": "tmpfs" } ] }""", "$.mounts[0].destination")]
+    [InlineData("""{ "mounts": [ { "destination": "/a/../../etc", "type": "tmpfs" } ] }""", "must not contain '..'")]
+    [InlineData("""{ "mounts": [ { "destination": "/x", "type": "nfs" } ] }""", "'nfs' is not a supported file system type")]
+    [InlineData("""{ "mounts": [ { "destination": "/x", "options": ["rbind"] } ] }""", "a bind mount needs a source")]
+    [InlineData("""{ "linux": { "namespaces": [ { "type": "pid" }, { "type": "pid" } ] } }""", "pid is listed twice")]
+    [InlineData("""{ "linux": { "namespaces": [ { "type": "galaxy" } ] } }""", "'galaxy' is not a namespace type")]
+    [InlineData("""{ "linux": { "namespaces": [ { "type": "pid" }, { "type": "user" } ] } }""", "a new user namespace needs both mappings")]
+    [InlineData("""{ "linux": { "namespaces": [ { "type": "pid" } ] } }""", "$.hostname: setting a hostname needs a private uts namespace")]
+    [InlineData("""{ "linux": { "sysctl": { "kernel.panic": "1" } } }""", "not a namespaced sysctl: it would change the host")]
+    [InlineData("""{ "linux": { "namespaces": [ { "type": "pid" }, { "type": "uts" }, { "type": "mount" } ], "sysctl": { "net.ipv4.ip_forward": "1" } } }""", "a net sysctl needs a private network namespace")]
+    [InlineData("""{ "linux": { "cgroupsPath": "system.slice:hostos:web" } }""", "systemd slice path")]
+    [InlineData("""{ "linux": { "devices": [ { "type": "c", "path": "/etc/passwd", "major": 1, "minor": 3 } ] } }""", "must be a path under /dev")]
+    [InlineData("""{ "linux": { "resources": { "memory": { "limit": 1000, "swap": 500 } } } }""", "must not be below memory.limit")]
+    [InlineData("""{ "linux": { "resources": { "memory": { "kernel": 1000 } } } }""", "memory.kernel (cgroup v1 only): not supported")]
+    [InlineData("""{ "linux": { "resources": { "cpu": { "shares": 1 } } } }""", "outside 2..262144")]
+    [InlineData("""{ "linux": { "resources": { "cpu": { "quota": 500, "period": 100000 } } } }""", "1000 µs minimum")]
+    [InlineData("""{ "linux": { "resources": { "cpu": { "cpus": "0-x" } } } }""", "not a CPU list")]
+    [InlineData("""{ "linux": { "resources": { "unified": { "cgroup.procs": "1" } } } }""", "unified.cgroup.procs")]
+    [InlineData("""{ "linux": { "resources": { "blockIO": { "weight": 5 } } } }""", "outside 10..1000")]
+    [InlineData("""{ "linux": { "seccomp": { "defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_AARCH64"] } } }""", "cannot run on this x86-64 machine")]
+    [InlineData("""{ "linux": { "seccomp": { "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [ { "names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [ { "index": 9, "value": 1, "op": "SCMP_CMP_EQ" } ] } ] } } }""", "index: 9")]
+    [InlineData("""{ "linux": { "intelRdt": {} } }""", "$.linux.intelRdt: not supported")]
+    public void BadSpecsAreRejectedAtTheirPath(string patch, string expected)
+    {
+        SpecException e = Bad(patch);
+        Assert.Contains(expected, e.Message);
+        Assert.StartsWith("config.json:", e.Message);
+    }
+
+    [Fact]
+    public void AllProblemsAreReportedAtOnce()
+    {
+        SpecException e = Bad("""{ "process": { "cwd": "x", "env": ["Y"] }, "linux": { "sysctl": { "vm.swappiness": "1" } } }""");
+        Assert.Equal(3, e.Problems.Count);
+    }
+
+    [Fact]
+    public void NamespacedSysctlsInOwnNamespacesAreAllowed()
+    {
+        var ns = new SpecValidator.NamespacePlan(new Dictionary<string, string?> { ["network"] = null, ["ipc"] = null });
+        Assert.Null(SpecValidator.SysctlProblem("net.ipv4.ip_unprivileged_port_start", ns));
+        Assert.Null(SpecValidator.SysctlProblem("kernel.shmmax", ns));
+        Assert.Null(SpecValidator.SysctlProblem("fs.mqueue.msg_max", ns));
+        var joined = new SpecValidator.NamespacePlan(new Dictionary<string, string?> { ["network"] = "/proc/1/ns/net" });
+        Assert.NotNull(SpecValidator.SysctlProblem("net.ipv4.ip_forward", joined)); // the host's netns
+    }
+
+    [Fact]
+    public void BundleRootIsResolvedAgainstTheBundle()
+    {
+        string bundle = Directory.CreateTempSubdirectory("bundle-").FullName;
+        Directory.CreateDirectory(Path.Combine(bundle, "rootfs"));
+        File.WriteAllText(Path.Combine(bundle, "config.json"), Fixture("runc-spec.json"));
+        var (_, root) = SpecLoader.LoadBundle(bundle);
+        Assert.Equal(Path.Combine(bundle, "rootfs"), root);
+        Directory.Delete(Path.Combine(bundle, "rootfs"));
+        Assert.Throws<DirectoryNotFoundException>(() => SpecLoader.LoadBundle(bundle));
+        Directory.Delete(bundle, true);
+    }
+}
