@@ -20,6 +20,8 @@ internal static partial class Program
                 ["orphans", string n] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: false),
                 ["orphans", string n, "--control"] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: true),
                 ["cgroups"] => CgroupChecks.Run(),
+                ["containers"] => ContainerChecks.Run(),
+                [HostOs.Containers.Runtime.Stage.Mode, string rootfs, string config] => HostOs.Containers.Runtime.Stage.Run(rootfs, config),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };

@@ -9,6 +9,13 @@ public enum MountFlags : ulong
     NoDev = 4,             // MS_NODEV
     NoExec = 8,            // MS_NOEXEC
     Remount = 32,          // MS_REMOUNT
+    Synchronous = 16,      // MS_SYNCHRONOUS
+    MandLock = 64,         // MS_MANDLOCK
+    DirSync = 128,         // MS_DIRSYNC
+    NoDirAtime = 2048,     // MS_NODIRATIME
+    Unbindable = 1 << 17,  // MS_UNBINDABLE
+    RelAtime = 1 << 21,    // MS_RELATIME
+    StrictAtime = 1 << 24, // MS_STRICTATIME
     NoAtime = 1024,        // MS_NOATIME
     Bind = 4096,           // MS_BIND
     Move = 8192,           // MS_MOVE

@@ -11,6 +11,8 @@ public sealed class SpawnRequest
     public SafeFileHandle? Stdin { get; init; }
     public SafeFileHandle? Stdout { get; init; }
     public SafeFileHandle? Stderr { get; init; }
+    /// <summary>More descriptors for the child, duplicated onto 3, 4, ... in order.</summary>
+    public IReadOnlyList<SafeFileHandle> ExtraFds { get; init; } = [];
     /// <summary>Start the child in a session of its own (setsid), so a signal to our
     /// process group or terminal never reaches it by accident.</summary>
     public bool NewSession { get; init; } = true;
@@ -71,6 +73,7 @@ public static unsafe partial class Sys
             AddDup(actions, request.Stdin, 0, handles, request.Path);
             AddDup(actions, request.Stdout, 1, handles, request.Path);
             AddDup(actions, request.Stderr, 2, handles, request.Path);
+            for (int i = 0; i < request.ExtraFds.Count; i++) AddDup(actions, request.ExtraFds[i], 3 + i, handles, request.Path);
 
             byte* path = strings.Add(request.Path);
             byte** argv = strings.AddArray(request.Args);

@@ -1,0 +1,31 @@
+using HostOs.QemuTests.Harness;
+using Xunit;
+
+namespace HostOs.QemuTests.Cases;
+
+/// <summary>
+/// Containers created by HostOs.Containers (namespaces, cgroup, pivot_root, credentials,
+/// capabilities) from a busybox bundle, inside a HostOS VM: isolated as specified, the
+/// host untouched, nothing left behind.
+/// </summary>
+public sealed class ContainerTests
+{
+    [Fact]
+    public async Task ContainersAreIsolatedAndLeaveNothingBehind()
+    {
+        await using var vm = QemuMachine.Create("containers");
+        vm.Start();
+        await vm.WaitForReadyAsync();
+        SerialShell sh = await vm.ShellAsync();
+
+        var (code, output) = await sh.RunAsync("hostos-guestcheck containers", TimeSpan.FromMinutes(3));
+        vm.Console.Note(output);
+        Assert.True(code == 0, output);
+        foreach (string check in new[] { "pid-namespace", "uts-and-mounts", "capabilities", "user-and-exit-code", "cgroup", "hostile-mount" })
+        {
+            Assert.Contains($"PASS container {check}", output);
+        }
+        Assert.Contains("PASS nothing left on the host", output);
+        Assert.Equal("hostos-init", await sh.CheckAsync("cat /proc/1/comm"));
+    }
+}

@@ -1,0 +1,225 @@
+using System.Text;
+using HostOs.Containers.Spec;
+using HostOs.Platform;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Containers.Runtime;
+
+/// <summary>
+/// The container side of creation (docs/containers.md, "Creating container processes"):
+/// a fresh process of our own binary, started by posix_spawn already inside the
+/// container's namespaces, so managed code here never runs between a fork and an exec.
+/// fd 3 carries the parent's commands ('G' go: the cgroup is set; 'S' start), fd 4 our
+/// reports ('R' ready, or 'E' and a message). It sets up the root file system and the
+/// process attributes, reports ready, waits for start, and execve's the user program.
+/// </summary>
+public static class Stage
+{
+    public const string Mode = "container-init";
+    private const int ControlFd = 3, StatusFd = 4;
+
+    private static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
+
+    /// <summary>Entry point: <c>BINARY container-init ROOTFS CONFIG</c>. Returns only on failure.</summary>
+    public static int Run(string rootfs, string configPath)
+    {
+        using var control = new FileStream(new SafeFileHandle(ControlFd, ownsHandle: true), FileAccess.Read, 1);
+        using var status = new FileStream(new SafeFileHandle(StatusFd, ownsHandle: true), FileAccess.Write, 1);
+        string step = "read config";
+        try
+        {
+            RuntimeSpec spec = SpecLoader.Parse(File.ReadAllText(configPath), configPath);
+            step = "wait for the cgroup";
+            if (control.ReadByte() != 'G') return 1;
+            Process process = spec.Process!;
+            step = "cgroup namespace";
+            // Now that we are in the container's cgroup, it becomes the namespace's root.
+            if (spec.Linux?.Namespaces?.Any(n => n.Type == "cgroup" && n.Path is null) == true) Sys.Unshare(CloneFlags.NewCgroup);
+            step = "root file system";
+            PrepareRoot(spec, rootfs);
+            step = "hostname";
+            if (spec.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
+            if (spec.Domainname is { Length: > 0 } d) Sys.SetDomainName(d);
+            if (spec.Linux?.Namespaces?.Any(n => n.Type == "network" && n.Path is null) == true) Sys.SetInterfaceUp("lo");
+            step = "sysctl";
+            foreach (var (key, value) in spec.Linux?.Sysctl ?? [])
+            {
+                File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
+            }
+            step = "rlimits";
+            foreach (Rlimit r in process.Rlimits ?? []) Sys.SetRlimit(RlimitNumber(r.Type!), r.Soft, r.Hard, r.Type!);
+            if (process.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+            status.WriteByte((byte)'R');
+            status.Flush();
+            step = "wait for start";
+            if (control.ReadByte() != 'S') return 1; // deleted before start
+
+            step = "process";
+            string program = Resolve(process.Args![0], process.Env ?? []);
+            Sys.Umask(process.User?.Umask ?? 0x12 /* 022 */);
+            Directory.SetCurrentDirectory(process.Cwd!);
+            SetCredentialsAndCapabilities(process);
+            // Nothing of ours may leak into the container's program: close both pipes (the
+            // parent sees EOF on status: exec'd, or died, which the exit status tells).
+            control.Dispose();
+            status.Dispose();
+            Sys.Exec(program, process.Args!, process.Env ?? []);
+            return 1; // not reached: Exec throws
+        }
+        catch (Exception e)
+        {
+            try
+            {
+                status.Write(Encoding.UTF8.GetBytes($"E{step}: {e.Message}"));
+                status.Flush();
+            }
+            catch (Exception)
+            {
+            }
+            return 1;
+        }
+    }
+
+    private static void PrepareRoot(RuntimeSpec spec, string rootfs)
+    {
+        // Nothing we mount may propagate back to the host.
+        MountFlags propagation = MountOptions.Parse([spec.Linux?.RootfsPropagation ?? "rprivate"]).Propagation;
+        Sys.Mount(null, "/", null, propagation | MountFlags.Recursive);
+        // pivot_root needs the new root to be a mount point.
+        Sys.Mount(rootfs, rootfs, null, MountFlags.Bind | MountFlags.Recursive);
+        foreach (Mount m in spec.Mounts ?? []) MountOne(rootfs, m);
+        if (spec.Mounts?.Any(m => m.Destination == "/dev") == true) AddDefaultDevices(rootfs);
+
+        // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
+        // only the container's tree (the trick runc and crun use, pivot_root(2) NOTES).
+        Sys.Chdir(rootfs);
+        Sys.PivotRoot(".", ".");
+        Sys.Umount(".", Sys.MNT_DETACH);
+        Sys.Chdir("/");
+
+        foreach (string path in spec.Linux?.MaskedPaths ?? []) Mask(path);
+        foreach (string path in spec.Linux?.ReadonlyPaths ?? []) ReadOnly(path);
+        if (spec.Root!.Readonly) Sys.Mount(null, "/", null, MountFlags.Remount | MountFlags.Bind | MountFlags.ReadOnly);
+    }
+
+    private static void MountOne(string rootfs, Mount m)
+    {
+        MountOptions o = MountOptions.Parse(m.Options);
+        string target = SecureJoin(rootfs, m.Destination!);
+        string type = m.Type ?? "bind";
+        bool sourceIsFile = o.Bind && File.Exists(m.Source);
+        if (sourceIsFile) { if (!File.Exists(target)) File.WriteAllBytes(target, []); }
+        else Directory.CreateDirectory(target);
+
+        if (o.Bind)
+        {
+            Sys.Mount(m.Source, target, null, MountFlags.Bind | (o.Recursive ? MountFlags.Recursive : 0));
+            if (o.Flags != 0) Sys.Mount(null, target, null, MountFlags.Remount | MountFlags.Bind | o.Flags);
+        }
+        else
+        {
+            // "cgroup" in a spec means the container's view of the hierarchy; this host is v2.
+            string fstype = type == "cgroup" ? "cgroup2" : type;
+            Sys.Mount(m.Source ?? fstype, target, fstype, o.Flags, o.Data);
+        }
+        if (o.Propagation != 0) Sys.Mount(null, target, null, o.Propagation);
+    }
+
+    /// <summary>
+    /// ROOTFS + DEST without ever following a symbolic link inside the container's tree: a
+    /// hostile image could otherwise point a mount destination at the host ("/etc" -> host).
+    /// Missing directories are created; a symlink on the way is an error.
+    /// </summary>
+    internal static string SecureJoin(string rootfs, string destination)
+    {
+        string current = rootfs;
+        foreach (string part in destination.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (part is "." or "..") throw new InvalidDataException($"mount destination '{destination}' must not contain '{part}'");
+            current = Path.Combine(current, part);
+            var info = new FileInfo(current);
+            if (info.LinkTarget is not null)
+            {
+                throw new InvalidDataException($"mount destination '{destination}': '{current[rootfs.Length..]}' is a symbolic link in the container's tree");
+            }
+        }
+        return current;
+    }
+
+    /// <summary>/dev/null, zero, full, random, urandom, tty bound from the host; the usual links.</summary>
+    private static void AddDefaultDevices(string rootfs)
+    {
+        foreach (string d in DefaultDevices)
+        {
+            string target = Path.Combine(rootfs, "dev", d);
+            if (!File.Exists(target)) File.WriteAllBytes(target, []);
+            Sys.Mount("/dev/" + d, target, null, MountFlags.Bind);
+        }
+        foreach (var (link, to) in new[] { ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx") })
+        {
+            string path = Path.Combine(rootfs, "dev", link);
+            if (!Path.Exists(path) && new FileInfo(path).LinkTarget is null) File.CreateSymbolicLink(path, to);
+        }
+    }
+
+    private static void Mask(string path)
+    {
+        if (Directory.Exists(path)) Sys.Mount("tmpfs", path, "tmpfs", MountFlags.ReadOnly, "size=0");
+        else if (File.Exists(path)) Sys.Mount("/dev/null", path, null, MountFlags.Bind);
+    }
+
+    private static void ReadOnly(string path)
+    {
+        if (!Path.Exists(path)) return;
+        Sys.Mount(path, path, null, MountFlags.Bind | MountFlags.Recursive);
+        Sys.Mount(null, path, null, MountFlags.Remount | MountFlags.Bind | MountFlags.ReadOnly | MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec);
+    }
+
+    /// <summary>
+    /// The order runc uses: keep capabilities across the uid change, shrink the bounding
+    /// set, change ids (this thread only), set the capability sets, raise ambient ones,
+    /// then no_new_privs. All per thread, on the thread that execve's.
+    /// </summary>
+    private static void SetCredentialsAndCapabilities(Process process)
+    {
+        Capabilities caps = process.Capabilities ?? new Capabilities();
+        ulong Mask(List<string>? names) => (names ?? []).Aggregate(0UL, (m, n) => m | (1UL << SpecValidator.CapabilityNames.ToList().IndexOf(n)));
+        ulong bounding = Mask(caps.Bounding);
+        Sys.SetKeepCaps(true);
+        for (int cap = 0; cap <= Sys.LastCapability; cap++)
+        {
+            if ((bounding & (1UL << cap)) == 0) Sys.DropBoundingCapability(cap);
+        }
+        User user = process.User ?? new User();
+        Sys.SetCredentialsForThisThread(user.Uid, user.Gid, user.AdditionalGids ?? []);
+        Sys.SetCapabilities(Mask(caps.Effective), Mask(caps.Permitted), Mask(caps.Inheritable));
+        Sys.ClearAmbientCapabilities();
+        foreach (string a in caps.Ambient ?? []) Sys.RaiseAmbientCapability(SpecValidator.CapabilityNames.ToList().IndexOf(a));
+        Sys.SetKeepCaps(false);
+        if (process.NoNewPrivileges) Sys.SetNoNewPrivileges();
+    }
+
+    /// <summary>args[0] as execvp would find it, with the container's PATH.</summary>
+    private static string Resolve(string program, List<string> env)
+    {
+        if (program.Contains('/')) return program;
+        string path = env.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string candidate = Path.Combine(dir, program);
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException($"'{program}' is not in the container's PATH ({path})");
+    }
+
+    private static int RlimitNumber(string type) => type switch
+    {
+        "RLIMIT_CPU" => 0, "RLIMIT_FSIZE" => 1, "RLIMIT_DATA" => 2, "RLIMIT_STACK" => 3, "RLIMIT_CORE" => 4,
+        "RLIMIT_RSS" => 5, "RLIMIT_NPROC" => 6, "RLIMIT_NOFILE" => 7, "RLIMIT_MEMLOCK" => 8, "RLIMIT_AS" => 9,
+        "RLIMIT_LOCKS" => 10, "RLIMIT_SIGPENDING" => 11, "RLIMIT_MSGQUEUE" => 12, "RLIMIT_NICE" => 13,
+        "RLIMIT_RTPRIO" => 14, "RLIMIT_RTTIME" => 15,
+        _ => throw new InvalidDataException($"{type} is not an RLIMIT_ name"),
+    };
+}

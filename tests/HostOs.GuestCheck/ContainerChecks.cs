@@ -1,0 +1,201 @@
+using System.Text;
+using HostOs.Containers.Runtime;
+using HostOs.Containers.Spec;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.GuestCheck;
+
+/// <summary>
+/// hostos-guestcheck containers: containers made by HostOs.Containers from a busybox
+/// bundle are isolated as their spec says, and leave nothing behind. This binary is also
+/// the runtime's stage (container-init mode). One PASS/FAIL line per property.
+/// </summary>
+internal static class ContainerChecks
+{
+    private const string Bundle = "/tmp/guestcheck-bundle";
+    private static int _next;
+
+    public static int Run()
+    {
+        MakeBundle();
+        int failures = 0;
+        string hostMounts = File.ReadAllText("/proc/self/mountinfo");
+        string hostName = File.ReadAllText("/proc/sys/kernel/hostname").Trim();
+
+        failures += Check("pid-namespace", () =>
+        {
+            var (status, output) = RunContainer(Spec("echo pid=$$; ls /proc | grep -c '^[0-9]'"));
+            Expect(status, 0, output);
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines[0] != "pid=1") throw new InvalidOperationException($"the shell is '{lines[0]}', not pid 1");
+            if (int.Parse(lines[1]) > 3) throw new InvalidOperationException($"{lines[1]} processes visible in /proc");
+            return $"the container's shell is PID 1 and sees {lines[1]} processes";
+        });
+        failures += Check("uts-and-mounts", () =>
+        {
+            var (status, output) = RunContainer(Spec("hostname; grep -c . /proc/mounts; grep -c ' /state ' /proc/mounts; true"));
+            Expect(status, 0, output);
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines[0] != "guestcheck") throw new InvalidOperationException($"hostname inside is '{lines[0]}'");
+            if (lines[2] != "0") throw new InvalidOperationException("the host's /state is visible inside");
+            string after = File.ReadAllText("/proc/sys/kernel/hostname").Trim();
+            if (after != hostName) throw new InvalidOperationException($"the host's hostname changed to {after}");
+            return $"hostname 'guestcheck' inside, host's '{hostName}' untouched; {lines[1]} mounts inside, none of the host's";
+        });
+        failures += Check("capabilities", () =>
+        {
+            var (status, output) = RunContainer(Spec("grep CapEff /proc/self/status; mount -t tmpfs none /mnt 2>&1; echo mount=$?"));
+            string eff = output.Split('\n')[0].Split('\t').Last();
+            ulong expected = (1UL << 5) | (1UL << 10); // CAP_KILL, CAP_NET_BIND_SERVICE
+            if (Convert.ToUInt64(eff, 16) != expected) throw new InvalidOperationException($"CapEff {eff}, expected {expected:x16}");
+            if (!output.Contains("mount=1") && !output.Contains("mount=255")) throw new InvalidOperationException($"mount worked without CAP_SYS_ADMIN: {output}");
+            return $"CapEff {eff}; mount refused: {output.Split('\n')[1].Trim()}";
+        });
+        failures += Check("user-and-exit-code", () =>
+        {
+            RuntimeSpec s = Spec("id -u; id -g; exit 7");
+            s.Process!.User = new User { Uid = 1000, Gid = 1000 };
+            var (status, output) = RunContainer(s);
+            Expect(status, 7, output);
+            if (output.Trim() != "1000\n1000") throw new InvalidOperationException($"ids inside: {output.Trim().Replace('\n', ' ')}");
+            return "uid/gid 1000 inside, exit code 7 seen by the host";
+        });
+        failures += Check("cgroup", () =>
+        {
+            RuntimeSpec s = Spec("cat /proc/self/cgroup; cat /sys/fs/cgroup/memory.max");
+            s.Linux!.Namespaces!.Add(new Namespace { Type = "cgroup" });
+            s.Mounts!.Add(new Mount { Destination = "/sys/fs/cgroup", Type = "cgroup2", Source = "cgroup", Options = ["nosuid", "noexec", "nodev", "ro"] });
+            s.Linux.Resources = new Resources { Memory = new Memory { Limit = 64 << 20 }, Pids = new Pids { Limit = 32 } };
+            var (status, output) = RunContainer(s);
+            Expect(status, 0, output);
+            if (!output.Contains("0::/") || !output.Contains((64 << 20).ToString())) throw new InvalidOperationException($"inside: {output}");
+            return $"own cgroup namespace and limits: {output.Replace('\n', ' ').Trim()}";
+        });
+        failures += Check("hostile-mount", () =>
+        {
+            // A symlink in the image pointing a mount destination at the host is refused.
+            File.CreateSymbolicLink(Path.Combine(Bundle, "rootfs", "evil"), "/etc");
+            try
+            {
+                RuntimeSpec s = Spec("true");
+                s.Mounts!.Add(new Mount { Destination = "/evil/x", Type = "tmpfs", Source = "tmpfs" });
+                RunContainer(s);
+                throw new InvalidOperationException("a mount through a symlink was accepted");
+            }
+            catch (ContainerException e) when (e.Message.Contains("symbolic link"))
+            {
+                if (Directory.Exists("/etc/x")) throw new InvalidOperationException("/etc/x appeared on the host");
+                return e.Message;
+            }
+            finally
+            {
+                File.Delete(Path.Combine(Bundle, "rootfs", "evil"));
+            }
+        });
+
+        string hostMountsAfter = File.ReadAllText("/proc/self/mountinfo");
+        bool clean = hostMounts == hostMountsAfter &&
+                     (!Directory.Exists("/sys/fs/cgroup/hostos") || Directory.GetDirectories("/sys/fs/cgroup/hostos").Length == 0);
+        Console.WriteLine(clean ? "PASS nothing left on the host (mounts, cgroups)" : "FAIL the host's mounts or cgroups changed");
+        if (!clean) failures++;
+        Console.WriteLine(failures == 0 ? "PASS containers" : $"FAIL containers: {failures} check(s) failed");
+        return failures == 0 ? 0 : 1;
+    }
+
+    private static int Check(string name, Func<string> check)
+    {
+        try
+        {
+            Console.WriteLine($"PASS container {name}: {check()}");
+            return 0;
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine($"FAIL container {name}: {e.GetType().Name}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static void Expect(ExitStatus status, int code, string output)
+    {
+        if (!(status.Exited && status.Code == code)) throw new InvalidOperationException($"container ended with {status}, expected exit code {code}; output: {output}");
+    }
+
+    private static void MakeBundle()
+    {
+        if (Directory.Exists(Bundle)) Directory.Delete(Bundle, true);
+        string bin = Directory.CreateDirectory(Path.Combine(Bundle, "rootfs", "bin")).FullName;
+        File.Copy("/usr/bin/busybox", Path.Combine(bin, "busybox"));
+        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true" })
+        {
+            File.CreateSymbolicLink(Path.Combine(bin, applet), "busybox");
+        }
+        foreach (string d in new[] { "proc", "dev", "tmp", "mnt", "sys" }) Directory.CreateDirectory(Path.Combine(Bundle, "rootfs", d));
+    }
+
+    private static RuntimeSpec Spec(string script) => new()
+    {
+        OciVersion = "1.2.0",
+        Root = new Root { Path = "rootfs", Readonly = true },
+        Hostname = "guestcheck",
+        Process = new Process
+        {
+            Args = ["sh", "-c", script],
+            Env = ["PATH=/bin"],
+            Cwd = "/",
+            NoNewPrivileges = true,
+            Capabilities = new Capabilities
+            {
+                Bounding = ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                Effective = ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                Permitted = ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            },
+            Rlimits = [new Rlimit { Type = "RLIMIT_NOFILE", Soft = 1024, Hard = 1024 }],
+        },
+        Mounts =
+        [
+            new Mount { Destination = "/proc", Type = "proc", Source = "proc" },
+            new Mount { Destination = "/dev", Type = "tmpfs", Source = "tmpfs", Options = ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+            new Mount { Destination = "/tmp", Type = "tmpfs", Source = "tmpfs", Options = ["nosuid", "nodev"] },
+        ],
+        Linux = new LinuxSpec
+        {
+            Namespaces = [new() { Type = "pid" }, new() { Type = "mount" }, new() { Type = "uts" }, new() { Type = "ipc" }, new() { Type = "network" }],
+            MaskedPaths = ["/proc/kcore", "/proc/keys"],
+            ReadonlyPaths = ["/proc/sys", "/proc/sysrq-trigger"],
+        },
+    };
+
+    private static (ExitStatus Status, string Output) RunContainer(RuntimeSpec spec)
+    {
+        File.WriteAllText(Path.Combine(Bundle, "config.json"), SpecLoader.ToJson(spec));
+        var (read, write) = Sys.Pipe();
+        try
+        {
+            ContainerProcess c;
+            using (write)
+            {
+                c = ContainerProcess.Create($"guestcheck-{++_next}", Bundle, Environment.ProcessPath!, req => Sys.Spawn(req), write);
+            }
+            c.Start();
+            string output;
+            using (var reader = new StreamReader(new FileStream(read, FileAccess.Read), Encoding.UTF8)) output = reader.ReadToEnd();
+            Sys.WaitPid(c.Pid, 0, out ExitStatus status);
+            c.Delete();
+            return (status, output);
+        }
+        finally
+        {
+            Cleanup();
+        }
+    }
+
+    /// <summary>The runtime's parent cgroup, once the last container is gone.</summary>
+    private static void Cleanup()
+    {
+        while (Sys.WaitPid(-1, Sys.WNOHANG, out _) > 0) { } // stages that failed before exec
+        try { HostOs.Containers.Cgroups.Cgroup.Open(HostOs.Containers.Cgroups.Cgroup.DefaultRoot, "hostos").Delete(); }
+        catch (HostOs.Containers.Cgroups.CgroupException) { }
+    }
+}
