@@ -103,6 +103,78 @@ internal static class ContainerChecks
         return failures == 0 ? 0 : 1;
     }
 
+    /// <summary>
+    /// N containers created, started and deleted at the same time, each exiting with its
+    /// own code: every code is collected, and afterwards no fd, mount, cgroup or zombie is
+    /// left. Each container has its own bundle (a config.json) over one shared read-only rootfs.
+    /// </summary>
+    public static int Stress(int count)
+    {
+        MakeBundle();
+        OpenFds(); // warm-up: the runtime opens some descriptors lazily on first use, once
+        var fdsBeforeSet = OpenFds();
+        int fdsBefore = fdsBeforeSet.Count;
+        string mountsBefore = File.ReadAllText("/proc/self/mountinfo");
+        for (int i = 0; i < count; i++)
+        {
+            string bundle = $"/tmp/guestcheck-stress/{i}";
+            Directory.CreateDirectory(bundle);
+            RuntimeSpec spec = Spec($"exit {i % 250}");
+            spec.Root!.Path = Path.Combine(Bundle, "rootfs");
+            File.WriteAllText(Path.Combine(bundle, "config.json"), SpecLoader.ToJson(spec));
+        }
+        var codes = new int[count];
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var threads = Enumerable.Range(0, count).Select(i => new Thread(() =>
+        {
+            try
+            {
+                var c = ContainerProcess.Create($"stress-{i}", $"/tmp/guestcheck-stress/{i}", Environment.ProcessPath!, req => Sys.Spawn(req));
+                c.Start();
+                Sys.WaitPid(c.Pid, 0, out ExitStatus status);
+                codes[i] = status.Exited ? status.Code : -status.Signal;
+                c.Delete();
+            }
+            catch (Exception e)
+            {
+                errors.Add($"{i}: {e.Message}");
+                codes[i] = -1000;
+            }
+        }) { IsBackground = true }).ToList();
+        threads.ForEach(t => t.Start());
+        bool finished = threads.All(t => t.Join(TimeSpan.FromMinutes(5)));
+        double seconds = clock.Elapsed.TotalSeconds;
+        Cleanup();
+        Directory.Delete("/tmp/guestcheck-stress", true);
+
+        var problems = new List<string>(errors.Take(5));
+        if (!finished) problems.Add("deadlock: not all containers finished within 5 minutes");
+        int wrong = Enumerable.Range(0, count).Count(i => codes[i] != i % 250);
+        if (wrong > 0) problems.Add($"{wrong} exit codes wrong or missing");
+        var fdsAfterSet = OpenFds();
+        int fdsAfter = fdsAfterSet.Count;
+        var leaked = fdsAfterSet.Except(fdsBeforeSet).ToList();
+        if (leaked.Count > 0) problems.Add($"fds: {fdsBefore} before, {fdsAfter} after: {string.Join(", ", leaked)}");
+        if (File.ReadAllText("/proc/self/mountinfo") != mountsBefore) problems.Add("the host's mounts changed");
+        if (Directory.Exists("/sys/fs/cgroup/hostos") && Directory.GetDirectories("/sys/fs/cgroup/hostos").Length > 0) problems.Add("cgroups left under /sys/fs/cgroup/hostos");
+        int zombies = Directory.GetDirectories("/proc").Count(d => int.TryParse(Path.GetFileName(d), out _) && File.Exists(d + "/stat") && SafeRead(d + "/stat").Contains(") Z "));
+        if (zombies > 0) problems.Add($"{zombies} zombies");
+        string summary = $"{count} containers at once in {seconds:F1} s ({count / seconds:F1}/s), all exit codes collected, " +
+                         $"fds {fdsBefore}->{fdsAfter}, no mount, cgroup or zombie left";
+        Console.WriteLine(problems.Count == 0 ? $"PASS containers-stress: {summary}" : $"FAIL containers-stress: {string.Join("; ", problems)}");
+        return problems.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>This process's open descriptors as "N -> target".</summary>
+    private static HashSet<string> OpenFds() =>
+        Directory.GetFiles("/proc/self/fd").Select(f => $"{Path.GetFileName(f)} -> {new FileInfo(f).LinkTarget}").ToHashSet();
+
+    private static string SafeRead(string path)
+    {
+        try { return File.ReadAllText(path); } catch (IOException) { return ""; }
+    }
+
     private static int Check(string name, Func<string> check)
     {
         try

@@ -21,6 +21,7 @@ internal static partial class Program
                 ["orphans", string n, "--control"] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: true),
                 ["cgroups"] => CgroupChecks.Run(),
                 ["containers"] => ContainerChecks.Run(),
+                ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
                 [HostOs.Containers.Runtime.Stage.Mode, string rootfs, string config] => HostOs.Containers.Runtime.Stage.Run(rootfs, config),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),

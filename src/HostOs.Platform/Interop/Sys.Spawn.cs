@@ -37,6 +37,8 @@ public static unsafe partial class Sys
     [LibraryImport(Libc)] private static partial int posix_spawnattr_setsigmask(void* attr, void* set);
     [LibraryImport(Libc)] private static partial int posix_spawnattr_setsigdefault(void* attr, void* set);
     [LibraryImport(Libc)] private static partial int sigemptyset(void* set);
+    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)] private static partial int FcntlDup(SafeFileHandle fd, int cmd, int min);
+    private const int F_DUPFD_CLOEXEC = 1030;
     [LibraryImport(Libc)] private static partial int sigfillset(void* set);
 
     /// <summary>
@@ -54,6 +56,7 @@ public static unsafe partial class Sys
         byte* all = stackalloc byte[SigsetSize];
         byte* none = stackalloc byte[SigsetSize];
         var handles = new List<SafeHandle>(3);
+        var copies = new List<SafeFileHandle>();
         using var strings = new NativeStrings();
         try
         {
@@ -73,7 +76,19 @@ public static unsafe partial class Sys
             AddDup(actions, request.Stdin, 0, handles, request.Path);
             AddDup(actions, request.Stdout, 1, handles, request.Path);
             AddDup(actions, request.Stderr, 2, handles, request.Path);
-            for (int i = 0; i < request.ExtraFds.Count; i++) AddDup(actions, request.ExtraFds[i], 3 + i, handles, request.Path);
+            // dup2 onto 3, 4, ... in order would clobber a source that already sits in that
+            // range: such sources are first copied above it (close-on-exec, closed below).
+            for (int i = 0; i < request.ExtraFds.Count; i++)
+            {
+                SafeFileHandle source = request.ExtraFds[i];
+                if ((int)source.DangerousGetHandle() < 3 + request.ExtraFds.Count)
+                {
+                    int copy = Check(FcntlDup(source, F_DUPFD_CLOEXEC, 3 + request.ExtraFds.Count), "fcntl(F_DUPFD_CLOEXEC)", request.Path);
+                    source = new SafeFileHandle(copy, ownsHandle: true);
+                    copies.Add(source);
+                }
+                AddDup(actions, source, 3 + i, handles, request.Path);
+            }
 
             byte* path = strings.Add(request.Path);
             byte** argv = strings.AddArray(request.Args);
@@ -90,6 +105,7 @@ public static unsafe partial class Sys
             {
                 h.DangerousRelease();
             }
+            foreach (SafeFileHandle c in copies) c.Dispose();
         }
     }
 

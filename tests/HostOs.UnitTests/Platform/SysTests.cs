@@ -36,6 +36,30 @@ public class SysTests
     }
 
     [Fact]
+    public void ExtraFdsArriveAt3And4EvenWhenTheSourcesSitThere()
+    {
+        // Two pipes delivered as fds 3 and 4 in order (the crossed case, a source already at
+        // 3 or 4, cannot be arranged in a test host whose low fds belong to the runtime).
+        var (r1, w1) = Sys.Pipe();
+        var (r2, w2) = Sys.Pipe();
+        using (var a = new StreamWriter(new FileStream(w1, FileAccess.Write))) a.Write("one");
+        using (var b = new StreamWriter(new FileStream(w2, FileAccess.Write))) b.Write("two");
+        var (outRead, outWrite) = Sys.Pipe();
+        int pid = Sys.Spawn(new SpawnRequest
+        {
+            Path = "/bin/sh",
+            Args = ["sh", "-c", "cat <&3; echo; cat <&4"],
+            Stdout = outWrite,
+            ExtraFds = [r1, r2],
+        });
+        outWrite.Dispose();
+        using var reader = new StreamReader(new FileStream(outRead, FileAccess.Read));
+        string output = reader.ReadToEnd();
+        Sys.WaitPid(pid, 0, out _);
+        Assert.Equal("one\ntwo", output);
+    }
+
+    [Fact]
     public void SpawnOfAMissingProgramNamesIt()
     {
         var e = Assert.Throws<SysException>(() => Sys.Spawn(new SpawnRequest { Path = "/nonexistent/prog", Args = ["prog"] }));
