@@ -194,16 +194,38 @@ internal static class ContainerChecks
         if (!(status.Exited && status.Code == code)) throw new InvalidOperationException($"container ended with {status}, expected exit code {code}; output: {output}");
     }
 
-    private static void MakeBundle()
+    /// <summary>make-bundle DIR ARGS...: a busybox bundle whose process runs ARGS (benchmarks).</summary>
+    public static int MakeBundle(string dir, string[] args)
     {
-        if (Directory.Exists(Bundle)) Directory.Delete(Bundle, true);
-        string bin = Directory.CreateDirectory(Path.Combine(Bundle, "rootfs", "bin")).FullName;
+        MakeBundle(dir);
+        RuntimeSpec spec = Spec("true");
+        spec.Process!.Args = [.. args];
+        File.WriteAllText(Path.Combine(dir, "config.json"), SpecLoader.ToJson(spec));
+        return 0;
+    }
+
+    /// <summary>container-run BUNDLE ID: create, start, wait, delete; exits with the container's code.</summary>
+    public static int RunOnce(string bundle, string id)
+    {
+        var c = ContainerProcess.Create(id, bundle, Environment.ProcessPath!, req => Sys.Spawn(req));
+        c.Start();
+        Sys.WaitPid(c.Pid, 0, out ExitStatus status);
+        c.Delete();
+        return status.ShellCode;
+    }
+
+    private static void MakeBundle() => MakeBundle(Bundle);
+
+    private static void MakeBundle(string bundleDir)
+    {
+        if (Directory.Exists(bundleDir)) Directory.Delete(bundleDir, true);
+        string bin = Directory.CreateDirectory(Path.Combine(bundleDir, "rootfs", "bin")).FullName;
         File.Copy("/usr/bin/busybox", Path.Combine(bin, "busybox"));
-        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true" })
+        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true", "sleep" })
         {
             File.CreateSymbolicLink(Path.Combine(bin, applet), "busybox");
         }
-        foreach (string d in new[] { "proc", "dev", "tmp", "mnt", "sys" }) Directory.CreateDirectory(Path.Combine(Bundle, "rootfs", d));
+        foreach (string d in new[] { "proc", "dev", "tmp", "mnt", "sys" }) Directory.CreateDirectory(Path.Combine(bundleDir, "rootfs", d));
     }
 
     private static RuntimeSpec Spec(string script) => new()

@@ -21,6 +21,8 @@ internal static partial class Program
                 ["orphans", string n, "--control"] => Orphans(int.Parse(n, CultureInfo.InvariantCulture), control: true),
                 ["cgroups"] => CgroupChecks.Run(),
                 ["containers"] => ContainerChecks.Run(),
+                ["make-bundle", string dir, .. var programArgs] => ContainerChecks.MakeBundle(dir, programArgs),
+                ["container-run", string bundle, string id] => ContainerChecks.RunOnce(bundle, id),
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
                 [HostOs.Containers.Runtime.Stage.Mode, string rootfs, string config] => HostOs.Containers.Runtime.Stage.Run(rootfs, config),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
@@ -36,7 +38,8 @@ internal static partial class Program
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: hostos-guestcheck orphans N [--control] | notify-service DELAY_SECONDS");
+        Console.Error.WriteLine("usage: hostos-guestcheck orphans N [--control] | notify-service DELAY_SECONDS | cgroups | containers |\n" +
+                                "       containers-stress N | make-bundle DIR ARGS... | container-run BUNDLE ID");
         return 2;
     }
 

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Container start-to-exit latency: HostOS's runtime against crun, same bundle, same VM, same run.
+
+Builds bench/image/hostos-bench.json (the test image + crun and its libraries), boots it
+under TCG (HOSTOS_ACCEL to change), and through the test shell on ttyS1:
+  - 100 sequential runs of /bin/true (busybox) in a busybox bundle, each runtime driven
+    from its command line: `hostos-guestcheck container-run BUNDLE ID` (create, start,
+    wait, delete through HostOs.Containers) and `crun run -b BUNDLE ID`;
+  - 20 containers started in parallel with each;
+  - resident memory of the runtime's own processes while one container runs.
+Times come from the guest's /proc/uptime (10 ms resolution) around each batch.
+Usage: bench/containers.py [--runs N]
+"""
+import os, re, shutil, socket, subprocess, sys, tempfile, time, uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 100
+OVMF = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+
+
+class Shell:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        for _ in range(100):
+            try:
+                self.s.connect(path)
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.buf = b""
+        self.n = 0
+
+    def run(self, cmd, timeout=600):
+        self.n += 1
+        marker = f"__END_{self.n}__"
+        self.s.settimeout(timeout)
+        self.s.sendall(f"{cmd}\necho \"{marker} $?\"\n".encode())
+        while True:
+            m = re.search(rf"(?s)(.*?){marker} (\d+)\n".encode(), self.buf)
+            if m:
+                self.buf = self.buf[m.end():]
+                return int(m.group(2)), m.group(1).decode(errors="replace")
+            self.buf += self.s.recv(65536)
+
+    def check(self, cmd, timeout=600):
+        code, out = self.run(cmd, timeout)
+        if code != 0:
+            raise SystemExit(f"guest command failed ({code}): {cmd}\n{out}")
+        return out
+
+
+def main():
+    subprocess.run([os.path.join(ROOT, "build.sh"), "bench/image/hostos-bench.json"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    work = tempfile.mkdtemp(prefix="hostos-cbench-")
+    disk = os.path.join(work, "disk.img")
+    subprocess.run(["cp", "--sparse=always", os.path.join(ROOT, "out", "hostos-bench", "disk.img"), disk], check=True)
+    shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", os.path.join(work, "vars.fd"))
+    console = os.path.join(work, "console.log")
+    shell_sock = os.path.join(work, "shell.sock")
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "q35", "-accel", os.environ.get("HOSTOS_ACCEL") or "tcg", "-m", "1024",
+         "-smp", "2", "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-uuid", str(uuid.uuid4()),
+         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF}",
+         "-drive", f"if=pflash,format=raw,unit=1,file={os.path.join(work, 'vars.fd')}",
+         "-drive", f"if=virtio,format=raw,file={disk}",
+         "-serial", f"file:{console}", "-serial", f"unix:{shell_sock},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while "HostOS ready" not in open(console, errors="replace").read():
+            if time.time() > deadline:
+                raise SystemExit("no 'HostOS ready' within 180 s")
+            time.sleep(0.2)
+        sh = Shell(shell_sock)
+        time.sleep(1)
+        sh.run("stty -echo; export PS1=")
+        sh.check("hostos-guestcheck make-bundle /tmp/b true && hostos-guestcheck make-bundle /tmp/s sleep 3 && mkdir -p /run/crun")
+        ours = "hostos-guestcheck container-run /tmp/b c$i"
+        crun = "crun --root /run/crun run -b /tmp/b c$i >/dev/null"
+        up = "cut -d' ' -f1 /proc/uptime"
+
+        def seq(cmd, n):
+            out = sh.check(f"a=$({up}); i=0; while [ $i -lt {n} ]; do {cmd} || exit 1; i=$((i+1)); done; b=$({up}); echo $a $b")
+            a, b = map(float, out.split()[-2:])
+            return (b - a) / n * 1000
+
+        def par(cmd, n):
+            out = sh.check(f"a=$({up}); i=0; while [ $i -lt {n} ]; do ({cmd}) & i=$((i+1)); done; wait; b=$({up}); echo $a $b")
+            a, b = map(float, out.split()[-2:])
+            return (b - a) * 1000
+
+        seq(ours, 3), seq(crun, 3)  # warm the page cache for both
+        print(f"start-to-exit of /bin/true in a busybox bundle, {RUNS} sequential runs each (TCG, same VM, same run)")
+        rows = []
+        for name, cmd in [("HostOS (HostOs.Containers via hostos-guestcheck)", ours), ("crun 1.8.1", crun)]:
+            rows.append((name, seq(cmd, RUNS)))
+        for name, ms in rows:
+            print(f"  {name:52s} {ms:7.1f} ms per container")
+        print(f"  ratio HostOS / crun: {rows[0][1] / rows[1][1]:.2f}x   (target <= 1.0x)")
+        p_ours, p_crun = par(ours.replace("c$i", "p$i"), 20), par(crun.replace("c$i", "p$i"), 20)
+        print(f"20 containers started in parallel: HostOS {p_ours:.0f} ms, crun {p_crun:.0f} ms, ratio {p_ours / p_crun:.2f}x")
+
+        def rss(cmd, procname):
+            sh.check(f"({cmd}) & sleep 1")
+            out = sh.check(f"for p in $(pidof {procname}); do awk '/^VmRSS/ {{print $2}}' /proc/$p/status; done; wait")
+            return sum(int(x) for x in out.split())
+        m_ours = rss("hostos-guestcheck container-run /tmp/s m1", "hostos-guestcheck")
+        m_crun = rss("crun --root /run/crun run -b /tmp/s m2 >/dev/null", "crun")
+        print(f"runtime memory while one container runs (RSS of the runtime's own processes): "
+              f"HostOS {m_ours / 1024:.1f} MB, crun {m_crun / 1024:.1f} MB")
+    finally:
+        qemu.kill()
+        qemu.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
