@@ -68,7 +68,7 @@ def main():
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
-        while "HostOS ready" not in open(console, errors="replace").read():
+        while not os.path.exists(console) or "HostOS ready" not in open(console, errors="replace").read():
             if time.time() > deadline:
                 raise SystemExit("no 'HostOS ready' within 180 s")
             time.sleep(0.2)
@@ -81,7 +81,9 @@ def main():
         up = "cut -d' ' -f1 /proc/uptime"
 
         def seq(cmd, n):
-            out = sh.check(f"a=$({up}); i=0; while [ $i -lt {n} ]; do {cmd} || exit 1; i=$((i+1)); done; b=$({up}); echo $a $b")
+            out = sh.check(f"a=$({up}); i=0; while [ $i -lt {n} ]; do {cmd} || {{ echo RUN-FAILED; break; }}; i=$((i+1)); done; b=$({up}); echo $a $b")
+            if "RUN-FAILED" in out:
+                raise SystemExit(f"a run failed: {cmd}\n{out}")
             a, b = map(float, out.split()[-2:])
             return (b - a) / n * 1000
 

@@ -230,7 +230,7 @@ internal static class ContainerChecks
 
     private static RuntimeSpec Spec(string script) => new()
     {
-        OciVersion = "1.2.0",
+        OciVersion = "1.0.2", // what `runc spec` writes; Debian 12's crun 1.8.1 refuses 1.2.0
         Root = new Root { Path = "rootfs", Readonly = true },
         Hostname = "guestcheck",
         Process = new Process
