@@ -24,7 +24,7 @@ internal static partial class Program
                 ["make-bundle", string dir, .. var programArgs] => ContainerChecks.MakeBundle(dir, programArgs),
                 ["container-run", string bundle, string id] => ContainerChecks.RunOnce(bundle, id),
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
-                [HostOs.Containers.Runtime.Stage.Mode, string rootfs, string config] => HostOs.Containers.Runtime.Stage.Run(rootfs, config),
+                [HostOs.Containers.Runtime.Stage.Mode] => HostOs.Containers.Runtime.Stage.Run(),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };

@@ -44,7 +44,9 @@ public sealed class ContainerProcess
     public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
         SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot)
     {
+        Trace.Step("parent", "begin");
         var (spec, rootfs) = SpecLoader.LoadBundle(bundle);
+        Trace.Step("parent", "spec");
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);
         if (spec.Linux?.Namespaces?.Any(n => n.Type == "mount" && n.Path is null) != true)
@@ -55,6 +57,7 @@ public sealed class ContainerProcess
         var files = CgroupResources.ToFiles(spec.Linux?.Resources);
         string cgroupPath = spec.Linux?.CgroupsPath ?? $"hostos/{id}";
         Cgroup cgroup = Cgroup.Create(cgroupRoot, cgroupPath, CgroupResources.ControllersFor(files));
+        Trace.Step("parent", "cgroup");
         int pid = 0;
         try
         {
@@ -69,19 +72,25 @@ public sealed class ContainerProcess
                 pid = SpawnInNamespaces(spec, new SpawnRequest
                 {
                     Path = stagePath,
-                    Args = [stagePath, Stage.Mode, rootfs, Path.GetFullPath(Path.Combine(bundle, "config.json"))],
-                    Environment = [],
+                    Args = [stagePath, Stage.Mode],
+                    Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
                     ExtraFds = [controlRead, statusWrite],
                     Stdout = stdout,
                     Stderr = stdout,
                     NewSession = true,
                 }, spawn);
             }
-            // Into the cgroup before the stage runs anything of the container's.
+            Trace.Step("parent", "spawned stage");
+            // The plan first (the pipe holds it while the stage starts), then, once the
+            // stage is in its cgroup, go: it runs nothing of the container's before that.
+            var plan = new MemoryStream();
+            StagePlan.From(spec, rootfs).Write(plan);
+            control.Write(plan.GetBuffer(), 0, (int)plan.Length);
             cgroup.AddProcess(pid);
             control.WriteByte((byte)'G');
             control.Flush();
             string report = ReadAll(status);
+            Trace.Step("parent", "stage ready");
             if (report != "R")
             {
                 throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
@@ -109,7 +118,9 @@ public sealed class ContainerProcess
     public void Delete()
     {
         _control.Dispose();
+        Trace.Step("parent", "exited");
         Cgroup.Destroy(TimeSpan.FromSeconds(10));
+        Trace.Step("parent", "deleted");
     }
 
     private static void TryDestroy(Cgroup cgroup)

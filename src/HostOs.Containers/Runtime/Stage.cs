@@ -21,51 +21,56 @@ public static class Stage
 
     private static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
 
-    /// <summary>Entry point: <c>BINARY container-init ROOTFS CONFIG</c>. Returns only on failure.</summary>
-    public static int Run(string rootfs, string configPath)
+    /// <summary>
+    /// Entry point: <c>BINARY container-init</c>. The plan arrives first on fd 3, then 'G'.
+    /// Returns only on failure.
+    /// </summary>
+    public static int Run()
     {
         using var control = new FileStream(new SafeFileHandle(ControlFd, ownsHandle: true), FileAccess.Read, 1);
         using var status = new FileStream(new SafeFileHandle(StatusFd, ownsHandle: true), FileAccess.Write, 1);
-        string step = "read config";
+        string step = "read plan";
         try
         {
-            RuntimeSpec spec = SpecLoader.Parse(File.ReadAllText(configPath), configPath);
+            Trace.Step("stage", "started");
+            StagePlan plan = StagePlan.Read(control);
+            Trace.Step("stage", "plan");
             step = "wait for the cgroup";
             if (control.ReadByte() != 'G') return 1;
-            Process process = spec.Process!;
             step = "cgroup namespace";
             // Now that we are in the container's cgroup, it becomes the namespace's root.
-            if (spec.Linux?.Namespaces?.Any(n => n.Type == "cgroup" && n.Path is null) == true) Sys.Unshare(CloneFlags.NewCgroup);
+            if (plan.OwnCgroup) Sys.Unshare(CloneFlags.NewCgroup);
             step = "root file system";
-            PrepareRoot(spec, rootfs);
+            Trace.Step("stage", "go");
+            PrepareRoot(plan);
+            Trace.Step("stage", "root");
             step = "hostname";
-            if (spec.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
-            if (spec.Domainname is { Length: > 0 } d) Sys.SetDomainName(d);
-            if (spec.Linux?.Namespaces?.Any(n => n.Type == "network" && n.Path is null) == true) Sys.SetInterfaceUp("lo");
+            if (plan.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
+            if (plan.Domainname is { Length: > 0 } d) Sys.SetDomainName(d);
+            if (plan.OwnNetwork) Sys.SetInterfaceUp("lo");
             step = "sysctl";
-            foreach (var (key, value) in spec.Linux?.Sysctl ?? [])
-            {
-                File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
-            }
+            foreach (var (key, value) in plan.Sysctl) File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
             step = "rlimits";
-            foreach (Rlimit r in process.Rlimits ?? []) Sys.SetRlimit(RlimitNumber(r.Type!), r.Soft, r.Hard, r.Type!);
-            if (process.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
+            if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
+            Trace.Step("stage", "attributes");
             status.WriteByte((byte)'R');
             status.Flush();
             step = "wait for start";
             if (control.ReadByte() != 'S') return 1; // deleted before start
 
             step = "process";
-            string program = Resolve(process.Args![0], process.Env ?? []);
-            Sys.Umask(process.User?.Umask ?? 0x12 /* 022 */);
-            Directory.SetCurrentDirectory(process.Cwd!);
-            SetCredentialsAndCapabilities(process);
+            string program = Resolve(plan.Args[0], plan.Env);
+            Sys.Umask(plan.Umask ?? 0x12 /* 022 */);
+            Directory.SetCurrentDirectory(plan.Cwd);
+            SetCredentialsAndCapabilities(plan);
+            Trace.Step("stage", "credentials, exec");
             // Nothing of ours may leak into the container's program: close both pipes (the
             // parent sees EOF on status: exec'd, or died, which the exit status tells).
             control.Dispose();
             status.Dispose();
-            Sys.Exec(program, process.Args!, process.Env ?? []);
+            Sys.Exec(program, plan.Args, plan.Env);
             return 1; // not reached: Exec throws
         }
         catch (Exception e)
@@ -82,15 +87,18 @@ public static class Stage
         }
     }
 
-    private static void PrepareRoot(RuntimeSpec spec, string rootfs)
+    private static void PrepareRoot(StagePlan plan)
     {
+        string rootfs = plan.Rootfs;
         // Nothing we mount may propagate back to the host.
-        MountFlags propagation = MountOptions.Parse([spec.Linux?.RootfsPropagation ?? "rprivate"]).Propagation;
+        MountFlags propagation = MountOptions.Parse([plan.Propagation]).Propagation;
         Sys.Mount(null, "/", null, propagation | MountFlags.Recursive);
         // pivot_root needs the new root to be a mount point.
         Sys.Mount(rootfs, rootfs, null, MountFlags.Bind | MountFlags.Recursive);
-        foreach (Mount m in spec.Mounts ?? []) MountOne(rootfs, m);
-        if (spec.Mounts?.Any(m => m.Destination == "/dev") == true) AddDefaultDevices(rootfs);
+        Trace.Step("stage", "propagation, root bind");
+        foreach (StagePlan.PlannedMount m in plan.Mounts) MountOne(rootfs, m);
+        if (plan.Mounts.Any(m => m.Destination == "/dev")) AddDefaultDevices(rootfs);
+        Trace.Step("stage", "mounts, devices");
 
         // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
         // only the container's tree (the trick runc and crun use, pivot_root(2) NOTES).
@@ -98,13 +106,14 @@ public static class Stage
         Sys.PivotRoot(".", ".");
         Sys.Umount(".", Sys.MNT_DETACH);
         Sys.Chdir("/");
+        Trace.Step("stage", "pivot_root");
 
-        foreach (string path in spec.Linux?.MaskedPaths ?? []) Mask(path);
-        foreach (string path in spec.Linux?.ReadonlyPaths ?? []) ReadOnly(path);
-        if (spec.Root!.Readonly) Sys.Mount(null, "/", null, MountFlags.Remount | MountFlags.Bind | MountFlags.ReadOnly);
+        foreach (string path in plan.MaskedPaths) Mask(path);
+        foreach (string path in plan.ReadonlyPaths) ReadOnly(path);
+        if (plan.ReadonlyRoot) Sys.Mount(null, "/", null, MountFlags.Remount | MountFlags.Bind | MountFlags.ReadOnly);
     }
 
-    private static void MountOne(string rootfs, Mount m)
+    private static void MountOne(string rootfs, StagePlan.PlannedMount m)
     {
         MountOptions o = MountOptions.Parse(m.Options);
         string target = SecureJoin(rootfs, m.Destination!);
@@ -182,23 +191,32 @@ public static class Stage
     /// set, change ids (this thread only), set the capability sets, raise ambient ones,
     /// then no_new_privs. All per thread, on the thread that execve's.
     /// </summary>
-    private static void SetCredentialsAndCapabilities(Process process)
+    private static void SetCredentialsAndCapabilities(StagePlan plan)
     {
-        Capabilities caps = process.Capabilities ?? new Capabilities();
-        ulong Mask(List<string>? names) => (names ?? []).Aggregate(0UL, (m, n) => m | (1UL << SpecValidator.CapabilityNames.ToList().IndexOf(n)));
-        ulong bounding = Mask(caps.Bounding);
+        ulong Mask(List<string> names) => names.Aggregate(0UL, (m, n) => m | (1UL << CapabilityNumber(n)));
+        ulong bounding = Mask(plan.Bounding);
         Sys.SetKeepCaps(true);
         for (int cap = 0; cap <= Sys.LastCapability; cap++)
         {
             if ((bounding & (1UL << cap)) == 0) Sys.DropBoundingCapability(cap);
         }
-        User user = process.User ?? new User();
-        Sys.SetCredentialsForThisThread(user.Uid, user.Gid, user.AdditionalGids ?? []);
-        Sys.SetCapabilities(Mask(caps.Effective), Mask(caps.Permitted), Mask(caps.Inheritable));
+        Sys.SetCredentialsForThisThread(plan.Uid, plan.Gid, plan.AdditionalGids);
+        Sys.SetCapabilities(Mask(plan.Effective), Mask(plan.Permitted), Mask(plan.Inheritable));
         Sys.ClearAmbientCapabilities();
-        foreach (string a in caps.Ambient ?? []) Sys.RaiseAmbientCapability(SpecValidator.CapabilityNames.ToList().IndexOf(a));
+        foreach (string a in plan.Ambient) Sys.RaiseAmbientCapability(CapabilityNumber(a));
         Sys.SetKeepCaps(false);
-        if (process.NoNewPrivileges) Sys.SetNoNewPrivileges();
+        if (plan.NoNewPrivileges) Sys.SetNoNewPrivileges();
+    }
+
+    private static int CapabilityNumber(string name)
+    {
+        int n = 0;
+        foreach (string c in SpecValidator.CapabilityNames)
+        {
+            if (c == name) return n;
+            n++;
+        }
+        throw new InvalidDataException($"'{name}' is not a capability");
     }
 
     /// <summary>args[0] as execvp would find it, with the container's PATH.</summary>

@@ -57,3 +57,45 @@ public class NotYetImplementedTests
                       "$.process.terminal: not implemented yet in HostOS"], NotYetImplemented.Problems(spec));
     }
 }
+
+public class StagePlanTests
+{
+    [Fact]
+    public void PlanRoundTripsEveryField()
+    {
+        var spec = SpecLoader.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "runc-spec.json")), "runc");
+        spec.Process!.User = new User { Uid = 1000, Gid = 100, Umask = 0x3F, AdditionalGids = [5, 6] };
+        spec.Process.OomScoreAdj = -500;
+        spec.Process.Capabilities!.Ambient = ["CAP_KILL"];
+        spec.Domainname = "example";
+        spec.Linux!.Sysctl = new Dictionary<string, string> { ["kernel.shmmax"] = "1024" };
+        StagePlan plan = StagePlan.From(spec, "/bundles/x/rootfs");
+        var stream = new MemoryStream();
+        plan.Write(stream);
+        stream.WriteByte((byte)'G'); // what follows the plan on the pipe must stay unread
+        stream.Position = 0;
+        StagePlan back = StagePlan.Read(stream);
+        Assert.Equal('G', stream.ReadByte());
+
+        Assert.Equal(plan.Rootfs, back.Rootfs);
+        Assert.Equal(plan.Mounts.Select(m => (m.Destination, m.Source, m.Type, string.Join(',', m.Options))),
+                     back.Mounts.Select(m => (m.Destination, m.Source, m.Type, string.Join(',', m.Options))));
+        Assert.Equal(plan.MaskedPaths, back.MaskedPaths);
+        Assert.Equal(plan.ReadonlyPaths, back.ReadonlyPaths);
+        Assert.Equal(("runc", "example"), (back.Hostname, back.Domainname));
+        Assert.Equal(plan.Sysctl, back.Sysctl);
+        Assert.Equal(plan.Rlimits, back.Rlimits);
+        Assert.Equal(-500, back.OomScoreAdj);
+        Assert.Equal(plan.Args, back.Args);
+        Assert.Equal(plan.Env, back.Env);
+        Assert.Equal((1000u, 100u, (uint?)0x3F), (back.Uid, back.Gid, back.Umask));
+        Assert.Equal([5u, 6u], back.AdditionalGids);
+        Assert.Equal(plan.Bounding, back.Bounding);
+        Assert.Equal(plan.Effective, back.Effective);
+        Assert.Equal(plan.Permitted, back.Permitted);
+        Assert.Equal(["CAP_KILL"], back.Ambient);
+        Assert.True(back.NoNewPrivileges);
+        Assert.True(back.ReadonlyRoot);
+        Assert.True(back.OwnNetwork); // runc's default spec has a network namespace of its own
+    }
+}

@@ -14,6 +14,7 @@ public class ReaperPolicyTests
     [Theory]
     [InlineData("hostos-init.dll")]
     [InlineData("HostOs.Platform.dll")]
+    [InlineData("HostOs.Containers.dll")] // to be linked into hostos-init
     public void InitDoesNotReferenceProcessOrCrypto(string assembly)
     {
         using var pe = new PEReader(File.OpenRead(Path.Combine(AppContext.BaseDirectory, assembly)));
