@@ -83,20 +83,19 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         Directory.Delete(_work, true);
     }
 
+    /// <summary>
+    /// The versioned kernel image package: a metapackage (linux-image-cloud-amd64) names it
+    /// in its Depends; a real image package depends on no other linux-image package.
+    /// </summary>
     private string ResolveKernelPackage()
     {
         string name = image.Kernel!.Package!;
-        if (name.StartsWith("linux-image-", StringComparison.Ordinal) && !name.Contains("-6.") && !name.Contains("-5."))
-        {
-            // A metapackage: its Depends names the real, versioned image package.
-            string depends = apt.Field(name, "Depends");
-            string real = depends.Split(',').Select(d => d.Trim().Split(' ')[0])
-                .FirstOrDefault(d => d.StartsWith("linux-image-", StringComparison.Ordinal))
-                ?? throw new InvalidDataException($"{name}: Depends '{depends}' names no linux-image package");
-            Console.WriteLine($"  kernel {name} -> {real}");
-            return real;
-        }
-        return name;
+        string? real = apt.Field(name, "Depends").Split(',')
+            .Select(d => d.Trim().Split(' ')[0])
+            .FirstOrDefault(d => d.StartsWith("linux-image-", StringComparison.Ordinal));
+        if (real is null) return name;
+        Console.WriteLine($"  kernel {name} -> {real}");
+        return real;
     }
 
     private FsTree RootTree(ModuleDependencies deps, string modulesDir, string kver, string init, List<string> libraryTrees)

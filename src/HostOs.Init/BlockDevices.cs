@@ -77,17 +77,21 @@ internal static class BlockDevices
     /// Waits for a partition to appear: block devices show up asynchronously after their
     /// driver loads. A spec is <c>PARTLABEL=name</c> or <c>PARTUUID=guid</c>.
     /// </summary>
-    public static BlockPartition WaitFor(string spec, TimeSpan timeout)
+    public static BlockPartition WaitFor(string spec, TimeSpan timeout) => WaitFor(spec, timeout, out _);
+
+    /// <summary>As above; <paramref name="all"/> is the scan it was found in, for reuse.</summary>
+    public static BlockPartition WaitFor(string spec, TimeSpan timeout, out List<BlockPartition> all)
     {
         Func<BlockPartition, bool> match = ParseSpec(spec);
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            BlockPartition? hit = Scan().FirstOrDefault(match);
+            all = Scan();
+            BlockPartition? hit = all.FirstOrDefault(match);
             if (hit is not null) return hit;
             if (clock.Elapsed > timeout)
             {
-                string seen = string.Join(", ", Scan().Select(p => p.ToString()));
+                string seen = string.Join(", ", all.Select(p => p.ToString()));
                 throw new IOException($"no partition matches '{spec}' after {timeout.TotalSeconds:F0} s; seen: {(seen.Length == 0 ? "none" : seen)}");
             }
             Thread.Sleep(20);

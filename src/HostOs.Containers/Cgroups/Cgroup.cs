@@ -1,5 +1,4 @@
 using System.Globalization;
-using HostOs.Platform;
 using HostOs.Platform.Interop;
 using Microsoft.Win32.SafeHandles;
 

@@ -34,6 +34,7 @@ public sealed class ContainerProcess
     [
         ("pid", CloneFlags.NewPid), ("network", CloneFlags.NewNet), ("mount", CloneFlags.NewNs),
         ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("cgroup", CloneFlags.NewCgroup),
+        ("time", CloneFlags.NewTime), // like pid: applies to the children of the unsharing thread
     ];
 
     /// <summary>
@@ -49,56 +50,57 @@ public sealed class ContainerProcess
         Trace.Step("parent", "spec");
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);
-        if (spec.Linux?.Namespaces?.Any(n => n.Type == "mount" && n.Path is null) != true)
-        {
-            throw new SpecException(Path.Combine(bundle, "config.json"), ["$.linux.namespaces: HostOS containers need a mount namespace of their own"]);
-        }
 
         var files = CgroupResources.ToFiles(spec.Linux?.Resources);
         string cgroupPath = spec.Linux?.CgroupsPath ?? $"hostos/{id}";
         Cgroup cgroup = Cgroup.Create(cgroupRoot, cgroupPath, CgroupResources.ControllersFor(files));
         Trace.Step("parent", "cgroup");
         int pid = 0;
+        FileStream? control = null;
         try
         {
             cgroup.Apply(files);
             var (controlRead, controlWrite) = Sys.Pipe();
-            var (statusRead, statusWrite) = Sys.Pipe();
-            var control = new FileStream(controlWrite, FileAccess.Write, 1);
-            using var status = new FileStream(statusRead, FileAccess.Read, 1);
+            control = new FileStream(controlWrite, FileAccess.Write, 1);
             using (controlRead)
-            using (statusWrite)
             {
-                pid = SpawnInNamespaces(spec, new SpawnRequest
+                var (statusRead, statusWrite) = Sys.Pipe();
+                using var status = new FileStream(statusRead, FileAccess.Read, 1);
+                using (statusWrite)
                 {
-                    Path = stagePath,
-                    Args = [stagePath, Stage.Mode],
-                    Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
-                    ExtraFds = [controlRead, statusWrite],
-                    Stdout = stdout,
-                    Stderr = stdout,
-                    NewSession = true,
-                }, spawn);
-            }
-            Trace.Step("parent", "spawned stage");
-            // The plan first (the pipe holds it while the stage starts), then, once the
-            // stage is in its cgroup, go: it runs nothing of the container's before that.
-            var plan = new MemoryStream();
-            StagePlan.From(spec, rootfs).Write(plan);
-            control.Write(plan.GetBuffer(), 0, (int)plan.Length);
-            cgroup.AddProcess(pid);
-            control.WriteByte((byte)'G');
-            control.Flush();
-            string report = ReadAll(status);
-            Trace.Step("parent", "stage ready");
-            if (report != "R")
-            {
-                throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
+                    pid = SpawnInNamespaces(spec, new SpawnRequest
+                    {
+                        Path = stagePath,
+                        Args = [stagePath, Stage.Mode],
+                        Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
+                        ExtraFds = [controlRead, statusWrite],
+                        Stdout = stdout,
+                        Stderr = stdout,
+                        NewSession = true,
+                    }, spawn);
+                }
+                Trace.Step("parent", "spawned stage");
+                // The plan first (the pipe holds it while the stage starts), then, once the
+                // stage is in its cgroup, go: it runs nothing of the container's before that.
+                var plan = new MemoryStream();
+                StagePlan.From(spec, rootfs).Write(plan);
+                control.Write(plan.GetBuffer(), 0, (int)plan.Length);
+                cgroup.AddProcess(pid);
+                control.WriteByte((byte)'G');
+                control.Flush();
+                string report = ReadAll(status);
+                Trace.Step("parent", "stage ready");
+                if (report != "R")
+                {
+                    throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
+                }
             }
             return new ContainerProcess(id, pid, cgroup, control);
         }
         catch (Exception e)
         {
+            // A failed create leaves nothing: no stage, no cgroup, no descriptor.
+            control?.Dispose();
             if (pid != 0) Sys.TryKill(pid, Sys.SIGKILL);
             TryDestroy(cgroup);
             if (e is ContainerException) throw;

@@ -3,9 +3,9 @@ using HostOs.Containers.Spec;
 namespace HostOs.Containers.Runtime;
 
 /// <summary>
-/// Spec features the runtime accepts in principle but cannot honour yet. Running a
-/// container without them would give it less isolation than it asked for, so each one is
-/// refused by name until implemented (docs/containers.md, Status).
+/// Valid specs this runtime cannot run (yet). Running a container without these features
+/// would give it less isolation than it asked for, so each is refused by name until
+/// implemented (docs/containers.md, Status). One place for all such refusals.
 /// </summary>
 public static class NotYetImplemented
 {
@@ -14,6 +14,10 @@ public static class NotYetImplemented
         var p = new List<string>();
         void Missing(bool present, string path) { if (present) p.Add($"{path}: not implemented yet in HostOS"); }
         Missing(spec.Process is null, "$.process (required to create a container)");
+        if (spec.Linux?.Namespaces?.Any(n => n.Type == "mount" && n.Path is null) != true)
+        {
+            p.Add("$.linux.namespaces: a container without a mount namespace of its own: not implemented in HostOS");
+        }
         Missing(spec.Linux?.Devices is { Count: > 0 }, "$.linux.devices");
         Missing(spec.Linux?.Resources?.Devices is { Count: > 0 }, "$.linux.resources.devices (cgroup v2 device filter)");
         Missing(spec.Linux?.Seccomp is not null, "$.linux.seccomp");

@@ -10,8 +10,8 @@ namespace HostOs.Containers.Runtime;
 /// The container side of creation (docs/containers.md, "Creating container processes"):
 /// a fresh process of our own binary, started by posix_spawn already inside the
 /// container's namespaces, so managed code here never runs between a fork and an exec.
-/// fd 3 carries the parent's commands ('G' go: the cgroup is set; 'S' start), fd 4 our
-/// reports ('R' ready, or 'E' and a message). It sets up the root file system and the
+/// fd 3 carries the parent's <see cref="StagePlan"/> and then its commands ('G' go: the
+/// cgroup is set; 'S' start), fd 4 our reports ('R' ready, or 'E' and a message). It sets up the root file system and the
 /// process attributes, reports ready, waits for start, and execve's the user program.
 /// </summary>
 public static class Stage
@@ -108,7 +108,7 @@ public static class Stage
         Sys.Chdir("/");
         Trace.Step("stage", "pivot_root");
 
-        foreach (string path in plan.MaskedPaths) Mask(path);
+        foreach (string path in plan.MaskedPaths) MaskPath(path);
         foreach (string path in plan.ReadonlyPaths) ReadOnly(path);
         if (plan.ReadonlyRoot) Sys.Mount(null, "/", null, MountFlags.Remount | MountFlags.Bind | MountFlags.ReadOnly);
     }
@@ -173,7 +173,7 @@ public static class Stage
         }
     }
 
-    private static void Mask(string path)
+    private static void MaskPath(string path)
     {
         if (Directory.Exists(path)) Sys.Mount("tmpfs", path, "tmpfs", MountFlags.ReadOnly, "size=0");
         else if (File.Exists(path)) Sys.Mount("/dev/null", path, null, MountFlags.Bind);
@@ -193,15 +193,15 @@ public static class Stage
     /// </summary>
     private static void SetCredentialsAndCapabilities(StagePlan plan)
     {
-        ulong Mask(List<string> names) => names.Aggregate(0UL, (m, n) => m | (1UL << CapabilityNumber(n)));
-        ulong bounding = Mask(plan.Bounding);
+        ulong Set(List<string> names) => names.Aggregate(0UL, (m, n) => m | (1UL << CapabilityNumber(n)));
+        ulong bounding = Set(plan.Bounding);
         Sys.SetKeepCaps(true);
         for (int cap = 0; cap <= Sys.LastCapability; cap++)
         {
             if ((bounding & (1UL << cap)) == 0) Sys.DropBoundingCapability(cap);
         }
         Sys.SetCredentialsForThisThread(plan.Uid, plan.Gid, plan.AdditionalGids);
-        Sys.SetCapabilities(Mask(plan.Effective), Mask(plan.Permitted), Mask(plan.Inheritable));
+        Sys.SetCapabilities(Set(plan.Effective), Set(plan.Permitted), Set(plan.Inheritable));
         Sys.ClearAmbientCapabilities();
         foreach (string a in plan.Ambient) Sys.RaiseAmbientCapability(CapabilityNumber(a));
         Sys.SetKeepCaps(false);

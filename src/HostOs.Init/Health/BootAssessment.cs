@@ -18,7 +18,7 @@ namespace HostOs.Init.Health;
 /// unhealthy is reported but not rebooted: rebooting it would gain nothing.
 /// </summary>
 internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, ProcessTable processes,
-    StateVolume state, string rootDisk)
+    Func<List<string>> bootProblems, IReadOnlyList<BlockPartition> partitions, string rootDisk)
 {
     public const string OperatorChecks = "/etc/hostos/health.d";
     private const string EspMount = "/efi";
@@ -87,7 +87,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
     private async Task<List<string>> ProblemsAsync()
     {
         var problems = new List<string>(supervisor.Unhealthy());
-        if (state.Degraded is string why) problems.Add($"state: {why}");
+        problems.AddRange(bootProblems());
         var checks = new List<HealthCheck>(config.Health.Checks);
         if (Directory.Exists(OperatorChecks))
         {
@@ -115,15 +115,15 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
     {
         try
         {
-            using SafeNull devNull = new();
+            using var devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite);
             ExitStatus status = await processes.RunAsync(new SpawnRequest
             {
                 Path = check.Exec[0],
                 Args = check.Exec,
-                Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                Stdin = devNull.Handle,
-                Stdout = devNull.Handle,
-                Stderr = devNull.Handle,
+                Environment = [ProcessTable.DefaultPath],
+                Stdin = devNull,
+                Stdout = devNull,
+                Stderr = devNull,
             }, TimeSpan.FromSeconds(check.TimeoutSeconds)).ConfigureAwait(false);
             return status.Exited && status.Code == 0 ? null : $"failed ({status})";
         }
@@ -159,17 +159,9 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
     /// <summary>The ESP systemd-boot ran from (LoaderDevicePartUUID), else the ESP on the root's disk.</summary>
     private BlockPartition FindEsp()
     {
-        List<BlockPartition> all = BlockDevices.Scan();
         string? loaderPart = EfiVariables.ReadLoaderString("LoaderDevicePartUUID");
-        if (Guid.TryParse(loaderPart, out Guid id) && all.FirstOrDefault(p => p.Entry.Id == id) is { } byId) return byId;
-        return all.FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Esp)
+        if (Guid.TryParse(loaderPart, out Guid id) && partitions.FirstOrDefault(p => p.Entry.Id == id) is { } byId) return byId;
+        return partitions.FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Esp)
             ?? throw new IOException($"no EFI system partition on {rootDisk}");
-    }
-
-    private sealed class SafeNull : IDisposable
-    {
-        public Microsoft.Win32.SafeHandles.SafeFileHandle Handle { get; } =
-            File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite);
-        public void Dispose() => Handle.Dispose();
     }
 }

@@ -47,7 +47,7 @@ internal static class InitramfsBoot
         });
         BootStep.Run("switch-root", SwitchRoot);
         Log.Info($"phase 1 done, exec {Phase2Path}");
-        Sys.Exec(Phase2Path, [Phase2Path], ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+        Sys.Exec(Phase2Path, [Phase2Path], [Processes.ProcessTable.DefaultPath]);
     }
 
     /// <summary><c>hostos.root=PARTLABEL=…|PARTUUID=…</c>, or <c>hostos.slot=a</c> for PARTLABEL=root-a.</summary>

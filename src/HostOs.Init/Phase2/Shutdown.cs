@@ -6,7 +6,7 @@ using HostOs.Platform.Kernel;
 
 namespace HostOs.Init.Phase2;
 
-internal enum PowerAction { PowerOff, Reboot, Halt }
+internal enum PowerAction { PowerOff, Reboot }
 
 /// <summary>
 /// Ordered shutdown: services in reverse order (each SIGTERM, its grace, SIGKILL), then
@@ -35,18 +35,8 @@ internal static class Shutdown
         Sys.Sync();
         Guard("unmount", UnmountAll);
         Sys.Sync();
-        Log.Info(action switch
-        {
-            PowerAction.Reboot => "rebooting",
-            PowerAction.Halt => "halted",
-            _ => "powering off",
-        });
-        Sys.Reboot(action switch
-        {
-            PowerAction.Reboot => RebootCommand.Restart,
-            PowerAction.Halt => RebootCommand.Halt,
-            _ => RebootCommand.PowerOff,
-        });
+        Log.Info(action == PowerAction.Reboot ? "rebooting" : "powering off");
+        Sys.Reboot(action == PowerAction.Reboot ? RebootCommand.Restart : RebootCommand.PowerOff);
     }
 
     private static void Guard(string step, Action action)

@@ -21,9 +21,6 @@ internal sealed class StateVolume(ProcessTable processes)
     public const string Label = "state";
     private static readonly TimeSpan FsckTimeout = TimeSpan.FromMinutes(10);
 
-    /// <summary>Why state is not persistent, or null when it is.</summary>
-    public string? Degraded { get; private set; }
-
     public void Mount(BlockPartition state)
     {
         Ext4State fs = ReadSuperblock(state.Device);
@@ -58,9 +55,8 @@ internal sealed class StateVolume(ProcessTable processes)
     }
 
     /// <summary>No usable state partition: tmpfs in its place so the machine still boots.</summary>
-    public void MountFallback(string why)
+    public static void MountFallback(string why)
     {
-        Degraded = why;
         Log.Error($"state: {why}; /var and /etc changes will NOT persist across reboots");
         Sys.Mount("tmpfs", MountPoint, "tmpfs", MountFlags.NoSuid | MountFlags.NoDev, "mode=0755");
     }
@@ -87,7 +83,7 @@ internal sealed class StateVolume(ProcessTable processes)
             {
                 Path = path,
                 Args = [path, .. args],
-                Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                Environment = [ProcessTable.DefaultPath],
                 Stdout = write,
                 Stderr = write,
             }, FsckTimeout);
@@ -120,8 +116,8 @@ internal sealed class StateVolume(ProcessTable processes)
         return (state & 1) != 0 ? Ext4State.Clean : Ext4State.NotClean;
     }
 
-    /// <summary>The state partition: labelled "state" on the disk the root came from.</summary>
-    public static BlockPartition? Find(string rootDisk) =>
-        BlockDevices.Scan().FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Name == Label)
-        ?? BlockDevices.Scan().FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Var);
+    /// <summary>The state partition: labelled "state" (else of type /var) on the root's disk.</summary>
+    public static BlockPartition? Find(IReadOnlyList<BlockPartition> partitions, string rootDisk) =>
+        partitions.FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Name == Label)
+        ?? partitions.FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Var);
 }

@@ -19,9 +19,16 @@ internal sealed class SystemBoot
     private readonly StateVolume _state;
     private readonly TaskCompletionSource<PowerAction> _power = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<PosixSignalRegistration> _signals = [];
+    /// <summary>What this boot could not do; each makes the boot assessment fail.</summary>
+    private readonly List<string> _bootProblems = [];
     private Supervisor? _supervisor;
 
     public SystemBoot() => _state = new StateVolume(_processes);
+
+    private void Degrade(string problem)
+    {
+        lock (_bootProblems) _bootProblems.Add(problem);
+    }
 
     public void RequestPower(PowerAction action)
     {
@@ -64,22 +71,21 @@ internal sealed class SystemBoot
         PowerButton.Watch(() => RequestPower(PowerAction.PowerOff));
 
         var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
-        BlockPartition root = BlockDevices.WaitFor(Phase1.InitramfsBoot.RootSpec(cmdline), TimeSpan.FromSeconds(5));
+        BlockPartition root = BlockDevices.WaitFor(Phase1.InitramfsBoot.RootSpec(cmdline), TimeSpan.FromSeconds(5), out var partitions);
         BootStep.Run("mount-state", () =>
         {
-            BlockPartition? state = StateVolume.Find(root.Disk);
-            if (state is null)
+            string? problem = null;
+            BlockPartition? state = StateVolume.Find(partitions, root.Disk);
+            if (state is null) problem = $"no partition labelled '{StateVolume.Label}' on {root.Disk}";
+            else
             {
-                _state.MountFallback($"no partition labelled '{StateVolume.Label}' on {root.Disk}");
-                return;
+                try { _state.Mount(state); }
+                catch (Exception e) { problem = e.Message; }
             }
-            try
+            if (problem is not null)
             {
-                _state.Mount(state);
-            }
-            catch (Exception e)
-            {
-                _state.MountFallback(e.Message);
+                StateVolume.MountFallback(problem);
+                Degrade($"state: {problem}");
             }
         });
         overlay.Wait();
@@ -96,7 +102,7 @@ internal sealed class SystemBoot
 
         _supervisor = new Supervisor(config.Services, _processes);
         BootStep.Run("start-services", _supervisor.StartAll);
-        var assessment = new BootAssessment(config, _supervisor, _processes, _state, root.Disk);
+        var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk);
         _ = Task.Run(async () =>
         {
             try
@@ -115,7 +121,12 @@ internal sealed class SystemBoot
             TaskContinuationOptions.OnlyOnRanToCompletion);
     }
 
-    private static InitConfig LoadConfig()
+    private List<string> BootProblems()
+    {
+        lock (_bootProblems) return [.. _bootProblems];
+    }
+
+    private InitConfig LoadConfig()
     {
         try
         {
@@ -124,9 +135,10 @@ internal sealed class SystemBoot
         catch (Exception e) when (e is IOException or InvalidDataException)
         {
             // The build validated it; if the root still carries a bad one, boot with
-            // nothing declared rather than not at all (the assessment will not pass).
+            // nothing declared rather than not at all, and let the assessment fail.
             Log.Error($"{InitConfig.Path} unusable, booting without services", e);
-            return new InitConfig { Services = [new ServiceDefinition { Name = "init-config", Exec = ["/nonexistent"], Restart = RestartPolicy.Never }] };
+            Degrade($"{InitConfig.Path}: {e.Message}");
+            return new InitConfig();
         }
     }
 

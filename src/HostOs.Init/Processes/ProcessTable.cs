@@ -7,7 +7,7 @@ namespace HostOs.Init.Processes;
 /// The one reaper of PID 1 (docs/pid1.md). A dedicated OS thread blocks in
 /// <c>waitpid(-1)</c> and drains every exit, our own children and reparented orphans
 /// alike (tini's <c>reap_zombies</c>). An exit of a process we started is handed to
-/// whoever waits for it; orphans are only counted.
+/// whoever waits for it; an orphan's exit needs nothing more than the reaping.
 ///
 /// The race "child exits and is reaped before its starter registered interest" is
 /// closed by the lock: <see cref="Start"/> holds it across posix_spawn and the
@@ -18,18 +18,12 @@ namespace HostOs.Init.Processes;
 /// </summary>
 internal sealed class ProcessTable
 {
+    /// <summary>The PATH every process the init starts gets unless it names its own.</summary>
+    public const string DefaultPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
     private readonly Lock _gate = new();
     private readonly Dictionary<int, TaskCompletionSource<ExitStatus>> _running = [];
     private readonly ManualResetEventSlim _childStarted = new(false);
-    private long _orphansReaped;
-
-    public long OrphansReaped => Interlocked.Read(ref _orphansReaped);
-
-    public int RunningCount
-    {
-        get { lock (_gate) return _running.Count; }
-    }
-
     /// <summary>
     /// True when something in this process made the .NET runtime catch SIGCHLD (a use of
     /// System.Console on a terminal, or of System.Diagnostics.Process): as PID 1 the
@@ -120,11 +114,6 @@ internal sealed class ProcessTable
         {
             _running.Remove(pid, out waiter);
         }
-        if (waiter is null)
-        {
-            Interlocked.Increment(ref _orphansReaped);
-            return;
-        }
-        waiter.TrySetResult(status);
+        waiter?.TrySetResult(status); // no waiter: a re-parented orphan, nothing to tell
     }
 }

@@ -6,8 +6,8 @@ namespace HostOs.Init.Services;
 /// <summary>
 /// The sd_notify(3) receiving end for one service: a datagram socket at
 /// <c>/run/hostos/notify/NAME</c>, passed as <c>$NOTIFY_SOCKET</c>. One socket per service
-/// means the sender is known without SCM_CREDENTIALS. Understands READY=1, STATUS=,
-/// STOPPING=1 and WATCHDOG=1 (recorded; enforcement is the supervisor's).
+/// means the sender is known without SCM_CREDENTIALS. Acts on READY=1 and logs STOPPING=1;
+/// STATUS= and WATCHDOG=1 are accepted and ignored (no watchdog supervision yet).
 /// </summary>
 internal sealed class NotifySocket : IDisposable
 {
@@ -27,8 +27,6 @@ internal sealed class NotifySocket : IDisposable
 
     public string SocketPath { get; }
     public Task Ready => _ready.Task;
-    public string? Status { get; private set; }
-    public long LastWatchdogTicks { get; private set; }
 
     public static NotifySocket Create(string service)
     {
@@ -57,8 +55,6 @@ internal sealed class NotifySocket : IDisposable
             foreach (string line in Encoding.UTF8.GetString(buffer, 0, n).Split('\n', StringSplitOptions.RemoveEmptyEntries))
             {
                 if (line == "READY=1") _ready.TrySetResult();
-                else if (line.StartsWith("STATUS=", StringComparison.Ordinal)) Status = line[7..];
-                else if (line == "WATCHDOG=1") LastWatchdogTicks = Environment.TickCount64;
                 else if (line == "STOPPING=1") Log.Info($"{_service}: stopping");
             }
         }

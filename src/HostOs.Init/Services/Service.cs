@@ -93,7 +93,7 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
         var environment = new List<string>(Definition.Environment);
         if (!environment.Any(e => e.StartsWith("PATH=", StringComparison.Ordinal)))
         {
-            environment.Add("PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+            environment.Add(ProcessTable.DefaultPath);
         }
         if (notify is not null) environment.Add($"NOTIFY_SOCKET={notify.SocketPath}");
 
