@@ -32,6 +32,7 @@ publish() { # project output-name
   ls -l "out/publish/$2/$2"
 }
 publish src/HostOs.Init hostos-init
+publish src/HostOs.Runc hostos-runc
 # The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
 publish tests/HostOs.GuestCheck hostos-guestcheck
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole HostOS test suite, in tiers: (1) unit and (2) privileged host tests
 # (tests/HostOs.UnitTests; root-only ones skip for other users), then the images are
-# built, then (3) QEMU tests boot them (qemu-tests/). Ends with "N passed, N failed".
+# built, then (2) the runc lifecycle script against hostos-runc on this host, then (3)
+# QEMU tests boot the images (qemu-tests/). Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -22,11 +23,35 @@ run_tests() { # name project
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 }
 
+run_script() { # name command...: a script that ends with "N passed, N failed"
+  local name=$1 log="out/test-$1.log"
+  shift
+  echo "== tests: $name"
+  "$@" 2>&1 | tee "$log"
+  local line
+  line=$(tail -1 "$log" | grep -E '^[0-9]+ passed, [0-9]+ failed$')
+  if [ -z "$line" ]; then
+    echo "!! $name: no summary line, see $log"
+    broken+=("$name"); failed=$((failed + 1)); return
+  fi
+  read -r p f < <(echo "$line" | grep -oE '[0-9]+' | tr '\n' ' ')
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
 echo "== host packages"
 ./build.sh --deps-only || broken+=("deps")
 run_tests unit tests/HostOs.UnitTests
 echo "== images"
 if ./build.sh image/hostos.json qemu-tests/image/hostos-test.json; then
+  # Tier 2, privileged: the runc-compatible front on this host (namespaces, mounts,
+  # pivot_root, exec) in the cgroup v2 hierarchy a hybrid host still mounts.
+  if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then
+    HOSTOS_CGROUP_ROOT=/sys/fs/cgroup/unified run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+  elif [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.procs ]; then
+    run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+  else
+    echo "== host lifecycle skipped: needs root and a cgroup v2 hierarchy"; skipped=$((skipped + 1))
+  fi
   run_tests qemu qemu-tests/HostOs.QemuTests
 else
   echo "!! build.sh failed: QEMU tests not run"

@@ -18,18 +18,13 @@ namespace HostOs.Init;
 internal static class Log
 {
     private static readonly Lock Gate = new();
-    private static readonly Stream Out = new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0);
 
     /// <summary>Writes a line to fd 2, for the command-line uses outside PID 1.</summary>
     public static void Stderr(string line) => WriteFd(2, line);
 
     public static void Stdout(string line) => WriteFd(1, line);
 
-    private static void WriteFd(int fd, string line)
-    {
-        using var s = new FileStream(new SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, 0);
-        s.Write(Encoding.UTF8.GetBytes(line + "\n"));
-    }
+    private static void WriteFd(int fd, string line) => HostOs.Platform.Interop.Sys.WriteAll(fd, Encoding.UTF8.GetBytes(line + "\n"));
 
     public static void Info(string message) => Write("", message);
     public static void Warn(string message) => Write("WARNING: ", message);
@@ -51,8 +46,7 @@ internal static class Log
         {
             try
             {
-                Out.Write(line);
-                Out.Flush();
+                HostOs.Platform.Interop.Sys.WriteAll(1, line);
             }
             catch (IOException)
             {

@@ -29,6 +29,9 @@ public sealed class ContainerProcess
     /// <summary>The container's init as seen from the host (PID 1 inside).</summary>
     public int Pid { get; }
     public Cgroup Cgroup { get; }
+    /// <summary>The validated spec and resolved root of a created container (null for exec).</summary>
+    public RuntimeSpec? Spec { get; private init; }
+    public string? Rootfs { get; private init; }
 
     private static readonly (string Type, CloneFlags Flag)[] NamespaceFlags =
     [
@@ -41,9 +44,12 @@ public sealed class ContainerProcess
     /// Creates the container from BUNDLE: validated spec, cgroup with its limits, namespaces,
     /// then the stage (<paramref name="stagePath"/> run as <c>container-init</c>), which is
     /// placed in the cgroup before it may go on. Returns once the stage reports ready.
+    /// With <paramref name="stateDirectory"/>, the stage waits for start on the FIFO
+    /// <c>exec.fifo</c> there (opened through a handle it keeps across pivot_root), so that
+    /// another process can start it (runc's create/start split); otherwise <see cref="Start"/>.
     /// </summary>
     public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
-        SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot)
+        SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null)
     {
         Trace.Step("parent", "begin");
         var (spec, rootfs) = SpecLoader.LoadBundle(bundle);
@@ -55,11 +61,71 @@ public sealed class ContainerProcess
         string cgroupPath = spec.Linux?.CgroupsPath ?? $"hostos/{id}";
         Cgroup cgroup = Cgroup.Create(cgroupRoot, cgroupPath, CgroupResources.ControllersFor(files));
         Trace.Step("parent", "cgroup");
+        try
+        {
+            cgroup.Apply(files);
+            CloneFlags unshare = CloneFlags.Fs;
+            var joins = new List<(string Path, CloneFlags Flag)>();
+            foreach (Namespace n in spec.Linux?.Namespaces ?? [])
+            {
+                CloneFlags flag = NamespaceFlags.First(f => f.Type == n.Type).Flag;
+                // A new cgroup namespace is made by the stage itself once it is in its cgroup:
+                // the namespace's root is the cgroup of whoever unshares it.
+                if (n.Path is null && flag != CloneFlags.NewCgroup) unshare |= flag;
+                else if (n.Path is not null) joins.Add((n.Path, flag));
+            }
+            StagePlan plan = StagePlan.From(spec, rootfs) with { StartFifo = stateDirectory is not null };
+            using SafeFileHandle? directory = stateDirectory is null ? null : Sys.OpenPath(stateDirectory);
+            var (pid, control) = Launch(id, plan, unshare, joins, directory, cgroup, stagePath, spawn, stdout);
+            return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs };
+        }
+        catch (Exception e)
+        {
+            // A failed create leaves nothing: no stage, no cgroup, no descriptor.
+            TryDestroy(cgroup);
+            if (e is ContainerException) throw;
+            throw new ContainerException($"container {id}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="process"/> inside the running container whose init is
+    /// <paramref name="containerPid"/> (runc exec): the spawning thread joins the init's
+    /// namespaces, the stage joins its mount namespace itself (after which the host's paths,
+    /// our binary's among them, are out of sight) and goes on as a created container does,
+    /// with the process section's user, capabilities, rlimits and no_new_privs.
+    /// </summary>
+    public static ContainerProcess Exec(string id, int containerPid, Process process, Cgroup cgroup, string stagePath,
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null)
+    {
+        var joins = new List<(string Path, CloneFlags Flag)>();
+        foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
+                                             ("pid", CloneFlags.NewPid), ("cgroup", CloneFlags.NewCgroup) })
+        {
+            joins.Add(($"/proc/{containerPid}/ns/{type}", flag));
+        }
+        StagePlan plan = StagePlan.ForExec(process);
+        try
+        {
+            using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);
+            var (pid, control) = Launch(id, plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout);
+            return new ContainerProcess(id, pid, cgroup, control);
+        }
+        catch (Exception e) when (e is not ContainerException)
+        {
+            throw new ContainerException($"exec in container {id}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
+    private static (int Pid, FileStream Control) Launch(string id, StagePlan plan, CloneFlags unshare,
+        List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup, string stagePath,
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout)
+    {
         int pid = 0;
         FileStream? control = null;
         try
         {
-            cgroup.Apply(files);
             var (controlRead, controlWrite) = Sys.Pipe();
             control = new FileStream(controlWrite, FileAccess.Write, 1);
             using (controlRead)
@@ -68,12 +134,12 @@ public sealed class ContainerProcess
                 using var status = new FileStream(statusRead, FileAccess.Read, 1);
                 using (statusWrite)
                 {
-                    pid = SpawnInNamespaces(spec, new SpawnRequest
+                    pid = SpawnInNamespaces(unshare, joins, new SpawnRequest
                     {
                         Path = stagePath,
                         Args = [stagePath, Stage.Mode],
                         Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
-                        ExtraFds = [controlRead, statusWrite],
+                        ExtraFds = extra is null ? [controlRead, statusWrite] : [controlRead, statusWrite, extra],
                         Stdout = stdout,
                         Stderr = stdout,
                         NewSession = true,
@@ -82,9 +148,9 @@ public sealed class ContainerProcess
                 Trace.Step("parent", "spawned stage");
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
-                var plan = new MemoryStream();
-                StagePlan.From(spec, rootfs).Write(plan);
-                control.Write(plan.GetBuffer(), 0, (int)plan.Length);
+                var buffer = new MemoryStream();
+                plan.Write(buffer);
+                control.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
                 cgroup.AddProcess(pid);
                 control.WriteByte((byte)'G');
                 control.Flush();
@@ -95,16 +161,13 @@ public sealed class ContainerProcess
                     throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
                 }
             }
-            return new ContainerProcess(id, pid, cgroup, control);
+            return (pid, control);
         }
-        catch (Exception e)
+        catch
         {
-            // A failed create leaves nothing: no stage, no cgroup, no descriptor.
             control?.Dispose();
             if (pid != 0) Sys.TryKill(pid, Sys.SIGKILL);
-            TryDestroy(cgroup);
-            if (e is ContainerException) throw;
-            throw new ContainerException($"container {id}: {e.Message}", e);
+            throw;
         }
     }
 
@@ -115,6 +178,12 @@ public sealed class ContainerProcess
         _control.Flush();
         _control.Dispose();
     }
+
+    /// <summary>
+    /// Lets go of the control pipe without starting: for a container whose stage waits on
+    /// its start FIFO (created with a state directory), which outlives this process.
+    /// </summary>
+    public void Detach() => _control.Dispose();
 
     /// <summary>Removes what the container owned once its process is gone and reaped.</summary>
     public void Delete()
@@ -149,18 +218,9 @@ public sealed class ContainerProcess
     /// per-thread for all but user namespaces), then posix_spawns the stage, which inherits
     /// them; the thread ends, the rest of the process never changed namespace (FACTS.md).
     /// </summary>
-    private static int SpawnInNamespaces(RuntimeSpec spec, SpawnRequest request, Func<SpawnRequest, int> spawn)
+    private static int SpawnInNamespaces(CloneFlags unshare, List<(string Path, CloneFlags Flag)> joins, SpawnRequest request,
+        Func<SpawnRequest, int> spawn)
     {
-        CloneFlags unshare = CloneFlags.Fs;
-        var joins = new List<(string Path, CloneFlags Flag)>();
-        foreach (Namespace n in spec.Linux?.Namespaces ?? [])
-        {
-            CloneFlags flag = NamespaceFlags.First(f => f.Type == n.Type).Flag;
-            // A new cgroup namespace is made by the stage itself once it is in its cgroup:
-            // the namespace's root is the cgroup of whoever unshares it.
-            if (n.Path is null && flag != CloneFlags.NewCgroup) unshare |= flag;
-            else if (n.Path is not null) joins.Add((n.Path, flag));
-        }
         int pid = 0;
         Exception? failure = null;
         var thread = new Thread(() =>

@@ -11,13 +11,15 @@ namespace HostOs.Containers.Runtime;
 /// a fresh process of our own binary, started by posix_spawn already inside the
 /// container's namespaces, so managed code here never runs between a fork and an exec.
 /// fd 3 carries the parent's <see cref="StagePlan"/> and then its commands ('G' go: the
-/// cgroup is set; 'S' start), fd 4 our reports ('R' ready, or 'E' and a message). It sets up the root file system and the
+/// cgroup is set; 'S' start), fd 4 our reports ('R' ready, or 'E' and a message), fd 5 the
+/// state directory (start through its exec.fifo) or, for an exec, the container's mount
+/// namespace. It sets up the root file system and the
 /// process attributes, reports ready, waits for start, and execve's the user program.
 /// </summary>
 public static class Stage
 {
     public const string Mode = "container-init";
-    private const int ControlFd = 3, StatusFd = 4;
+    private const int ControlFd = 3, StatusFd = 4, AuxiliaryFd = 5, StderrFd = 2;
 
     private static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -30,6 +32,7 @@ public static class Stage
         using var control = new FileStream(new SafeFileHandle(ControlFd, ownsHandle: true), FileAccess.Read, 1);
         using var status = new FileStream(new SafeFileHandle(StatusFd, ownsHandle: true), FileAccess.Write, 1);
         string step = "read plan";
+        int reportTo = StatusFd;
         try
         {
             Trace.Step("stage", "started");
@@ -37,39 +40,72 @@ public static class Stage
             Trace.Step("stage", "plan");
             step = "wait for the cgroup";
             if (control.ReadByte() != 'G') return 1;
-            step = "cgroup namespace";
-            // Now that we are in the container's cgroup, it becomes the namespace's root.
-            if (plan.OwnCgroup) Sys.Unshare(CloneFlags.NewCgroup);
-            step = "root file system";
-            Trace.Step("stage", "go");
-            PrepareRoot(plan);
-            Trace.Step("stage", "root");
-            step = "hostname";
-            if (plan.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
-            if (plan.Domainname is { Length: > 0 } d) Sys.SetDomainName(d);
-            if (plan.OwnNetwork) Sys.SetInterfaceUp("lo");
-            step = "sysctl";
-            foreach (var (key, value) in plan.Sysctl) File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
-            step = "rlimits";
-            foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
-            if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            using var auxiliary = new SafeFileHandle(AuxiliaryFd, ownsHandle: plan.Exec || plan.StartFifo);
+            if (plan.Exec)
+            {
+                // The container's own mount namespace: its root and cwd become ours (this
+                // thread's: CLONE_FS unshared first, as setns(2) requires; execve keeps it).
+                step = "join the container's mount namespace";
+                Sys.Unshare(CloneFlags.Fs);
+                Sys.SetNs(auxiliary, CloneFlags.NewNs, "mnt");
+                step = "rlimits";
+                foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
+            }
+            else
+            {
+                step = "cgroup namespace";
+                // Now that we are in the container's cgroup, it becomes the namespace's root.
+                if (plan.OwnCgroup) Sys.Unshare(CloneFlags.NewCgroup);
+                step = "root file system";
+                Trace.Step("stage", "go");
+                PrepareRoot(plan);
+                Trace.Step("stage", "root");
+                step = "hostname";
+                if (plan.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
+                if (plan.Domainname is { Length: > 0 } d) Sys.SetDomainName(d);
+                if (plan.OwnNetwork) Sys.SetInterfaceUp("lo");
+                step = "sysctl";
+                foreach (var (key, value) in plan.Sysctl) File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
+                step = "rlimits";
+                foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
+                if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            // What can be known before start is checked before ready, so create fails for it.
+            step = "process";
+            string program = Resolve(plan.Args[0], plan.Env);
+            step = $"cwd {plan.Cwd}";
+            Directory.SetCurrentDirectory(plan.Cwd);
 
             Trace.Step("stage", "attributes");
             status.WriteByte((byte)'R');
             status.Flush();
             step = "wait for start";
-            if (control.ReadByte() != 'S') return 1; // deleted before start
+            if (plan.StartFifo)
+            {
+                // The creator is gone once it has read 'R'; start comes from another process
+                // opening exec.fifo for reading, which unblocks this open.
+                control.Dispose();
+                status.Dispose();
+                reportTo = StderrFd;
+                using (var fifo = new FileStream(Sys.OpenAt(auxiliary, "exec.fifo", Sys.O_WRONLY), FileAccess.Write, 1))
+                {
+                    fifo.WriteByte((byte)'0');
+                }
+            }
+            else if (control.ReadByte() != 'S')
+            {
+                return 1; // deleted before start
+            }
 
             step = "process";
-            string program = Resolve(plan.Args[0], plan.Env);
             Sys.Umask(plan.Umask ?? 0x12 /* 022 */);
-            Directory.SetCurrentDirectory(plan.Cwd);
             SetCredentialsAndCapabilities(plan);
             Trace.Step("stage", "credentials, exec");
             // Nothing of ours may leak into the container's program: close both pipes (the
             // parent sees EOF on status: exec'd, or died, which the exit status tells).
             control.Dispose();
             status.Dispose();
+            auxiliary.Dispose();
             Sys.Exec(program, plan.Args, plan.Env);
             return 1; // not reached: Exec throws
         }
@@ -77,8 +113,16 @@ public static class Stage
         {
             try
             {
-                status.Write(Encoding.UTF8.GetBytes($"E{step}: {e.Message}"));
-                status.Flush();
+                if (reportTo == StderrFd)
+                {
+                    // After ready in FIFO mode nobody reads the status pipe: say it on stderr.
+                    Sys.WriteAll(StderrFd, Encoding.UTF8.GetBytes($"hostos container init: {step}: {e.Message}\n"));
+                }
+                else
+                {
+                    status.Write(Encoding.UTF8.GetBytes($"E{step}: {e.Message}"));
+                    status.Flush();
+                }
             }
             catch (Exception)
             {

@@ -36,16 +36,18 @@ public sealed record StagePlan
     public List<string> Inheritable { get; init; } = [];
     public List<string> Ambient { get; init; } = [];
     public bool NoNewPrivileges { get; init; }
+    /// <summary>Start comes through exec.fifo in the state directory (fd 5), not the control pipe.</summary>
+    public bool StartFifo { get; init; }
+    /// <summary>An exec into a running container: join its mount namespace (fd 5), build nothing.</summary>
+    public bool Exec { get; init; }
 
     public sealed record PlannedMount(string Destination, string? Source, string? Type, List<string> Options);
 
     public static StagePlan From(RuntimeSpec spec, string rootfs)
     {
-        Process p = spec.Process!;
         bool Own(string type) => spec.Linux?.Namespaces?.Any(n => n.Type == type && n.Path is null) == true;
-        return new StagePlan
+        return ForProcess(spec.Process!, rootfs) with
         {
-            Rootfs = rootfs,
             Propagation = spec.Linux?.RootfsPropagation ?? "rprivate",
             ReadonlyRoot = spec.Root!.Readonly,
             Mounts = (spec.Mounts ?? []).Select(m => new PlannedMount(m.Destination!, m.Source, m.Type, m.Options ?? [])).ToList(),
@@ -56,23 +58,31 @@ public sealed record StagePlan
             OwnNetwork = Own("network"),
             OwnCgroup = Own("cgroup"),
             Sysctl = (spec.Linux?.Sysctl ?? []).Select(kv => (kv.Key, kv.Value)).ToList(),
-            Rlimits = (p.Rlimits ?? []).Select(r => (r.Type!, r.Soft, r.Hard)).ToList(),
-            OomScoreAdj = p.OomScoreAdj,
-            Args = p.Args!,
-            Env = p.Env ?? [],
-            Cwd = p.Cwd!,
-            Uid = p.User?.Uid ?? 0,
-            Gid = p.User?.Gid ?? 0,
-            Umask = p.User?.Umask,
-            AdditionalGids = p.User?.AdditionalGids ?? [],
-            Bounding = p.Capabilities?.Bounding ?? [],
-            Effective = p.Capabilities?.Effective ?? [],
-            Permitted = p.Capabilities?.Permitted ?? [],
-            Inheritable = p.Capabilities?.Inheritable ?? [],
-            Ambient = p.Capabilities?.Ambient ?? [],
-            NoNewPrivileges = p.NoNewPrivileges,
+            OomScoreAdj = spec.Process!.OomScoreAdj,
         };
     }
+
+    /// <summary>The plan of an exec: the process and nothing of the container's set-up.</summary>
+    public static StagePlan ForExec(Process process) => ForProcess(process, "") with { Exec = true };
+
+    private static StagePlan ForProcess(Process p, string rootfs) => new()
+    {
+        Rootfs = rootfs,
+        Rlimits = (p.Rlimits ?? []).Select(r => (r.Type!, r.Soft, r.Hard)).ToList(),
+        Args = p.Args!,
+        Env = p.Env ?? [],
+        Cwd = p.Cwd!,
+        Uid = p.User?.Uid ?? 0,
+        Gid = p.User?.Gid ?? 0,
+        Umask = p.User?.Umask,
+        AdditionalGids = p.User?.AdditionalGids ?? [],
+        Bounding = p.Capabilities?.Bounding ?? [],
+        Effective = p.Capabilities?.Effective ?? [],
+        Permitted = p.Capabilities?.Permitted ?? [],
+        Inheritable = p.Capabilities?.Inheritable ?? [],
+        Ambient = p.Capabilities?.Ambient ?? [],
+        NoNewPrivileges = p.NoNewPrivileges,
+    };
 
     public void Write(Stream stream)
     {
@@ -92,7 +102,7 @@ public sealed record StagePlan
         w.Write(AdditionalGids.Count);
         foreach (uint g in AdditionalGids) w.Write(g);
         Strings(w, Bounding); Strings(w, Effective); Strings(w, Permitted); Strings(w, Inheritable); Strings(w, Ambient);
-        w.Write(NoNewPrivileges);
+        w.Write(NoNewPrivileges); w.Write(StartFifo); w.Write(Exec);
     }
 
     public static StagePlan Read(Stream stream)
@@ -123,7 +133,7 @@ public sealed record StagePlan
             Sysctl = sysctl, Rlimits = rlimits, OomScoreAdj = hasOom ? oom : null, Args = args, Env = env, Cwd = cwd,
             Uid = uid, Gid = gid, Umask = hasUmask ? umask : null, AdditionalGids = gids,
             Bounding = Strings(r), Effective = Strings(r), Permitted = Strings(r), Inheritable = Strings(r), Ambient = Strings(r),
-            NoNewPrivileges = r.ReadBoolean(),
+            NoNewPrivileges = r.ReadBoolean(), StartFifo = r.ReadBoolean(), Exec = r.ReadBoolean(),
         };
     }
 

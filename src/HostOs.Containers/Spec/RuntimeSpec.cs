@@ -125,4 +125,5 @@ public sealed class IdMapping
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     WriteIndented = true)]
 [JsonSerializable(typeof(RuntimeSpec))]
+[JsonSerializable(typeof(Process))]
 internal sealed partial class SpecJson : JsonSerializerContext;

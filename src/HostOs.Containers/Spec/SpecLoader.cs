@@ -34,5 +34,23 @@ public static class SpecLoader
         return (spec, root);
     }
 
+    /// <summary>A process.json (runc exec --process): strict, validated like config.json's process.</summary>
+    public static Process ParseProcess(string json, string source)
+    {
+        Process process;
+        try
+        {
+            process = JsonSerializer.Deserialize(json, SpecJson.Default.Process)
+                      ?? throw new SpecException(source, ["the document is empty (null)"]);
+        }
+        catch (JsonException e)
+        {
+            throw new SpecException(source, [e.Message]);
+        }
+        var problems = SpecValidator.ValidateProcess(process);
+        if (problems.Count > 0) throw new SpecException(source, problems);
+        return process;
+    }
+
     public static string ToJson(RuntimeSpec spec) => JsonSerializer.Serialize(spec, SpecJson.Default.RuntimeSpec);
 }

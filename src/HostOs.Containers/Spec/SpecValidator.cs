@@ -105,6 +105,14 @@ public static partial class SpecValidator
         return p;
     }
 
+    /// <summary>A process section on its own (exec --process FILE), with the same rules.</summary>
+    public static List<string> ValidateProcess(Process process)
+    {
+        var p = new List<string>();
+        ValidateProcess(process, p, (present, path) => { if (present) p.Add($"{path}: not supported by HostOS"); });
+        return p;
+    }
+
     private static void ValidateProcess(Process? process, List<string> p, Action<bool, string> unsupported)
     {
         if (process is null) return; // only needed to create; checked there

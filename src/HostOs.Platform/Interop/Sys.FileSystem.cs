@@ -43,6 +43,33 @@ public static unsafe partial class Sys
         return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
     }
 
+    [LibraryImport(Libc, EntryPoint = "write", SetLastError = true)]
+    private static partial nint WriteRaw(int fd, byte* buffer, nuint count);
+
+    /// <summary>
+    /// write(2) of all of <paramref name="data"/> to a descriptor we do not own (fd 1, 2).
+    /// Not a FileStream: on a regular file a FileStream writes at its own offset 0, over
+    /// whatever the file held, instead of at the descriptor's offset.
+    /// </summary>
+    public static void WriteAll(int fd, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            int done = 0;
+            while (done < data.Length)
+            {
+                nint n = WriteRaw(fd, p + done, (nuint)(data.Length - done));
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Errno.EINTR) continue;
+                    throw new SysException("write", $"fd {fd}", errno);
+                }
+                done += (int)n;
+            }
+        }
+    }
+
     public static void SetHostname(string name)
     {
         byte[] bytes = System.Text.Encoding.UTF8.GetBytes(name);

@@ -1,0 +1,40 @@
+using HostOs.QemuTests.Harness;
+using Xunit;
+
+namespace HostOs.QemuTests.Cases;
+
+/// <summary>
+/// The runc-compatible front (hostos-runc) passes the same lifecycle script as runc, in
+/// the same HostOS VM on cgroup v2: create/state/start/exec/list/kill/delete/run with
+/// runc's exit codes (qemu-tests/lifecycle.sh). runc runs it first: a script runc fails
+/// would prove nothing about us.
+/// </summary>
+public sealed class LifecycleTests
+{
+    [Fact]
+    public async Task HostosRuncPassesTheLifecycleScriptRuncPasses()
+    {
+        await using var vm = QemuMachine.Create("lifecycle");
+        vm.Start();
+        await vm.WaitForReadyAsync();
+        SerialShell sh = await vm.ShellAsync();
+
+        var results = new Dictionary<string, string[]>();
+        foreach (string runtime in new[] { "runc", "hostos-runc" })
+        {
+            var (code, output) = await sh.RunAsync($"sh /usr/lib/hostos-test/lifecycle.sh {runtime}", TimeSpan.FromMinutes(4));
+            vm.Console.Note($"lifecycle.sh {runtime}:\n{output}");
+            Assert.True(code == 0, $"{runtime}:\n{output}");
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            Assert.Matches(@"^\d+ passed, 0 failed$", lines[^1]);
+            results[runtime] = lines.Where(l => l.StartsWith("ok - ", StringComparison.Ordinal)).ToArray();
+        }
+        Assert.True(results["runc"].Length >= 40, $"only {results["runc"].Length} checks ran");
+        Assert.Equal(results["runc"], results["hostos-runc"]);
+
+        // Nothing of ours left: no container cgroup, no state, no stage.
+        Assert.Equal("0", await sh.CheckAsync("find /sys/fs/cgroup/hostos -mindepth 1 -type d 2>/dev/null | wc -l"));
+        Assert.Equal("0", await sh.CheckAsync("ls /tmp/lifecycle-hostos-runc/state | wc -l"));
+        Assert.Equal("0", await sh.CheckAsync("grep -l 'container-ini[t]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"));
+    }
+}

@@ -1,0 +1,154 @@
+#!/bin/sh
+# The OCI lifecycle as scripts drive runc: create, state, start, exec, list, kill, delete,
+# run, with runc's exit codes. Runs unchanged against runc, crun and hostos-runc (the QEMU
+# test LifecycleTests runs all three in the same VM and expects the same results).
+#   lifecycle.sh RUNTIME        (RUNTIME: a command, e.g. "runc" or "hostos-runc")
+# Needs a static busybox at $BUSYBOX (default /usr/bin/busybox) for the bundles' root.
+# One line per check, "ok - ..." or "not ok - ...", then "N passed, N failed".
+RT=$1
+W=${WORK:-/tmp/lifecycle-$(basename "$RT")}
+ROOT=$W/state
+BUSYBOX=${BUSYBOX:-/usr/bin/busybox}
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1: $2"; }
+rt() { "$RT" --root "$ROOT" "$@"; }
+
+# expect DESC RC COMMAND...: the command's exit code must be RC. Output goes to a file:
+# a container inherits stdout, and a $(...) around create would wait for it to exit.
+expect() {
+  desc=$1 want=$2
+  shift 2
+  "$@" >"$W/out" 2>&1 </dev/null
+  got=$?
+  if [ "$got" = "$want" ]; then ok "$desc"; else bad "$desc" "exit $got, expected $want; output: $(head -c 300 "$W/out")"; fi
+}
+
+# expect_output DESC TEXT: the last command's output contains TEXT.
+expect_output() {
+  if grep -q -- "$2" "$W/out"; then ok "$1"; else bad "$1" "'$2' not in: $(head -c 300 "$W/out")"; fi
+}
+
+field() { # ID FIELD: a field of `state ID`, whatever the JSON's layout
+  rt state "$1" 2>/dev/null | tr -d ' \n' | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+
+wait_status() { # ID STATUS: up to 5 s
+  i=0
+  while [ $i -lt 50 ]; do
+    [ "$(field "$1" status)" = "$2" ] && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 1
+}
+
+check_status() { # DESC ID STATUS
+  if wait_status "$2" "$3"; then ok "$1"; else bad "$1" "status is '$(field "$2" status)', expected $3"; fi
+}
+
+bundle() { # DIR ARGS-AS-JSON
+  mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/dev" "$1/rootfs/tmp"
+  cp "$BUSYBOX" "$1/rootfs/bin/busybox"
+  for a in sh echo sleep true id cat env; do ln -sf busybox "$1/rootfs/bin/$a"; done
+  cat >"$1/config.json" <<EOF
+{
+  "ociVersion": "1.0.2",
+  "root": { "path": "rootfs", "readonly": true },
+  "hostname": "lifecycle",
+  "process": {
+    "args": $2,
+    "env": ["PATH=/bin", "IN_SPEC=yes"],
+    "cwd": "/",
+    "user": { "uid": 0, "gid": 0 },
+    "noNewPrivileges": true,
+    "capabilities": {
+      "bounding": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID"],
+      "effective": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID"],
+      "permitted": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID"]
+    }
+  },
+  "mounts": [
+    { "destination": "/proc", "type": "proc", "source": "proc" },
+    { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }
+  ],
+  "linux": {
+    "namespaces": [{ "type": "pid" }, { "type": "mount" }, { "type": "uts" }, { "type": "ipc" }, { "type": "network" }],
+    "maskedPaths": ["/proc/kcore", "/proc/keys"],
+    "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+  }
+}
+EOF
+}
+
+rm -rf "$W"
+mkdir -p "$W"
+bundle "$W/sleep" '["sleep", "300"]'
+bundle "$W/exit7" '["sh", "-c", "exit 7"]'
+
+# create, state, start
+expect "create c1" 0 rt create --bundle "$W/sleep" --pid-file "$W/c1.pid" c1
+check_status "c1 is created" c1 created
+pid=$(field c1 pid)
+if [ -n "$pid" ] && [ "$pid" = "$(cat "$W/c1.pid" 2>/dev/null)" ] && [ -d "/proc/$pid" ]; then ok "state pid is the pid file's and alive"; else bad "state pid is the pid file's and alive" "state '$pid', file '$(cat "$W/c1.pid" 2>/dev/null)'"; fi
+expect "create c1 again fails" 1 rt create --bundle "$W/sleep" c1
+expect "start c1" 0 rt start c1
+check_status "c1 is running" c1 running
+expect "start c1 again fails" 1 rt start c1
+
+# exec
+expect "exec exit code" 3 rt exec c1 sh -c 'echo exec-output; exit 3'
+expect_output "exec output" exec-output
+expect "exec sees the container's env and --env" 0 rt exec --env EXTRA=1 c1 sh -c 'echo "$IN_SPEC/$EXTRA"'
+expect_output "exec env values" "yes/1"
+expect "exec as another user" 0 rt exec --user 1000:1000 c1 id -u
+expect_output "exec uid" 1000
+expect "exec joins the pid namespace" 0 rt exec c1 sh -c 'cat /proc/1/cmdline | tr "\0" " "'
+expect_output "pid 1 is the container's process" "sleep 300"
+
+# list
+expect "list -q" 0 rt list -q
+expect_output "list -q names c1" c1
+expect "list --format json" 0 rt list --format json
+expect_output "list json names c1" '"id": *"c1"'
+
+# kill, delete
+expect "delete a running container fails" 1 rt delete c1
+expect "kill c1 KILL" 0 rt kill c1 KILL
+check_status "c1 is stopped" c1 stopped
+expect "exec in a stopped container fails (255, as runc)" 255 rt exec c1 true
+expect "delete c1" 0 rt delete c1
+expect "state of a deleted container fails" 1 rt state c1
+
+# run
+expect "run returns the container's exit code" 7 rt run --bundle "$W/exit7" c2
+expect "run deletes the container afterwards" 1 rt state c2
+expect "run --detach" 0 rt run --detach --bundle "$W/sleep" c3
+check_status "c3 is running" c3 running
+expect "kill by number" 0 rt kill c3 9
+check_status "c3 is stopped after signal 9" c3 stopped
+expect "delete c3" 0 rt delete c3
+expect "run --detach again" 0 rt run -d --bundle "$W/sleep" c4
+expect "delete --force a running container" 0 rt delete --force c4
+expect "c4 is gone" 1 rt state c4
+
+# created, then deleted without start
+expect "create c5" 0 rt create --bundle "$W/sleep" c5
+expect "delete a created container" 0 rt delete c5
+expect "c5 is gone" 1 rt state c5
+
+# errors
+expect "state of an unknown container fails" 1 rt state nope
+expect "kill of an unknown container fails" 1 rt kill nope KILL
+expect "delete of an unknown container fails" 1 rt delete nope
+expect "create without config.json fails" 1 rt create --bundle "$W" c6
+expect "a failed create leaves no container" 1 rt state c6
+expect "exec in an unknown container fails" 255 rt exec nope true
+expect "list is empty at the end" 0 rt list -q
+if [ -s "$W/out" ]; then bad "nothing left" "$(cat "$W/out")"; else ok "nothing left"; fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

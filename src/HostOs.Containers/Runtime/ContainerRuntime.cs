@@ -1,0 +1,346 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using HostOs.Containers.Cgroups;
+using HostOs.Containers.Spec;
+using HostOs.Platform;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Containers.Runtime;
+
+/// <summary>
+/// The OCI lifecycle over a state root (runc's <c>--root</c>): one directory per container
+/// holding <c>state.json</c> and, between create and start, <c>exec.fifo</c>. Every command
+/// is a fresh process that reads the state, checks the container's init is still the
+/// process it was (pid and start time), acts, and rewrites the state atomically. Status is
+/// never stored, always observed: a dead or recycled pid is "stopped", a live init whose
+/// FIFO still exists is "created", otherwise "running" (runc's rules).
+/// docs/containers.md, "The runc-compatible front".
+/// </summary>
+public sealed partial class ContainerRuntime(string root, string stagePath, string cgroupRoot = Cgroup.DefaultRoot)
+{
+    public const string DefaultRoot = "/run/hostos-runc";
+    private const string StateFile = "state.json", FifoName = "exec.fifo";
+
+    public string Root { get; } = root;
+
+    [GeneratedRegex(@"^[\w+\-\.]+$")]
+    private static partial Regex IdPattern();
+
+    /// <summary>runc's rule for ids: letters, digits, <c>_ + - .</c>; not "." or "..".</summary>
+    public static void ValidateId(string id)
+    {
+        if (!IdPattern().IsMatch(id) || id is "." or "..")
+        {
+            throw new ContainerException($"invalid container id '{id}': use letters, digits and _ + - . only");
+        }
+    }
+
+    /// <summary>
+    /// create: the container is set up and its init waits on exec.fifo; this process may
+    /// exit (the init is re-parented). Fails if the id is taken; a failed create leaves nothing.
+    /// </summary>
+    public OciState Create(string id, string bundle, string? pidFile)
+    {
+        string dir = Reserve(id);
+        ContainerProcess? c = null;
+        try
+        {
+            Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
+            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: dir);
+            SavedContainer saved = Save(c, bundle);
+            if (pidFile is not null) WritePidFile(pidFile, c.Pid);
+            c.Detach();
+            return ToOci(saved, ContainerStatus.Created);
+        }
+        catch (Exception)
+        {
+            if (c is not null)
+            {
+                Sys.TryKill(c.Pid, Sys.SIGKILL);
+                TryDestroy(c.Cgroup);
+            }
+            RemoveDirectory(dir);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// run (foreground): create and start with this process as the init's parent; the caller
+    /// waits with <see cref="WaitAndDelete"/>. The state is recorded as for create, so other
+    /// commands see the container while it runs.
+    /// </summary>
+    public ContainerProcess CreateAndStart(string id, string bundle, string? pidFile)
+    {
+        string dir = Reserve(id);
+        ContainerProcess? c = null;
+        try
+        {
+            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot);
+            Save(c, bundle);
+            if (pidFile is not null) WritePidFile(pidFile, c.Pid);
+            c.Start();
+            return c;
+        }
+        catch (Exception)
+        {
+            if (c is not null)
+            {
+                Sys.TryKill(c.Pid, Sys.SIGKILL);
+                Sys.WaitPid(c.Pid, 0, out _);
+                TryDestroy(c.Cgroup);
+            }
+            RemoveDirectory(dir);
+            throw;
+        }
+    }
+
+    /// <summary>Waits for a child of ours (a run's init or an exec'd process); its exit code as a shell reports it.</summary>
+    public static int Wait(int pid)
+    {
+        Sys.WaitPid(pid, 0, out ExitStatus status);
+        return status.ShellCode;
+    }
+
+    /// <summary>run's end: the init has exited; everything the container owned goes.</summary>
+    public int WaitAndDelete(ContainerProcess c)
+    {
+        int code = Wait(c.Pid);
+        Delete(c.Id, force: true);
+        return code;
+    }
+
+    /// <summary>start: opens exec.fifo, which lets the waiting init execve the user program.</summary>
+    public void Start(string id)
+    {
+        SavedContainer c = Load(id);
+        ContainerStatus status = StatusOf(c);
+        if (status != ContainerStatus.Created)
+        {
+            throw new ContainerException(status == ContainerStatus.Stopped
+                ? $"cannot start a container that has stopped: {id}"
+                : $"cannot start an already running container: {id}");
+        }
+        string fifoPath = Path.Combine(DirOf(id), FifoName);
+        // Non-blocking, so a dead init cannot hang us: poll until it has written its byte.
+        using SafeFileHandle fifo = Sys.Open(fifoPath, Sys.O_NONBLOCK);
+        using var reader = new FileStream(fifo, FileAccess.Read, 1);
+        while (true)
+        {
+            short events = Sys.Poll(fifo, Sys.POLLIN, 100);
+            if ((events & Sys.POLLIN) != 0 && reader.ReadByte() >= 0) break;
+            if ((events & Sys.POLLHUP) != 0 || StatusOf(c) == ContainerStatus.Stopped)
+            {
+                throw new ContainerException($"container {id}: its init exited before it could start (see the container's stderr)");
+            }
+        }
+        File.Delete(fifoPath);
+    }
+
+    public OciState State(string id)
+    {
+        SavedContainer c = Load(id);
+        return ToOci(c, StatusOf(c));
+    }
+
+    /// <summary>Every container under the root whose state can be read, sorted by id.</summary>
+    public List<OciState> List()
+    {
+        var list = new List<OciState>();
+        if (!Directory.Exists(Root)) return list;
+        foreach (string dir in Directory.EnumerateDirectories(Root).Order(StringComparer.Ordinal))
+        {
+            string id = Path.GetFileName(dir);
+            if (!File.Exists(Path.Combine(dir, StateFile))) continue; // being created
+            SavedContainer c = Load(id);
+            list.Add(ToOci(c, StatusOf(c)));
+        }
+        return list;
+    }
+
+    /// <summary>kill: a signal to the init, or with <paramref name="all"/> to every process in its cgroup.</summary>
+    public void Kill(string id, int signal, bool all)
+    {
+        SavedContainer c = Load(id);
+        ContainerStatus status = StatusOf(c);
+        if (status is ContainerStatus.Stopped or ContainerStatus.Creating && !all)
+        {
+            throw new ContainerException($"container {id} is not running");
+        }
+        if (all)
+        {
+            Cgroup cgroup = Cgroup.Open(c.CgroupRoot, c.CgroupPath);
+            if (signal == Sys.SIGKILL && File.Exists(Path.Combine(cgroup.Path, "cgroup.kill"))) cgroup.Kill();
+            else foreach (int pid in cgroup.Processes()) Sys.TryKill(pid, signal);
+            return;
+        }
+        if (!Sys.TryKill(c.Pid, signal)) throw new ContainerException($"container {id} is not running");
+    }
+
+    /// <summary>
+    /// delete: a stopped or created container is removed (a created one is killed first, as
+    /// runc does); a running one only with <paramref name="force"/>. With force an unknown
+    /// id is not an error (runc's behaviour). Nothing it owned is left: processes, cgroup, state.
+    /// </summary>
+    public void Delete(string id, bool force)
+    {
+        ValidateId(id);
+        string dir = DirOf(id);
+        if (!Directory.Exists(dir))
+        {
+            if (force) return;
+            throw new ContainerNotFoundException(id);
+        }
+        SavedContainer? c = File.Exists(Path.Combine(dir, StateFile)) ? Load(id) : null;
+        if (c is not null)
+        {
+            ContainerStatus status = StatusOf(c);
+            if (status == ContainerStatus.Running && !force)
+            {
+                throw new ContainerException($"cannot delete container {id} that is not stopped: running");
+            }
+            if (status != ContainerStatus.Stopped) Sys.TryKill(c.Pid, Sys.SIGKILL);
+            Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
+        }
+        else if (!force)
+        {
+            throw new ContainerException($"container {id} is still being created (use --force to remove what it left)");
+        }
+        RemoveDirectory(dir);
+    }
+
+    /// <summary>
+    /// exec: runs <paramref name="process"/> inside the container, in its cgroup and all its
+    /// namespaces. The returned process is our child; the caller waits for it or not (detach).
+    /// </summary>
+    public ContainerProcess Exec(string id, Process process, string? pidFile)
+    {
+        SavedContainer c = Load(id);
+        ContainerStatus status = StatusOf(c);
+        if (status is not (ContainerStatus.Running or ContainerStatus.Created))
+        {
+            throw new ContainerException($"cannot exec in a stopped container: {id}");
+        }
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
+        if (pidFile is not null) WritePidFile(pidFile, p.Pid);
+        p.Start();
+        return p;
+    }
+
+    /// <summary>The process section a plain exec starts from: the container's own (its user, capabilities, env).</summary>
+    public Process ProcessOf(string id) =>
+        Load(id).Process ?? throw new ContainerException($"container {id}: its state has no process section");
+
+    // ----- state directory
+
+    private string DirOf(string id) => Path.Combine(Root, id);
+
+    /// <summary>Makes ROOT/ID, failing if it exists: the one place two creates of an id race.</summary>
+    private string Reserve(string id)
+    {
+        ValidateId(id);
+        Directory.CreateDirectory(Root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string dir = DirOf(id);
+        try
+        {
+            Sys.MakeDirectory(dir, Convert.ToInt32("711", 8));
+        }
+        catch (SysException e) when (e.Errno == Errno.EEXIST)
+        {
+            throw new ContainerException($"container with id exists: {id}");
+        }
+        return dir;
+    }
+
+    private SavedContainer Save(ContainerProcess c, string bundle)
+    {
+        var saved = new SavedContainer
+        {
+            Id = c.Id,
+            Pid = c.Pid,
+            PidStartTime = StartTime(c.Pid) ?? 0,
+            Bundle = Path.GetFullPath(bundle),
+            Rootfs = c.Rootfs!,
+            Created = SavedContainer.Now(),
+            Annotations = c.Spec!.Annotations,
+            CgroupRoot = c.Cgroup.Root,
+            CgroupPath = c.Cgroup.Relative,
+            Process = c.Spec.Process,
+        };
+        string path = Path.Combine(DirOf(c.Id), StateFile);
+        File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(saved, StateJson.Default.SavedContainer));
+        File.Move(path + ".tmp", path, overwrite: true);
+        return saved;
+    }
+
+    private SavedContainer Load(string id)
+    {
+        ValidateId(id);
+        string path = Path.Combine(DirOf(id), StateFile);
+        if (!File.Exists(path)) throw new ContainerNotFoundException(id);
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllText(path), StateJson.Default.SavedContainer)
+                   ?? throw new JsonException("empty document");
+        }
+        catch (JsonException e)
+        {
+            throw new ContainerException($"container {id}: state file {path} is unreadable: {e.Message}");
+        }
+    }
+
+    /// <summary>Observed, never stored: see the class comment.</summary>
+    private ContainerStatus StatusOf(SavedContainer c)
+    {
+        if (c.Pid <= 0) return ContainerStatus.Creating;
+        if (StartTime(c.Pid) is not ulong start || start != c.PidStartTime) return ContainerStatus.Stopped;
+        return File.Exists(Path.Combine(DirOf(c.Id), FifoName)) ? ContainerStatus.Created : ContainerStatus.Running;
+    }
+
+    /// <summary>Field 22 of /proc/PID/stat, or null when the process is gone or a zombie.</summary>
+    internal static ulong? StartTime(int pid)
+    {
+        string stat;
+        try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+        string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        if (rest[0] is "Z" or "X" or "x") return null;
+        return ulong.Parse(rest[19], CultureInfo.InvariantCulture);
+    }
+
+    private static OciState ToOci(SavedContainer c, ContainerStatus status) => new()
+    {
+        Id = c.Id,
+        Pid = status == ContainerStatus.Stopped ? 0 : c.Pid,
+        Status = status.ToString().ToLowerInvariant(),
+        Bundle = c.Bundle,
+        Rootfs = c.Rootfs,
+        Created = c.Created,
+        Annotations = c.Annotations is { Count: > 0 } ? c.Annotations : null,
+    };
+
+    public static string ToJson(OciState state) => JsonSerializer.Serialize(state, StateJson.Default.OciState);
+    public static string ToJson(List<OciState> states) =>
+        JsonSerializer.Serialize(states, CompactStateJson.Default.ListOciState);
+
+    /// <summary>runc writes the bare number, atomically (a reader never sees half a pid).</summary>
+    private static void WritePidFile(string path, int pid)
+    {
+        string full = Path.GetFullPath(path);
+        File.WriteAllText(full + ".tmp", pid.ToString(CultureInfo.InvariantCulture));
+        File.Move(full + ".tmp", full, overwrite: true);
+    }
+
+    private static void RemoveDirectory(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (DirectoryNotFoundException) { }
+    }
+
+    private static void TryDestroy(Cgroup cgroup)
+    {
+        try { cgroup.Destroy(TimeSpan.FromSeconds(5)); } catch (CgroupException) { }
+    }
+}

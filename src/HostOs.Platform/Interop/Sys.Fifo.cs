@@ -1,0 +1,74 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Platform.Interop;
+
+/// <summary>
+/// FIFOs and descriptor-relative opens: what a container's start handshake needs
+/// (docs/containers.md, "The runc-compatible front"). The stage keeps an O_PATH handle on
+/// its state directory across pivot_root and opens the FIFO through it.
+/// </summary>
+public static unsafe partial class Sys
+{
+    public const int O_WRONLY = 1, O_NONBLOCK = 0x800, O_PATH = 0x200000;
+    public const short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10;
+
+    [LibraryImport(Libc, EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int MkfifoRaw(string path, int mode);
+
+    [LibraryImport(Libc, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenAtRaw(SafeFileHandle dir, string path, int flags, int mode);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short REvents;
+    }
+
+    [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
+    private static partial int PollRaw(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport(Libc, EntryPoint = "mkdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int MkdirRaw(string path, int mode);
+
+    /// <summary>mkdir(2): unlike Directory.CreateDirectory, fails with EEXIST, which makes it a lock.</summary>
+    public static void MakeDirectory(string path, int mode) => Check(MkdirRaw(path, mode), "mkdir", path);
+
+    public static void MakeFifo(string path, int mode) => Check(MkfifoRaw(path, mode), "mkfifo", path);
+
+    /// <summary>open(2) with raw flags (O_CLOEXEC always added).</summary>
+    public static SafeFileHandle Open(string path, int flags)
+    {
+        int fd = Retry(() => OpenRaw(path, flags | O_CLOEXEC, 0), "open", path);
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>A handle naming a directory that stays valid whatever happens to the root.</summary>
+    public static SafeFileHandle OpenPath(string directory) => Open(directory, O_PATH | O_DIRECTORY);
+
+    /// <summary>openat(2) relative to <paramref name="dir"/> (O_CLOEXEC always added).</summary>
+    public static SafeFileHandle OpenAt(SafeFileHandle dir, string name, int flags)
+    {
+        int fd = Retry(() => OpenAtRaw(dir, name, flags | O_CLOEXEC, 0), "openat", name);
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>poll(2) on one descriptor: its revents, or 0 on timeout (EINTR counts as a timeout).</summary>
+    public static short Poll(SafeFileHandle fd, short events, int timeoutMs)
+    {
+        bool added = false;
+        fd.DangerousAddRef(ref added);
+        try
+        {
+            var p = new PollFd { Fd = (int)fd.DangerousGetHandle(), Events = events };
+            int n = PollRaw(&p, 1, timeoutMs);
+            if (n < 0 && Marshal.GetLastPInvokeError() != Errno.EINTR) Check(n, "poll", null);
+            return n > 0 ? p.REvents : (short)0;
+        }
+        finally
+        {
+            if (added) fd.DangerousRelease();
+        }
+    }
+}

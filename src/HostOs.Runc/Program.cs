@@ -1,0 +1,274 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using HostOs.Containers.Cgroups;
+using HostOs.Containers.Runtime;
+using HostOs.Containers.Spec;
+using HostOs.Platform;
+
+namespace HostOs.Runc;
+
+/// <summary>
+/// hostos-runc: HostOS's container runtime behind runc's command line, so that OCI tooling
+/// and scripts written for runc drive it unchanged: same commands, flags, JSON and exit
+/// codes (1 on any error, the container's code for run and exec). Also the stage each
+/// container starts as (<c>hostos-runc container-init</c>, never typed by anyone).
+/// Output goes straight to fds 1 and 2: never System.Console (docs/pid1.md).
+/// </summary>
+internal static class Program
+{
+    private const string Version = "0.1.0", SpecVersion = "1.2.0";
+    private static string? _logFile, _logFormat;
+
+    private static int Main(string[] args)
+    {
+        if (args is [Stage.Mode]) return Stage.Run();
+        string command = "";
+        try
+        {
+            Arguments a = Arguments.Parse(args);
+            _logFile = a.Value("log");
+            _logFormat = a.Value("log-format") ?? "text";
+            if (_logFormat is not ("text" or "json")) throw new UsageException($"--log-format: '{_logFormat}' is not text or json");
+            if (a.Has("systemd-cgroup")) throw new UsageException("--systemd-cgroup: HostOS has no systemd; cgroups are managed by the runtime itself");
+            if (a.Value("rootless") is "true") throw new UsageException("--rootless true: HostOS runs containers as root only");
+            var runtime = new ContainerRuntime(a.Value("root") ?? ContainerRuntime.DefaultRoot, Environment.ProcessPath!,
+                Environment.GetEnvironmentVariable("HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot);
+            command = a.Command;
+            return Dispatch(a, runtime);
+        }
+        catch (Exception e) when (e is UsageException or ContainerException or SpecException or CgroupException or IOException
+                                       or UnauthorizedAccessException or InvalidDataException)
+        {
+            // runc's exec reserves 1..254 for the process: its own failures are 255.
+            Fail(command == "exec" ? $"exec failed: {e.Message}" : e.Message);
+            return command == "exec" ? 255 : 1;
+        }
+    }
+
+    private static int Dispatch(Arguments a, ContainerRuntime runtime)
+    {
+        switch (a.Command)
+        {
+            case "create":
+            {
+                a.Expect(1, 1, "one container id");
+                RefuseUnsupportedCreateFlags(a);
+                runtime.Create(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"));
+                return 0;
+            }
+            case "run":
+            {
+                a.Expect(1, 1, "one container id");
+                RefuseUnsupportedCreateFlags(a);
+                ContainerProcess c = runtime.CreateAndStart(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"));
+                if (a.Has("detach")) { c.Detach(); return 0; }
+                using var forwarding = ForwardSignals(c.Pid);
+                return a.Has("keep") ? ContainerRuntime.Wait(c.Pid) : runtime.WaitAndDelete(c);
+            }
+            case "start":
+                a.Expect(1, 1, "one container id");
+                runtime.Start(a.Positional[0]);
+                return 0;
+            case "state":
+                a.Expect(1, 1, "one container id");
+                Out(ContainerRuntime.ToJson(runtime.State(a.Positional[0])) + "\n");
+                return 0;
+            case "kill":
+                a.Expect(1, 2, "a container id and an optional signal");
+                runtime.Kill(a.Positional[0], a.Positional.Count == 2 ? Signals.Parse(a.Positional[1]) : 15, a.Has("all"));
+                return 0;
+            case "delete":
+                a.Expect(1, 1, "one container id");
+                runtime.Delete(a.Positional[0], a.Has("force"));
+                return 0;
+            case "list":
+                a.Expect(0, 0, "no arguments");
+                List(runtime.List(), a.Value("format") ?? "table", a.Has("quiet"));
+                return 0;
+            case "exec":
+                return Exec(a, runtime);
+            case "version":
+                Out($"hostos-runc version {Version}\nspec: {SpecVersion}\n");
+                return 0;
+            default:
+                Out(Usage);
+                return 0;
+        }
+    }
+
+    private static void RefuseUnsupportedCreateFlags(Arguments a)
+    {
+        if (a.Value("console-socket") is not null) throw new UsageException("--console-socket: needs process.terminal, which HostOS does not implement yet");
+        if (a.Has("no-pivot")) throw new UsageException("--no-pivot: HostOS always uses pivot_root");
+        if (a.Value("preserve-fds") is string n && n != "0") throw new UsageException("--preserve-fds: not implemented yet in HostOS");
+        if (a.Value("pidfd-socket") is not null) throw new UsageException("--pidfd-socket: not implemented yet in HostOS");
+    }
+
+    /// <summary>
+    /// exec ID COMMAND...: the container's own process section with runc's overrides, or a
+    /// whole process.json with --process. Foreground: waits and exits with its code.
+    /// </summary>
+    private static int Exec(Arguments a, ContainerRuntime runtime)
+    {
+        if (a.Positional.Count < 1) throw new UsageException("'exec' takes a container id and a command");
+        string id = a.Positional[0];
+        if (a.Has("tty") || a.Value("console-socket") is not null) throw new UsageException("exec --tty: terminals are not implemented yet in HostOS");
+        foreach (string unsupported in new[] { "preserve-fds", "process-label", "apparmor", "cgroup", "pidfd-socket" })
+        {
+            if (a.Value(unsupported) is string v && !(unsupported == "preserve-fds" && v == "0")) throw new UsageException($"exec --{unsupported}: not supported by HostOS");
+        }
+        Process process;
+        if (a.Value("process") is string file)
+        {
+            process = SpecLoader.ParseProcess(File.ReadAllText(file), file);
+        }
+        else
+        {
+            if (a.Positional.Count < 2) throw new UsageException("'exec' needs a command to run (or --process FILE)");
+            process = runtime.ProcessOf(id);
+            process.Args = a.Positional[1..];
+            process.Terminal = false;
+            foreach (string env in a.Values("env"))
+            {
+                if (env.IndexOf('=') <= 0) throw new UsageException($"--env '{env}': not NAME=value");
+                string name = env[..(env.IndexOf('=') + 1)];
+                process.Env = [.. (process.Env ?? []).Where(e => !e.StartsWith(name, StringComparison.Ordinal)), env];
+            }
+            if (a.Value("cwd") is string cwd) process.Cwd = cwd;
+            if (a.Value("user") is string user) process.User = ParseUser(user, process.User);
+            foreach (string g in a.Values("additional-gids"))
+            {
+                (process.User ??= new User()).AdditionalGids = [.. process.User.AdditionalGids ?? [], ParseId(g, "--additional-gids")];
+            }
+            foreach (string cap in a.Values("cap"))
+            {
+                string name = cap.ToUpperInvariant().StartsWith("CAP_", StringComparison.Ordinal) ? cap.ToUpperInvariant() : "CAP_" + cap.ToUpperInvariant();
+                if (!SpecValidator.CapabilityNames.Contains(name)) throw new UsageException($"--cap '{cap}': not a capability");
+                var caps = process.Capabilities ??= new Capabilities();
+                caps.Bounding = Add(caps.Bounding, name);
+                caps.Effective = Add(caps.Effective, name);
+                caps.Permitted = Add(caps.Permitted, name);
+            }
+            if (a.Has("no-new-privs")) process.NoNewPrivileges = true;
+            var problems = SpecValidator.ValidateProcess(process);
+            if (problems.Count > 0) throw new SpecException("exec", problems);
+        }
+        ContainerProcess p = runtime.Exec(id, process, a.Value("pid-file"));
+        if (a.Has("detach")) return 0;
+        using var forwarding = ForwardSignals(p.Pid);
+        return ContainerRuntime.Wait(p.Pid);
+    }
+
+    private static List<string> Add(List<string>? set, string cap) => set is null ? [cap] : set.Contains(cap) ? set : [.. set, cap];
+
+    /// <summary>runc's -u: UID[:GID], numeric (names would need the container's /etc/passwd).</summary>
+    private static User ParseUser(string text, User? current)
+    {
+        string[] parts = text.Split(':');
+        if (parts.Length > 2) throw new UsageException($"--user '{text}': expected UID[:GID]");
+        return new User
+        {
+            Uid = ParseId(parts[0], "--user"),
+            Gid = parts.Length == 2 ? ParseId(parts[1], "--user") : 0,
+            AdditionalGids = current?.AdditionalGids,
+            Umask = current?.Umask,
+        };
+    }
+
+    private static uint ParseId(string text, string flag) =>
+        uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out uint v)
+            ? v : throw new UsageException($"{flag} '{text}': a numeric id is expected (user names are not looked up)");
+
+    /// <summary>run and exec in the foreground pass the usual signals on to the container's process.</summary>
+    private static IDisposable ForwardSignals(int pid)
+    {
+        var registrations = new List<PosixSignalRegistration>();
+        foreach (int signal in new[] { 1, 2, 3, 10, 12, 15 })
+        {
+            registrations.Add(PosixSignalRegistration.Create((PosixSignal)signal, context =>
+            {
+                context.Cancel = true;
+                HostOs.Platform.Interop.Sys.TryKill(pid, signal);
+            }));
+        }
+        return new Registrations(registrations);
+    }
+
+    private sealed class Registrations(List<PosixSignalRegistration> list) : IDisposable
+    {
+        public void Dispose() { foreach (var r in list) r.Dispose(); }
+    }
+
+    /// <summary>runc's list: a table (tabwriter, min width 12, padding 3), ids only with -q, or JSON.</summary>
+    private static void List(List<OciState> states, string format, bool quiet)
+    {
+        if (quiet)
+        {
+            Out(string.Concat(states.Select(s => s.Id + "\n")));
+            return;
+        }
+        switch (format)
+        {
+            case "json":
+                foreach (var s in states) s.Owner = "root";
+                Out(ContainerRuntime.ToJson(states) + "\n");
+                return;
+            case "table":
+                var rows = new List<string[]> { new[] { "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER" } };
+                rows.AddRange(states.Select(s => new[] { s.Id, s.Pid.ToString(CultureInfo.InvariantCulture), s.Status, s.Bundle, s.Created, "root" }));
+                int columns = rows[0].Length;
+                int[] widths = Enumerable.Range(0, columns).Select(c => Math.Max(12, rows.Max(r => r[c].Length) + 3)).ToArray();
+                var sb = new StringBuilder();
+                foreach (var row in rows)
+                {
+                    for (int c = 0; c < columns; c++) sb.Append(c == columns - 1 ? row[c] : row[c].PadRight(widths[c]));
+                    sb.Append('\n');
+                }
+                Out(sb.ToString());
+                return;
+            default:
+                throw new UsageException($"--format: '{format}' is not table or json");
+        }
+    }
+
+    private static void Out(string text) => Write(1, text);
+
+    /// <summary>Errors go to stderr and, with --log, to that file in runc's text or JSON form.</summary>
+    private static void Fail(string message)
+    {
+        Write(2, $"hostos-runc: {message}\n");
+        if (_logFile is null) return;
+        string time = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+        string line = _logFormat == "json"
+            ? $"{{\"level\":\"error\",\"msg\":{JsonSerializer.Serialize(message, LogJson.Default.String)},\"time\":\"{time}\"}}\n"
+            : $"time=\"{time}\" level=error msg={JsonSerializer.Serialize(message, LogJson.Default.String)}\n";
+        try { File.AppendAllText(_logFile, line); }
+        catch (IOException) { }
+    }
+
+    private static void Write(int fd, string text) => HostOs.Platform.Interop.Sys.WriteAll(fd, Encoding.UTF8.GetBytes(text));
+
+    private const string Usage = """
+        usage: hostos-runc [--root DIR] [--log FILE] [--log-format text|json] COMMAND [FLAGS] ARGS
+
+        commands (as runc's):
+          create [--bundle DIR] [--pid-file FILE] ID     set up the container; its process waits for start
+          start ID                                       run the created container's process
+          run [--bundle DIR] [--pid-file FILE] [--detach] [--keep] ID
+                                                         create and start; wait and delete unless --detach
+          state ID                                       the OCI state as JSON
+          kill [--all] ID [SIGNAL]                       send SIGNAL (default TERM) to the container's init
+          delete [--force] ID                            remove a stopped (or, with --force, running) container
+          exec [--process FILE] [-e K=V] [--cwd DIR] [-u UID[:GID]] [--cap CAP] [--detach] [--pid-file F] ID CMD...
+          list [--format table|json] [--quiet]
+          version
+
+        state lives under --root (default /run/hostos-runc). HOSTOS_CGROUP_ROOT names the cgroup v2
+        mount when it is not /sys/fs/cgroup (a hybrid host's /sys/fs/cgroup/unified).
+        """;
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class LogJson : System.Text.Json.Serialization.JsonSerializerContext;
