@@ -93,6 +93,27 @@ internal static class ContainerChecks
                 File.Delete(Path.Combine(Bundle, "rootfs", "evil"));
             }
         });
+        failures += Check("devices", () =>
+        {
+            // runc's default rule (deny all) plus the VM's disk listed as a node: the usual
+            // nodes and the listed disk open; its first partition, made with mknod inside
+            // (which root could open if the filter were missing), does not.
+            string[] disk = File.ReadAllText("/sys/block/vda/dev").Trim().Split(':');
+            RuntimeSpec s = Spec("echo x > /dev/null && echo null-ok; head -c 1 /dev/disk0 >/dev/null && echo listed-ok; " +
+                                 $"ls -ln /dev/disk0; mknod /dev/part1 b {disk[0]} 1 && echo mknod-ok; " +
+                                 "head -c 1 /dev/part1 >/dev/null && echo part-open; true");
+            foreach (var set in new[] { s.Process!.Capabilities!.Bounding!, s.Process.Capabilities.Effective!, s.Process.Capabilities.Permitted! }) set.Add("CAP_MKNOD");
+            s.Linux!.Devices = [new Device { Path = "/dev/disk0", Type = "b", Major = long.Parse(disk[0]), Minor = long.Parse(disk[1]), FileMode = 0x1A4 /* 0644 */, Uid = 1000, Gid = 1000 }];
+            s.Linux.Resources = new Resources { Devices = [new DeviceRule { Allow = false, Access = "rwm" }] };
+            var (status, output) = RunContainer(s);
+            Expect(status, 0, output);
+            foreach (string expected in new[] { "null-ok", "listed-ok", "brw-r--r--", " 1000 ", "mknod-ok", "Operation not permitted" })
+            {
+                if (!output.Contains(expected)) throw new InvalidOperationException($"'{expected}' missing: {output}");
+            }
+            if (output.Contains("part-open")) throw new InvalidOperationException($"a denied device opened: {output}");
+            return $"deny-all honoured: /dev/null and the listed disk {disk[0]}:{disk[1]} (0644, uid 1000) open; its partition made inside does not";
+        });
 
         string hostMountsAfter = File.ReadAllText("/proc/self/mountinfo");
         bool clean = hostMounts == hostMountsAfter &&
@@ -221,7 +242,7 @@ internal static class ContainerChecks
         if (Directory.Exists(bundleDir)) Directory.Delete(bundleDir, true);
         string bin = Directory.CreateDirectory(Path.Combine(bundleDir, "rootfs", "bin")).FullName;
         File.Copy("/usr/bin/busybox", Path.Combine(bin, "busybox"));
-        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true", "sleep" })
+        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true", "sleep", "head", "mknod" })
         {
             File.CreateSymbolicLink(Path.Combine(bin, applet), "busybox");
         }

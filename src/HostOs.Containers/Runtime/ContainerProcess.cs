@@ -64,6 +64,8 @@ public sealed class ContainerProcess
         try
         {
             cgroup.Apply(files);
+            Sys.AttachDeviceProgram(cgroup.Path, DeviceFilter.Compile(DeviceFilter.RulesFor(spec.Linux)));
+            Trace.Step("parent", "device filter");
             CloneFlags unshare = CloneFlags.Fs;
             var joins = new List<(string Path, CloneFlags Flag)>();
             foreach (Namespace n in spec.Linux?.Namespaces ?? [])

@@ -141,7 +141,8 @@ public static class Stage
         Sys.Mount(rootfs, rootfs, null, MountFlags.Bind | MountFlags.Recursive);
         Trace.Step("stage", "propagation, root bind");
         foreach (StagePlan.PlannedMount m in plan.Mounts) MountOne(rootfs, m);
-        if (plan.Mounts.Any(m => m.Destination == "/dev")) AddDefaultDevices(rootfs);
+        if (plan.Mounts.Any(m => m.Destination == "/dev")) AddDefaultDevices(rootfs, plan.Devices);
+        foreach (StagePlan.PlannedDevice d in plan.Devices) MakeDevice(rootfs, d);
         Trace.Step("stage", "mounts, devices");
 
         // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
@@ -202,10 +203,11 @@ public static class Stage
     }
 
     /// <summary>/dev/null, zero, full, random, urandom, tty bound from the host; the usual links.</summary>
-    private static void AddDefaultDevices(string rootfs)
+    private static void AddDefaultDevices(string rootfs, List<StagePlan.PlannedDevice> listed)
     {
         foreach (string d in DefaultDevices)
         {
+            if (listed.Any(l => l.Path == "/dev/" + d)) continue; // the spec makes this one itself
             string target = Path.Combine(rootfs, "dev", d);
             if (!File.Exists(target)) File.WriteAllBytes(target, []);
             Sys.Mount("/dev/" + d, target, null, MountFlags.Bind);
@@ -215,6 +217,17 @@ public static class Stage
             string path = Path.Combine(rootfs, "dev", link);
             if (!Path.Exists(path) && new FileInfo(path).LinkTarget is null) File.CreateSymbolicLink(path, to);
         }
+    }
+
+    /// <summary>A linux.devices node: mknod where the spec says (never through a symlink), then its mode and owner.</summary>
+    private static void MakeDevice(string rootfs, StagePlan.PlannedDevice d)
+    {
+        string target = SecureJoin(rootfs, d.Path);
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        uint type = d.Type switch { 'c' or 'u' => Sys.S_IFCHR, 'b' => Sys.S_IFBLK, 'p' => Sys.S_IFIFO, _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'") };
+        Sys.MakeNode(target, type | (d.FileMode & 0xFFF), d.Major, d.Minor);
+        File.SetUnixFileMode(target, (UnixFileMode)(d.FileMode & 0xFFF));
+        Sys.Chown(target, d.Uid, d.Gid);
     }
 
     private static void MaskPath(string path)

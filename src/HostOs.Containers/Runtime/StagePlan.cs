@@ -41,7 +41,11 @@ public sealed record StagePlan
     /// <summary>An exec into a running container: join its mount namespace (fd 5), build nothing.</summary>
     public bool Exec { get; init; }
 
+    /// <summary>linux.devices: nodes made in the container's /dev (mknod, then mode and owner).</summary>
+    public List<PlannedDevice> Devices { get; init; } = [];
+
     public sealed record PlannedMount(string Destination, string? Source, string? Type, List<string> Options);
+    public sealed record PlannedDevice(string Path, char Type, long Major, long Minor, uint FileMode, uint Uid, uint Gid);
 
     public static StagePlan From(RuntimeSpec spec, string rootfs)
     {
@@ -59,6 +63,8 @@ public sealed record StagePlan
             OwnCgroup = Own("cgroup"),
             Sysctl = (spec.Linux?.Sysctl ?? []).Select(kv => (kv.Key, kv.Value)).ToList(),
             OomScoreAdj = spec.Process!.OomScoreAdj,
+            Devices = (spec.Linux?.Devices ?? []).Select(d => new PlannedDevice(d.Path!, d.Type![0], d.Major, d.Minor,
+                d.FileMode ?? 0x1B6 /* 0666 */, d.Uid ?? 0, d.Gid ?? 0)).ToList(),
         };
     }
 
@@ -103,6 +109,8 @@ public sealed record StagePlan
         foreach (uint g in AdditionalGids) w.Write(g);
         Strings(w, Bounding); Strings(w, Effective); Strings(w, Permitted); Strings(w, Inheritable); Strings(w, Ambient);
         w.Write(NoNewPrivileges); w.Write(StartFifo); w.Write(Exec);
+        w.Write(Devices.Count);
+        foreach (PlannedDevice d in Devices) { w.Write(d.Path); w.Write(d.Type); w.Write(d.Major); w.Write(d.Minor); w.Write(d.FileMode); w.Write(d.Uid); w.Write(d.Gid); }
     }
 
     public static StagePlan Read(Stream stream)
@@ -134,6 +142,8 @@ public sealed record StagePlan
             Uid = uid, Gid = gid, Umask = hasUmask ? umask : null, AdditionalGids = gids,
             Bounding = Strings(r), Effective = Strings(r), Permitted = Strings(r), Inheritable = Strings(r), Ambient = Strings(r),
             NoNewPrivileges = r.ReadBoolean(), StartFifo = r.ReadBoolean(), Exec = r.ReadBoolean(),
+            Devices = Enumerable.Range(0, r.ReadInt32()).Select(_ => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
+                r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())).ToList(),
         };
     }
 

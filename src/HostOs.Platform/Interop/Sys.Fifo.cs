@@ -35,6 +35,25 @@ public static unsafe partial class Sys
     /// <summary>mkdir(2): unlike Directory.CreateDirectory, fails with EEXIST, which makes it a lock.</summary>
     public static void MakeDirectory(string path, int mode) => Check(MkdirRaw(path, mode), "mkdir", path);
 
+    [LibraryImport(Libc, EntryPoint = "mknod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int MknodRaw(string path, uint mode, ulong dev);
+
+    [LibraryImport(Libc, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LchownRaw(string path, uint uid, uint gid);
+
+    public const uint S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000;
+
+    /// <summary>mknod(2) with glibc's makedev encoding of major and minor.</summary>
+    public static void MakeNode(string path, uint mode, long major, long minor)
+    {
+        ulong ma = (ulong)major, mi = (ulong)minor;
+        ulong dev = ((ma & 0xfffff000UL) << 32) | ((ma & 0xfffUL) << 8) | ((mi & 0xffffff00UL) << 12) | (mi & 0xffUL);
+        Check(MknodRaw(path, mode, dev), "mknod", path);
+    }
+
+    /// <summary>lchown(2): never follows a symbolic link.</summary>
+    public static void Chown(string path, uint uid, uint gid) => Check(LchownRaw(path, uid, gid), "lchown", path);
+
     public static void MakeFifo(string path, int mode) => Check(MkfifoRaw(path, mode), "mkfifo", path);
 
     /// <summary>open(2) with raw flags (O_CLOEXEC always added).</summary>
