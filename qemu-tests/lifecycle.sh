@@ -52,7 +52,7 @@ check_status() { # DESC ID STATUS
 bundle() { # DIR ARGS-AS-JSON
   mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/dev" "$1/rootfs/tmp"
   cp "$BUSYBOX" "$1/rootfs/bin/busybox"
-  for a in sh echo sleep true id cat env; do ln -sf busybox "$1/rootfs/bin/$a"; done
+  for a in sh echo sleep true id cat env mkdir tr; do ln -sf busybox "$1/rootfs/bin/$a"; done
   cat >"$1/config.json" <<EOF
 {
   "ociVersion": "1.0.2",
@@ -78,7 +78,12 @@ bundle() { # DIR ARGS-AS-JSON
   "linux": {
     "namespaces": [{ "type": "pid" }, { "type": "mount" }, { "type": "uts" }, { "type": "ipc" }, { "type": "network" }],
     "maskedPaths": ["/proc/kcore", "/proc/keys"],
-    "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+    "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+    "seccomp": {
+      "defaultAction": "SCMP_ACT_ALLOW",
+      "architectures": ["SCMP_ARCH_X86_64"],
+      "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13 }]
+    }
   }
 }
 EOF
@@ -108,6 +113,9 @@ expect "exec as another user" 0 rt exec --user 1000:1000 c1 id -u
 expect_output "exec uid" 1000
 expect "exec joins the pid namespace" 0 rt exec c1 sh -c 'cat /proc/1/cmdline | tr "\0" " "'
 expect_output "pid 1 is the container's process" "sleep 300"
+
+expect "exec'd processes get the container's seccomp filter" 0 rt exec c1 sh -c 'mkdir /tmp/x 2>&1; echo "mkdir=$?"; true'
+expect_output "mkdir refused with EACCES by the filter" "Permission denied"
 
 # list
 expect "list -q" 0 rt list -q

@@ -115,6 +115,26 @@ internal static class ContainerChecks
             return $"deny-all honoured: /dev/null and the listed disk {disk[0]}:{disk[1]} (0644, uid 1000) open; its partition made inside does not";
         });
 
+        failures += Check("seccomp", () =>
+        {
+            // ERRNO with its own errno for mkdir; KILL_PROCESS for chmod, exec'd as the init.
+            RuntimeSpec s = Spec("mkdir /tmp/a; echo mkdir=$?; exec chmod 600 /tmp");
+            s.Linux!.Seccomp = new Seccomp
+            {
+                DefaultAction = "SCMP_ACT_ALLOW",
+                Architectures = ["SCMP_ARCH_X86_64"],
+                Syscalls =
+                [
+                    new SeccompSyscall { Names = ["mkdir", "mkdirat"], Action = "SCMP_ACT_ERRNO", ErrnoRet = 13 },
+                    new SeccompSyscall { Names = ["chmod", "fchmodat", "fchmod"], Action = "SCMP_ACT_KILL_PROCESS" },
+                ],
+            };
+            var (status, output) = RunContainer(s);
+            if (!output.Contains("Permission denied") || !output.Contains("mkdir=1")) throw new InvalidOperationException($"mkdir was not refused with EACCES: {output}");
+            if (status.Exited || status.Signal != 31) throw new InvalidOperationException($"chmod did not end in SIGSYS: {status}; {output}");
+            return $"mkdir refused with EACCES, chmod killed the process ({status})";
+        });
+
         string hostMountsAfter = File.ReadAllText("/proc/self/mountinfo");
         bool clean = hostMounts == hostMountsAfter &&
                      (!Directory.Exists("/sys/fs/cgroup/hostos") || Directory.GetDirectories("/sys/fs/cgroup/hostos").Length == 0);
@@ -242,7 +262,7 @@ internal static class ContainerChecks
         if (Directory.Exists(bundleDir)) Directory.Delete(bundleDir, true);
         string bin = Directory.CreateDirectory(Path.Combine(bundleDir, "rootfs", "bin")).FullName;
         File.Copy("/usr/bin/busybox", Path.Combine(bin, "busybox"));
-        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true", "sleep", "head", "mknod" })
+        foreach (string applet in new[] { "sh", "echo", "ls", "grep", "cat", "hostname", "mount", "id", "true", "sleep", "head", "mknod", "mkdir", "chmod" })
         {
             File.CreateSymbolicLink(Path.Combine(bin, applet), "busybox");
         }

@@ -21,7 +21,7 @@ public sealed class ContainerTests
         var (code, output) = await sh.RunAsync("hostos-guestcheck containers", TimeSpan.FromMinutes(3));
         vm.Console.Note(output);
         Assert.True(code == 0, output);
-        foreach (string check in new[] { "pid-namespace", "uts-and-mounts", "capabilities", "user-and-exit-code", "cgroup", "hostile-mount", "devices" })
+        foreach (string check in new[] { "pid-namespace", "uts-and-mounts", "capabilities", "user-and-exit-code", "cgroup", "hostile-mount", "devices", "seccomp" })
         {
             Assert.Contains($"PASS container {check}", output);
         }

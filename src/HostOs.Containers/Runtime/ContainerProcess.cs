@@ -95,10 +95,11 @@ public sealed class ContainerProcess
     /// <paramref name="containerPid"/> (runc exec): the spawning thread joins the init's
     /// namespaces, the stage joins its mount namespace itself (after which the host's paths,
     /// our binary's among them, are out of sight) and goes on as a created container does,
-    /// with the process section's user, capabilities, rlimits and no_new_privs.
+    /// with the process section's user, capabilities, rlimits and no_new_privs, and the
+    /// container's seccomp filter (as runc applies it to exec'd processes).
     /// </summary>
-    public static ContainerProcess Exec(string id, int containerPid, Process process, Cgroup cgroup, string stagePath,
-        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null)
+    public static ContainerProcess Exec(string id, int containerPid, Process process, Spec.Seccomp? seccomp, Cgroup cgroup,
+        string stagePath, Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null)
     {
         var joins = new List<(string Path, CloneFlags Flag)>();
         foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
@@ -106,7 +107,7 @@ public sealed class ContainerProcess
         {
             joins.Add(($"/proc/{containerPid}/ns/{type}", flag));
         }
-        StagePlan plan = StagePlan.ForExec(process);
+        StagePlan plan = StagePlan.ForExec(process, seccomp);
         try
         {
             using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);

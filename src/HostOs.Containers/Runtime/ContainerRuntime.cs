@@ -222,7 +222,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
         {
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();
         return p;
@@ -267,6 +267,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             CgroupRoot = c.Cgroup.Root,
             CgroupPath = c.Cgroup.Relative,
             Process = c.Spec.Process,
+            Seccomp = c.Spec.Linux?.Seccomp,
         };
         string path = Path.Combine(DirOf(c.Id), StateFile);
         File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(saved, StateJson.Default.SavedContainer));

@@ -43,6 +43,8 @@ public sealed class SavedContainer
     public string CgroupRoot { get; set; } = "";
     public string CgroupPath { get; set; } = "";
     public Spec.Process? Process { get; set; }
+    /// <summary>The container's seccomp profile: exec'd processes get the same filter.</summary>
+    public Spec.Seccomp? Seccomp { get; set; }
 
     public static string Now() => DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
 }

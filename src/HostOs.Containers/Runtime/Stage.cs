@@ -99,7 +99,15 @@ public static class Stage
 
             step = "process";
             Sys.Umask(plan.Umask ?? 0x12 /* 022 */);
+            // Seccomp as runc orders it: without no_new_privs the filter needs CAP_SYS_ADMIN,
+            // so it goes in before the capabilities are dropped; with it, last before execve.
+            step = "seccomp";
+            if (plan.SeccompFilter.Length > 0 && !plan.NoNewPrivileges) Sys.SetSeccompFilter(plan.SeccompFilter, plan.SeccompFlags);
+            step = "credentials";
             SetCredentialsAndCapabilities(plan);
+            step = "seccomp";
+            if (plan.SeccompFilter.Length > 0 && plan.NoNewPrivileges) Sys.SetSeccompFilter(plan.SeccompFilter, plan.SeccompFlags);
+            step = "exec";
             Trace.Step("stage", "credentials, exec");
             // Nothing of ours may leak into the container's program: close both pipes (the
             // parent sees EOF on status: exec'd, or died, which the exit status tells).

@@ -41,6 +41,9 @@ public sealed record StagePlan
     /// <summary>An exec into a running container: join its mount namespace (fd 5), build nothing.</summary>
     public bool Exec { get; init; }
 
+    /// <summary>The compiled seccomp filter (struct sock_filter[]) and its flags; empty: none.</summary>
+    public byte[] SeccompFilter { get; init; } = [];
+    public uint SeccompFlags { get; init; }
     /// <summary>linux.devices: nodes made in the container's /dev (mknod, then mode and owner).</summary>
     public List<PlannedDevice> Devices { get; init; } = [];
 
@@ -50,7 +53,7 @@ public sealed record StagePlan
     public static StagePlan From(RuntimeSpec spec, string rootfs)
     {
         bool Own(string type) => spec.Linux?.Namespaces?.Any(n => n.Type == type && n.Path is null) == true;
-        return ForProcess(spec.Process!, rootfs) with
+        return WithSeccomp(ForProcess(spec.Process!, rootfs), spec.Linux?.Seccomp) with
         {
             Propagation = spec.Linux?.RootfsPropagation ?? "rprivate",
             ReadonlyRoot = spec.Root!.Readonly,
@@ -69,7 +72,13 @@ public sealed record StagePlan
     }
 
     /// <summary>The plan of an exec: the process and nothing of the container's set-up.</summary>
-    public static StagePlan ForExec(Process process) => ForProcess(process, "") with { Exec = true };
+    public static StagePlan ForExec(Process process, Spec.Seccomp? seccomp) => WithSeccomp(ForProcess(process, "") with { Exec = true }, seccomp);
+
+    private static StagePlan WithSeccomp(StagePlan plan, Spec.Seccomp? seccomp) => seccomp is null ? plan : plan with
+    {
+        SeccompFilter = Seccomp.SeccompCompiler.ToBytes(Seccomp.SeccompCompiler.Compile(seccomp)),
+        SeccompFlags = Seccomp.SeccompCompiler.Flags(seccomp),
+    };
 
     private static StagePlan ForProcess(Process p, string rootfs) => new()
     {
@@ -111,6 +120,7 @@ public sealed record StagePlan
         w.Write(NoNewPrivileges); w.Write(StartFifo); w.Write(Exec);
         w.Write(Devices.Count);
         foreach (PlannedDevice d in Devices) { w.Write(d.Path); w.Write(d.Type); w.Write(d.Major); w.Write(d.Minor); w.Write(d.FileMode); w.Write(d.Uid); w.Write(d.Gid); }
+        w.Write(SeccompFilter.Length); w.Write(SeccompFilter); w.Write(SeccompFlags);
     }
 
     public static StagePlan Read(Stream stream)
@@ -144,6 +154,7 @@ public sealed record StagePlan
             NoNewPrivileges = r.ReadBoolean(), StartFifo = r.ReadBoolean(), Exec = r.ReadBoolean(),
             Devices = Enumerable.Range(0, r.ReadInt32()).Select(_ => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
                 r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())).ToList(),
+            SeccompFilter = r.ReadBytes(r.ReadInt32()), SeccompFlags = r.ReadUInt32(),
         };
     }
 
