@@ -12,7 +12,8 @@ if [ "${1:-}" = "--deps-only" ]; then deps_only=1; shift; fi
 # Host tools, from Debian's archive only. Installed when missing; never the kernel
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
 HOST_PACKAGES=(qemu-system-x86 ovmf systemd-boot-efi erofs-utils gdisk dosfstools mtools
-               e2fsprogs kmod busybox-static binutils cpio zstd python3)
+               e2fsprogs kmod busybox-static binutils cpio zstd python3
+               runc docker-registry apache2-utils openssl)
 missing=()
 for p in "${HOST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -67,6 +67,29 @@ public sealed class BlobStore
         }
     }
 
+    /// <summary>
+    /// Takes a finished download (a file on the same file system, e.g. ROOT/downloads): it is
+    /// hashed whole, and renamed into place only if it is the blob announced; otherwise it
+    /// is deleted (it cannot be resumed into anything valid) and the error names both digests.
+    /// </summary>
+    public void Adopt(string file, Digest expected, long expectedSize, string what)
+    {
+        long size = new FileInfo(file).Length;
+        Digest actual;
+        using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16))
+        {
+            actual = Digest.FromHash(SHA256.HashData(stream));
+        }
+        if (actual != expected || size != expectedSize)
+        {
+            File.Delete(file);
+            throw new ImageException($"{what}: downloaded {size} bytes hashing to {actual}, not the announced {expected} ({expectedSize} bytes)");
+        }
+        using (var handle = File.OpenHandle(file, FileMode.Open, FileAccess.ReadWrite)) Sys.Fsync(handle, file);
+        File.Move(file, PathOf(expected), overwrite: true);
+        Sys.FsyncDirectory(_dir);
+    }
+
     public Digest Put(byte[] content, Digest? expected, string what) => Put(new MemoryStream(content), expected, content.Length, what);
 
     /// <summary>A blob's content, checked against its digest as it is read (the mismatch is thrown at its end).</summary>

@@ -23,6 +23,7 @@ public sealed record ContainerRoot(string Id, string Rootfs, StoredImage Image, 
 ///   containers/ID/        upper, work, rootfs (the overlay mount) and image.json (its pin)
 ///   images.json           name → manifest, config and layers
 ///   tmp/                  whatever is being written; emptied by <see cref="CollectGarbage"/>
+///   downloads/HEX.partial registry downloads in progress, resumed after an interruption
 /// Every change lands by rename (blobs, layers, images.json), so a crash leaves the store as
 /// it was before or after it, with at most leftovers in tmp/. Mutations hold ROOT/lock.
 /// </summary>
@@ -47,6 +48,14 @@ public sealed class ImageStore
     }
 
     public string LayerPath(Digest diffId) => Path.Combine(_layers, diffId.Hex);
+
+    /// <summary>Where a download of the blob accumulates (kept across interruptions, for resuming).</summary>
+    public string PartialDownload(Digest digest)
+    {
+        string dir = Path.Combine(_root, "downloads");
+        Directory.CreateDirectory(dir);
+        return Path.Combine(dir, digest.Hex + ".partial");
+    }
 
     // ----- images
 
@@ -369,6 +378,15 @@ public sealed class ImageStore
             removedLayers++;
         }
         int temporary = Blobs.CleanTemporary();
+        // Partial downloads are kept for resuming, but not forever.
+        string downloads = Path.Combine(_root, "downloads");
+        if (Directory.Exists(downloads))
+        {
+            foreach (string f in Directory.EnumerateFiles(downloads))
+            {
+                if (File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddDays(-1)) { File.Delete(f); temporary++; }
+            }
+        }
         return new GcResult(removedBlobs, removedLayers, temporary, bytes);
     }
 
