@@ -49,15 +49,18 @@ check_status() { # DESC ID STATUS
   if wait_status "$2" "$3"; then ok "$1"; else bad "$1" "status is '$(field "$2" status)', expected $3"; fi
 }
 
-bundle() { # DIR ARGS-AS-JSON
+bundle() { # DIR ARGS-AS-JSON [HOOKS-JSON]
   mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/dev" "$1/rootfs/tmp"
   cp "$BUSYBOX" "$1/rootfs/bin/busybox"
   for a in sh echo sleep true id cat env mkdir tr; do ln -sf busybox "$1/rootfs/bin/$a"; done
+  hooks_line=""
+  [ -z "${3:-}" ] || hooks_line="
+  \"hooks\": $3,"
   cat >"$1/config.json" <<EOF
 {
   "ociVersion": "1.0.2",
   "root": { "path": "rootfs", "readonly": true },
-  "hostname": "lifecycle",
+  "hostname": "lifecycle",$hooks_line
   "process": {
     "args": $2,
     "env": ["PATH=/bin", "IN_SPEC=yes"],
@@ -89,10 +92,26 @@ bundle() { # DIR ARGS-AS-JSON
 EOF
 }
 
+json_field() { # FILE FIELD: a field of a state JSON file
+  tr -d ' \n' <"$1" 2>/dev/null | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+
+hook() { # SCRIPT: a hook running /bin/sh -c SCRIPT
+  printf '{ "path": "/bin/sh", "args": ["sh", "-c", "%s"], "env": ["PATH=/usr/bin:/bin"] }' "$1"
+}
+
 rm -rf "$W"
 mkdir -p "$W"
 bundle "$W/sleep" '["sleep", "300"]'
 bundle "$W/exit7" '["sh", "-c", "exit 7"]'
+bundle "$W/hooked" '["sleep", "300"]' "{
+    \"createRuntime\": [$(hook "cat > $W/createRuntime.json")],
+    \"createContainer\": [$(hook "cat > $W/createContainer.json")],
+    \"startContainer\": [$(hook "cat > /tmp/startContainer.json")],
+    \"poststart\": [$(hook "cat > $W/poststart.json")],
+    \"poststop\": [$(hook "cat > $W/poststop.json")]
+  }"
+bundle "$W/badhook" '["sleep", "300"]' "{ \"createRuntime\": [$(hook "echo refusing; exit 3")] }"
 
 # create, state, start
 expect "create c1" 0 rt create --bundle "$W/sleep" --pid-file "$W/c1.pid" c1
@@ -147,6 +166,27 @@ expect "c4 is gone" 1 rt state c4
 expect "create c5" 0 rt create --bundle "$W/sleep" c5
 expect "delete a created container" 0 rt delete c5
 expect "c5 is gone" 1 rt state c5
+
+# hooks: each gets the state on stdin, at its point of the lifecycle
+expect "create with hooks" 0 rt create --bundle "$W/hooked" c6
+if [ "$(json_field "$W/createRuntime.json" status)" = creating ] && [ "$(json_field "$W/createRuntime.json" pid)" = "$(field c6 pid)" ]; then
+  ok "createRuntime hook saw the creating container and its pid"
+else
+  bad "createRuntime hook saw the creating container and its pid" "$(cat "$W/createRuntime.json" 2>&1)"
+fi
+if [ "$(json_field "$W/createContainer.json" id)" = c6 ]; then ok "createContainer hook ran"; else bad "createContainer hook ran" "$(cat "$W/createContainer.json" 2>&1)"; fi
+# The spec runs poststart after start; runc 1.1 runs it at create (fixed upstream: opencontainers/runc#5186).
+[ -e "$W/poststart.json" ] && bad "poststart waits for start" "it ran at create" || ok "poststart waits for start"
+expect "start with hooks" 0 rt start c6
+if [ "$(json_field "$W/poststart.json" id)" = c6 ]; then ok "poststart hook ran"; else bad "poststart hook ran" "$(cat "$W/poststart.json" 2>&1)"; fi
+expect "startContainer hook ran inside the container" 0 rt exec c6 cat /tmp/startContainer.json
+expect_output "startContainer hook got the state" '"id": *"c6"'
+expect "kill c6" 0 rt kill c6 KILL
+check_status "c6 is stopped" c6 stopped
+expect "delete c6" 0 rt delete c6
+if [ "$(json_field "$W/poststop.json" id)" = c6 ]; then ok "poststop hook ran at delete"; else bad "poststop hook ran at delete" "$(cat "$W/poststop.json" 2>&1)"; fi
+expect "a failing createRuntime hook fails create" 1 rt create --bundle "$W/badhook" c7
+expect "and leaves no container" 1 rt state c7
 
 # errors
 expect "state of an unknown container fails" 1 rt state nope

@@ -34,7 +34,10 @@ internal static class Program
             if (a.Has("systemd-cgroup")) throw new UsageException("--systemd-cgroup: HostOS has no systemd; cgroups are managed by the runtime itself");
             if (a.Value("rootless") is "true") throw new UsageException("--rootless true: HostOS runs containers as root only");
             var runtime = new ContainerRuntime(a.Value("root") ?? ContainerRuntime.DefaultRoot, Environment.ProcessPath!,
-                Environment.GetEnvironmentVariable("HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot);
+                Environment.GetEnvironmentVariable("HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot)
+            {
+                Warn = message => Write(2, $"hostos-runc: warning: {message}\n"),
+            };
             command = a.Command;
             return Dispatch(a, runtime);
         }

@@ -6,8 +6,9 @@ namespace HostOs.QemuTests.Cases;
 /// <summary>
 /// The runc-compatible front (hostos-runc) passes the same lifecycle script as runc, in
 /// the same HostOS VM on cgroup v2: create/state/start/exec/list/kill/delete/run with
-/// runc's exit codes (qemu-tests/lifecycle.sh). runc runs it first: a script runc fails
-/// would prove nothing about us.
+/// runc's exit codes, hooks, seccomp (qemu-tests/lifecycle.sh). runc runs it first: a
+/// check runc fails would prove nothing about us, unless it is where runc 1.1 departs from
+/// the runtime spec (listed, with the upstream fix).
 /// </summary>
 public sealed class LifecycleTests
 {
@@ -19,17 +20,25 @@ public sealed class LifecycleTests
         await vm.WaitForReadyAsync();
         SerialShell sh = await vm.ShellAsync();
 
+        // Where runc 1.1 (Debian 12's) departs from the runtime spec, and we follow the spec.
+        string[] knownRuncDeviations = ["poststart waits for start"]; // opencontainers/runc#5186
         var results = new Dictionary<string, string[]>();
         foreach (string runtime in new[] { "runc", "hostos-runc" })
         {
             var (code, output) = await sh.RunAsync($"sh /usr/lib/hostos-test/lifecycle.sh {runtime}", TimeSpan.FromMinutes(4));
             vm.Console.Note($"lifecycle.sh {runtime}:\n{output}");
-            Assert.True(code == 0, $"{runtime}:\n{output}");
             string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            Assert.Matches(@"^\d+ passed, 0 failed$", lines[^1]);
-            results[runtime] = lines.Where(l => l.StartsWith("ok - ", StringComparison.Ordinal)).ToArray();
+            Assert.Matches(@"^\d+ passed, \d+ failed$", lines[^1]);
+            string[] failed = lines.Where(l => l.StartsWith("not ok - ", StringComparison.Ordinal))
+                                   .Select(l => l["not ok - ".Length..].Split(':')[0]).ToArray();
+            string[] allowed = runtime == "runc" ? knownRuncDeviations : [];
+            Assert.True(failed.All(allowed.Contains), $"{runtime}:\n{output}");
+            if (runtime == "hostos-runc") Assert.True(code == 0, output);
+            // Every check, by name (failed or not), in the order the script ran them.
+            results[runtime] = lines.Where(l => l.StartsWith("ok - ", StringComparison.Ordinal) || l.StartsWith("not ok - ", StringComparison.Ordinal))
+                                    .Select(l => l[(l.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(':')[0]).ToArray();
         }
-        Assert.True(results["runc"].Length >= 40, $"only {results["runc"].Length} checks ran");
+        Assert.True(results["runc"].Length >= 50, $"only {results["runc"].Length} checks ran");
         Assert.Equal(results["runc"], results["hostos-runc"]);
 
         // Nothing of ours left: no container cgroup, no state, no stage.

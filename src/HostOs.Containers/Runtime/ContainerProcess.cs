@@ -47,9 +47,12 @@ public sealed class ContainerProcess
     /// With <paramref name="stateDirectory"/>, the stage waits for start on the FIFO
     /// <c>exec.fifo</c> there (opened through a handle it keeps across pivot_root), so that
     /// another process can start it (runc's create/start split); otherwise <see cref="Start"/>.
+    /// Hook processes are started with <paramref name="spawn"/> and waited for with
+    /// <paramref name="waitHook"/> (default: waitpid, for a caller that reaps its own children).
     /// </summary>
     public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
-        SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null)
+        SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null,
+        Func<int, TimeSpan?, ExitStatus?>? waitHook = null)
     {
         Trace.Step("parent", "begin");
         var (spec, rootfs) = SpecLoader.LoadBundle(bundle);
@@ -76,9 +79,31 @@ public sealed class ContainerProcess
                 if (n.Path is null && flag != CloneFlags.NewCgroup) unshare |= flag;
                 else if (n.Path is not null) joins.Add((n.Path, flag));
             }
+            string bundlePath = Path.GetFullPath(bundle);
+            string State(string status, int pid) => ContainerRuntime.ToJson(new OciState
+            {
+                Id = id, Pid = pid, Status = status, Bundle = bundlePath, Rootfs = rootfs, Annotations = spec.Annotations,
+            });
             StagePlan plan = StagePlan.From(spec, rootfs) with { StartFifo = stateDirectory is not null };
             using SafeFileHandle? directory = stateDirectory is null ? null : Sys.OpenPath(stateDirectory);
-            var (pid, control) = Launch(id, plan, unshare, joins, directory, cgroup, stagePath, spawn, stdout);
+            waitHook ??= HookRunner.WaitOwnChild;
+            void RunCreateHooks(int stagePid)
+            {
+                string creating = State("creating", stagePid);
+                HookRunner.Run("prestart", spec.Hooks?.Prestart, creating, spawn, waitHook);
+                HookRunner.Run("createRuntime", spec.Hooks?.CreateRuntime, creating, spawn, waitHook);
+                // createContainer: in the container's namespaces (its mount namespace before pivot_root).
+                var inside = new List<(string Path, CloneFlags Flag)>();
+                foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
+                                                     ("pid", CloneFlags.NewPid), ("mnt", CloneFlags.NewNs) })
+                {
+                    inside.Add(($"/proc/{stagePid}/ns/{type}", flag));
+                }
+                HookRunner.Run("createContainer", spec.Hooks?.CreateContainer, creating,
+                    request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
+            }
+            var (pid, control) = Launch(id, stagePid => plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup, stagePath, spawn, stdout,
+                RunCreateHooks);
             return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs };
         }
         catch (Exception e)
@@ -111,7 +136,7 @@ public sealed class ContainerProcess
         try
         {
             using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);
-            var (pid, control) = Launch(id, plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout);
+            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout);
             return new ContainerProcess(id, pid, cgroup, control);
         }
         catch (Exception e) when (e is not ContainerException)
@@ -121,9 +146,9 @@ public sealed class ContainerProcess
     }
 
     /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
-    private static (int Pid, FileStream Control) Launch(string id, StagePlan plan, CloneFlags unshare,
+    private static (int Pid, FileStream Control) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
         List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup, string stagePath,
-        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout)
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null)
     {
         int pid = 0;
         FileStream? control = null;
@@ -152,12 +177,21 @@ public sealed class ContainerProcess
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
                 var buffer = new MemoryStream();
-                plan.Write(buffer);
+                planFor(pid).Write(buffer);
                 control.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
                 cgroup.AddProcess(pid);
                 control.WriteByte((byte)'G');
                 control.Flush();
-                string report = ReadAll(status);
+                int first = status.ReadByte();
+                if (first == 'H')
+                {
+                    // The stage waits before pivot_root for the hooks that run now.
+                    hookPause!(pid);
+                    control.WriteByte((byte)'h');
+                    control.Flush();
+                    first = status.ReadByte();
+                }
+                string report = first < 0 ? "" : (char)first + (first == 'R' ? "" : ReadAll(status));
                 Trace.Step("parent", "stage ready");
                 if (report != "R")
                 {

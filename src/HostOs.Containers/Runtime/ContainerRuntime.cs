@@ -25,6 +25,9 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
 
     public string Root { get; } = root;
 
+    /// <summary>Where failures that must not stop anything go (poststart and poststop hooks).</summary>
+    public Action<string> Warn { get; init; } = _ => { };
+
     [GeneratedRegex(@"^[\w+\-\.]+$")]
     private static partial Regex IdPattern();
 
@@ -78,9 +81,10 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
         try
         {
             c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot);
-            Save(c, bundle);
+            SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             c.Start();
+            HookRunner.RunReporting("poststart", saved.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
             return c;
         }
         catch (Exception)
@@ -136,6 +140,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             }
         }
         File.Delete(fifoPath);
+        HookRunner.RunReporting("poststart", c.Poststart, ToJson(ToOci(c, ContainerStatus.Running)), Warn);
     }
 
     public OciState State(string id)
@@ -202,6 +207,9 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             }
             if (status != ContainerStatus.Stopped) Sys.TryKill(c.Pid, Sys.SIGKILL);
             Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
+            RemoveDirectory(dir);
+            HookRunner.RunReporting("poststop", c.Poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
+            return;
         }
         else if (!force)
         {
@@ -268,6 +276,8 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             CgroupPath = c.Cgroup.Relative,
             Process = c.Spec.Process,
             Seccomp = c.Spec.Linux?.Seccomp,
+            Poststart = c.Spec.Hooks?.Poststart,
+            Poststop = c.Spec.Hooks?.Poststop,
         };
         string path = Path.Combine(DirOf(c.Id), StateFile);
         File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(saved, StateJson.Default.SavedContainer));

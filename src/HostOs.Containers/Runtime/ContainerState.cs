@@ -45,6 +45,9 @@ public sealed class SavedContainer
     public Spec.Process? Process { get; set; }
     /// <summary>The container's seccomp profile: exec'd processes get the same filter.</summary>
     public Spec.Seccomp? Seccomp { get; set; }
+    /// <summary>Hooks run by later commands: poststart by start, poststop by delete.</summary>
+    public List<Spec.Hook>? Poststart { get; set; }
+    public List<Spec.Hook>? Poststop { get; set; }
 
     public static string Now() => DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
 }

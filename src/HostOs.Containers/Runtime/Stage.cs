@@ -58,7 +58,7 @@ public static class Stage
                 if (plan.OwnCgroup) Sys.Unshare(CloneFlags.NewCgroup);
                 step = "root file system";
                 Trace.Step("stage", "go");
-                PrepareRoot(plan);
+                PrepareRoot(plan, control, status);
                 Trace.Step("stage", "root");
                 step = "hostname";
                 if (plan.Hostname is { Length: > 0 } h) Sys.SetHostname(h);
@@ -97,6 +97,11 @@ public static class Stage
                 return 1; // deleted before start
             }
 
+            if (plan.StartContainerHooks.Count > 0)
+            {
+                step = "startContainer hooks";
+                HookRunner.Run("startContainer", plan.StartContainerHooks, plan.HookState, Sys.Spawn, HookRunner.WaitOwnChild);
+            }
             step = "process";
             Sys.Umask(plan.Umask ?? 0x12 /* 022 */);
             // Seccomp as runc orders it: without no_new_privs the filter needs CAP_SYS_ADMIN,
@@ -139,7 +144,7 @@ public static class Stage
         }
     }
 
-    private static void PrepareRoot(StagePlan plan)
+    private static void PrepareRoot(StagePlan plan, FileStream control, FileStream status)
     {
         string rootfs = plan.Rootfs;
         // Nothing we mount may propagate back to the host.
@@ -152,6 +157,14 @@ public static class Stage
         if (plan.Mounts.Any(m => m.Destination == "/dev")) AddDefaultDevices(rootfs, plan.Devices);
         foreach (StagePlan.PlannedDevice d in plan.Devices) MakeDevice(rootfs, d);
         Trace.Step("stage", "mounts, devices");
+        if (plan.PauseForHooks)
+        {
+            // prestart/createRuntime/createContainer hooks run now, while the container's
+            // namespaces exist and its root is not yet pivoted into.
+            status.WriteByte((byte)'H');
+            status.Flush();
+            if (control.ReadByte() != 'h') throw new InvalidOperationException("the runtime gave up during the hooks");
+        }
 
         // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
         // only the container's tree (the trick runc and crun use, pivot_root(2) NOTES).

@@ -44,6 +44,11 @@ public sealed record StagePlan
     /// <summary>The compiled seccomp filter (struct sock_filter[]) and its flags; empty: none.</summary>
     public byte[] SeccompFilter { get; init; } = [];
     public uint SeccompFlags { get; init; }
+    /// <summary>Prestart/createRuntime/createContainer hooks exist: pause before pivot_root ('H', wait for 'h').</summary>
+    public bool PauseForHooks { get; init; }
+    /// <summary>startContainer hooks, run by the stage inside the container before the program, with this state JSON.</summary>
+    public List<Hook> StartContainerHooks { get; init; } = [];
+    public string HookState { get; init; } = "";
     /// <summary>linux.devices: nodes made in the container's /dev (mknod, then mode and owner).</summary>
     public List<PlannedDevice> Devices { get; init; } = [];
 
@@ -66,6 +71,8 @@ public sealed record StagePlan
             OwnCgroup = Own("cgroup"),
             Sysctl = (spec.Linux?.Sysctl ?? []).Select(kv => (kv.Key, kv.Value)).ToList(),
             OomScoreAdj = spec.Process!.OomScoreAdj,
+            PauseForHooks = spec.Hooks is { } h && (h.Prestart is { Count: > 0 } || h.CreateRuntime is { Count: > 0 } || h.CreateContainer is { Count: > 0 }),
+            StartContainerHooks = spec.Hooks?.StartContainer ?? [],
             Devices = (spec.Linux?.Devices ?? []).Select(d => new PlannedDevice(d.Path!, d.Type![0], d.Major, d.Minor,
                 d.FileMode ?? 0x1B6 /* 0666 */, d.Uid ?? 0, d.Gid ?? 0)).ToList(),
         };
@@ -121,6 +128,12 @@ public sealed record StagePlan
         w.Write(Devices.Count);
         foreach (PlannedDevice d in Devices) { w.Write(d.Path); w.Write(d.Type); w.Write(d.Major); w.Write(d.Minor); w.Write(d.FileMode); w.Write(d.Uid); w.Write(d.Gid); }
         w.Write(SeccompFilter.Length); w.Write(SeccompFilter); w.Write(SeccompFlags);
+        w.Write(PauseForHooks); w.Write(HookState);
+        w.Write(StartContainerHooks.Count);
+        foreach (Hook h in StartContainerHooks)
+        {
+            w.Write(h.Path!); Strings(w, h.Args ?? []); Strings(w, h.Env ?? []); w.Write(h.Timeout ?? 0);
+        }
     }
 
     public static StagePlan Read(Stream stream)
@@ -155,7 +168,17 @@ public sealed record StagePlan
             Devices = Enumerable.Range(0, r.ReadInt32()).Select(_ => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
                 r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())).ToList(),
             SeccompFilter = r.ReadBytes(r.ReadInt32()), SeccompFlags = r.ReadUInt32(),
+            PauseForHooks = r.ReadBoolean(), HookState = r.ReadString(),
+            StartContainerHooks = Enumerable.Range(0, r.ReadInt32()).Select(_ => ReadHook(r)).ToList(),
         };
+    }
+
+    private static Hook ReadHook(BinaryReader r)
+    {
+        string path = r.ReadString();
+        List<string> args = Strings(r), env = Strings(r);
+        int timeout = r.ReadInt32();
+        return new Hook { Path = path, Args = args, Env = env, Timeout = timeout > 0 ? timeout : null };
     }
 
     private static void Opt(BinaryWriter w, string? s) { w.Write(s is not null); if (s is not null) w.Write(s); }

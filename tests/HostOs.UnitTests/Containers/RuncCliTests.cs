@@ -123,3 +123,38 @@ public class ContainerRuntimeTests
         Assert.Contains("'relative' must be an absolute path", e.Message);
     }
 }
+
+public class HooksTests
+{
+    private static Hook Sh(string script, int? timeout = null) => new() { Path = "/bin/sh", Args = ["sh", "-c", script], Env = ["PATH=/usr/bin:/bin"], Timeout = timeout };
+
+    [Fact]
+    public void EachHookGetsTheStateOnStdinInOrder()
+    {
+        string dir = Directory.CreateTempSubdirectory("hooks-").FullName;
+        HookRunner.Run("createRuntime", [Sh($"cat > {dir}/1"), Sh($"echo second > {dir}/2")], "{\"id\":\"c1\"}", HostOs.Platform.Interop.Sys.Spawn, HookRunner.WaitOwnChild);
+        Assert.Equal("{\"id\":\"c1\"}", File.ReadAllText(Path.Combine(dir, "1")));
+        Assert.Equal("second\n", File.ReadAllText(Path.Combine(dir, "2")));
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void AFailingHookNamesItsPhaseStatusAndOutput()
+    {
+        var e = Assert.Throws<ContainerException>(() =>
+            HookRunner.Run("prestart", [Sh("true"), Sh("echo no network for you >&2; exit 3")], "{}", HostOs.Platform.Interop.Sys.Spawn, HookRunner.WaitOwnChild));
+        Assert.Equal("prestart hook 1 (/bin/sh): exit code 3: no network for you", e.Message);
+    }
+
+    [Fact]
+    public void AHookPastItsTimeoutIsKilled()
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<ContainerException>(() => HookRunner.Run("poststart", [Sh("sleep 30", timeout: 1)], "{}", HostOs.Platform.Interop.Sys.Spawn, HookRunner.WaitOwnChild));
+        Assert.Contains("killed after its timeout of 1 s", e.Message);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 0.9, 10);
+        string warned = "";
+        HookRunner.RunReporting("poststop", [Sh("exit 1")], "{}", m => warned = m);
+        Assert.Contains("poststop hook 0", warned);
+    }
+}
