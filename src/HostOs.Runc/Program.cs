@@ -24,6 +24,7 @@ internal static class Program
     private static int Main(string[] args)
     {
         if (args is [Stage.Mode]) return Stage.Run();
+        if (Trace.Enabled) Trace.Step("cli", $"main, {Trace.SinceProcessStart()} ms after the process started");
         string command = "";
         try
         {

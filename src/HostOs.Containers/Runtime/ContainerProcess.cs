@@ -32,6 +32,8 @@ public sealed class ContainerProcess
     /// <summary>The validated spec and resolved root of a created container (null for exec).</summary>
     public RuntimeSpec? Spec { get; private init; }
     public string? Rootfs { get; private init; }
+    /// <summary>config.json's bytes as they were read (the runtime keeps a copy).</summary>
+    public byte[]? SpecBytes { get; private init; }
 
     private static readonly (string Type, CloneFlags Flag)[] NamespaceFlags =
     [
@@ -55,7 +57,7 @@ public sealed class ContainerProcess
         Func<int, TimeSpan?, ExitStatus?>? waitHook = null)
     {
         Trace.Step("parent", "begin");
-        var (spec, rootfs) = SpecLoader.LoadBundle(bundle);
+        var (spec, rootfs, specBytes) = SpecLoader.LoadBundle(bundle);
         Trace.Step("parent", "spec");
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);
@@ -102,9 +104,9 @@ public sealed class ContainerProcess
                 HookRunner.Run("createContainer", spec.Hooks?.CreateContainer, creating,
                     request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
             }
-            var (pid, control) = Launch(id, stagePid => plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup, stagePath, spawn, stdout,
+            var (pid, control) = Launch(id, stagePid => plan.StartContainerHooks.Count == 0 ? plan : plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup, stagePath, spawn, stdout,
                 RunCreateHooks);
-            return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs };
+            return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs, SpecBytes = specBytes };
         }
         catch (Exception e)
         {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using HostOs.Containers.Cgroups;
 using HostOs.Containers.Spec;
 using HostOs.Platform;
@@ -18,23 +17,20 @@ namespace HostOs.Containers.Runtime;
 /// FIFO still exists is "created", otherwise "running" (runc's rules).
 /// docs/containers.md, "The runc-compatible front".
 /// </summary>
-public sealed partial class ContainerRuntime(string root, string stagePath, string cgroupRoot = Cgroup.DefaultRoot)
+public sealed class ContainerRuntime(string root, string stagePath, string cgroupRoot = Cgroup.DefaultRoot)
 {
     public const string DefaultRoot = "/run/hostos-runc";
-    private const string StateFile = "state.json", FifoName = "exec.fifo";
+    private const string StateFile = "state.json", FifoName = "exec.fifo", ConfigCopy = "config.json";
 
     public string Root { get; } = root;
 
     /// <summary>Where failures that must not stop anything go (poststart and poststop hooks).</summary>
     public Action<string> Warn { get; init; } = _ => { };
 
-    [GeneratedRegex(@"^[\w+\-\.]+$")]
-    private static partial Regex IdPattern();
-
     /// <summary>runc's rule for ids: letters, digits, <c>_ + - .</c>; not "." or "..".</summary>
     public static void ValidateId(string id)
     {
-        if (!IdPattern().IsMatch(id) || id is "." or "..")
+        if (id.Length == 0 || id is "." or ".." || !id.All(c => char.IsLetterOrDigit(c) || c is '_' or '+' or '-' or '.'))
         {
             throw new ContainerException($"invalid container id '{id}': use letters, digits and _ + - . only");
         }
@@ -84,7 +80,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             c.Start();
-            HookRunner.RunReporting("poststart", saved.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
+            HookRunner.RunReporting("poststart", saved.Spec!.Hooks?.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
             return c;
         }
         catch (Exception)
@@ -111,14 +107,16 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
     public int WaitAndDelete(ContainerProcess c)
     {
         int code = Wait(c.Pid);
-        Delete(c.Id, force: true);
+        Trace.Step("parent", "exited");
+        Delete(c.Id, force: true, c.Spec);
+        Trace.Step("parent", "deleted");
         return code;
     }
 
     /// <summary>start: opens exec.fifo, which lets the waiting init execve the user program.</summary>
     public void Start(string id)
     {
-        SavedContainer c = Load(id);
+        SavedContainer c = Load(id, withSpec: true);
         ContainerStatus status = StatusOf(c);
         if (status != ContainerStatus.Created)
         {
@@ -140,7 +138,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             }
         }
         File.Delete(fifoPath);
-        HookRunner.RunReporting("poststart", c.Poststart, ToJson(ToOci(c, ContainerStatus.Running)), Warn);
+        HookRunner.RunReporting("poststart", c.Spec!.Hooks?.Poststart, ToJson(ToOci(c, ContainerStatus.Running)), Warn);
     }
 
     public OciState State(string id)
@@ -188,7 +186,10 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
     /// runc does); a running one only with <paramref name="force"/>. With force an unknown
     /// id is not an error (runc's behaviour). Nothing it owned is left: processes, cgroup, state.
     /// </summary>
-    public void Delete(string id, bool force)
+    public void Delete(string id, bool force) => Delete(id, force, known: null);
+
+    /// <param name="known">The spec when the caller has it (run), so the saved copy need not be read again.</param>
+    private void Delete(string id, bool force, RuntimeSpec? known)
     {
         ValidateId(id);
         string dir = DirOf(id);
@@ -198,6 +199,13 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             throw new ContainerNotFoundException(id);
         }
         SavedContainer? c = File.Exists(Path.Combine(dir, StateFile)) ? Load(id) : null;
+        List<Hook>? poststop = known?.Hooks?.Poststop;
+        if (c is not null && known is null && File.Exists(Path.Combine(dir, ConfigCopy)))
+        {
+            // Read before the directory goes; an unreadable copy must not block the delete.
+            try { poststop = SpecLoader.Parse(File.ReadAllBytes(Path.Combine(dir, ConfigCopy)), "config.json").Hooks?.Poststop; }
+            catch (SpecException e) { Warn($"container {id}: its saved config.json: {e.Message}"); }
+        }
         if (c is not null)
         {
             ContainerStatus status = StatusOf(c);
@@ -208,7 +216,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             if (status != ContainerStatus.Stopped) Sys.TryKill(c.Pid, Sys.SIGKILL);
             Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
             RemoveDirectory(dir);
-            HookRunner.RunReporting("poststop", c.Poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
+            HookRunner.RunReporting("poststop", poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
             return;
         }
         else if (!force)
@@ -224,13 +232,13 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
     /// </summary>
     public ContainerProcess Exec(string id, Process process, string? pidFile)
     {
-        SavedContainer c = Load(id);
+        SavedContainer c = Load(id, withSpec: true);
         ContainerStatus status = StatusOf(c);
         if (status is not (ContainerStatus.Running or ContainerStatus.Created))
         {
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Spec!.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();
         return p;
@@ -238,7 +246,7 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
 
     /// <summary>The process section a plain exec starts from: the container's own (its user, capabilities, env).</summary>
     public Process ProcessOf(string id) =>
-        Load(id).Process ?? throw new ContainerException($"container {id}: its state has no process section");
+        Load(id, withSpec: true).Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
 
     // ----- state directory
 
@@ -274,31 +282,38 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
             Annotations = c.Spec!.Annotations,
             CgroupRoot = c.Cgroup.Root,
             CgroupPath = c.Cgroup.Relative,
-            Process = c.Spec.Process,
-            Seccomp = c.Spec.Linux?.Seccomp,
-            Poststart = c.Spec.Hooks?.Poststart,
-            Poststop = c.Spec.Hooks?.Poststop,
+            Spec = c.Spec,
         };
-        string path = Path.Combine(DirOf(c.Id), StateFile);
-        File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(saved, StateJson.Default.SavedContainer));
+        string dir = DirOf(c.Id);
+        // The spec as it was read; later commands must not see later edits of the bundle.
+        File.WriteAllBytes(Path.Combine(dir, ConfigCopy), c.SpecBytes!);
+        string path = Path.Combine(dir, StateFile);
+        File.WriteAllBytes(path + ".tmp", saved.ToJson());
         File.Move(path + ".tmp", path, overwrite: true);
+        Trace.Step("parent", "state saved");
         return saved;
     }
 
-    private SavedContainer Load(string id)
+    private SavedContainer Load(string id, bool withSpec = false)
     {
         ValidateId(id);
         string path = Path.Combine(DirOf(id), StateFile);
         if (!File.Exists(path)) throw new ContainerNotFoundException(id);
+        SavedContainer saved;
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllText(path), StateJson.Default.SavedContainer)
-                   ?? throw new JsonException("empty document");
+            saved = SavedContainer.FromJson(File.ReadAllBytes(path));
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw new ContainerException($"container {id}: state file {path} is unreadable: {e.Message}");
         }
+        if (withSpec)
+        {
+            string config = Path.Combine(DirOf(id), ConfigCopy);
+            saved.Spec = SpecLoader.Parse(File.ReadAllBytes(config), config);
+        }
+        return saved;
     }
 
     /// <summary>Observed, never stored: see the class comment.</summary>
@@ -332,9 +347,10 @@ public sealed partial class ContainerRuntime(string root, string stagePath, stri
         Annotations = c.Annotations is { Count: > 0 } ? c.Annotations : null,
     };
 
-    public static string ToJson(OciState state) => JsonSerializer.Serialize(state, StateJson.Default.OciState);
-    public static string ToJson(List<OciState> states) =>
-        JsonSerializer.Serialize(states, CompactStateJson.Default.ListOciState);
+    /// <summary>As runc prints state: indented.</summary>
+    public static string ToJson(OciState state) => state.ToJson(indented: true);
+    /// <summary>As runc prints list --format json: one line.</summary>
+    public static string ToJson(List<OciState> states) => OciState.ToJson(states, indented: false);
 
     /// <summary>runc writes the bare number, atomically (a reader never sees half a pid).</summary>
     private static void WritePidFile(string path, int pid)

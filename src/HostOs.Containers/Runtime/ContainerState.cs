@@ -1,5 +1,7 @@
 using System.Globalization;
-using System.Text.Json.Serialization;
+using System.Text;
+using System.Text.Json;
+using HostOs.Containers.Spec;
 
 namespace HostOs.Containers.Runtime;
 
@@ -9,26 +11,66 @@ public enum ContainerStatus { Creating, Created, Running, Stopped }
 /// <summary>
 /// The state of a container as the OCI runtime spec defines it, printed by <c>state</c> and
 /// <c>list --format json</c> with runc's field names and order (runc adds rootfs, created
-/// and owner to the spec's fields).
+/// and owner to the spec's fields). Written with Utf8JsonWriter: the serializer's first use
+/// costs more than a container start can spare (docs/containers.md, "Start latency").
 /// </summary>
 public sealed class OciState
 {
-    [JsonPropertyName("ociVersion")] public string OciVersion { get; set; } = "1.0.2";
-    [JsonPropertyName("id")] public string Id { get; set; } = "";
-    [JsonPropertyName("pid")] public int Pid { get; set; }
-    [JsonPropertyName("status")] public string Status { get; set; } = "";
-    [JsonPropertyName("bundle")] public string Bundle { get; set; } = "";
-    [JsonPropertyName("rootfs")] public string Rootfs { get; set; } = "";
-    [JsonPropertyName("created")] public string Created { get; set; } = "";
-    [JsonPropertyName("annotations")] public Dictionary<string, string>? Annotations { get; set; }
-    [JsonPropertyName("owner")] public string Owner { get; set; } = "";
+    public string OciVersion { get; set; } = "1.0.2";
+    public string Id { get; set; } = "";
+    public int Pid { get; set; }
+    public string Status { get; set; } = "";
+    public string Bundle { get; set; } = "";
+    public string Rootfs { get; set; } = "";
+    public string Created { get; set; } = "";
+    public Dictionary<string, string>? Annotations { get; set; }
+    public string Owner { get; set; } = "";
+
+    public void WriteTo(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteString("ociVersion", OciVersion);
+        w.WriteString("id", Id);
+        w.WriteNumber("pid", Pid);
+        w.WriteString("status", Status);
+        w.WriteString("bundle", Bundle);
+        w.WriteString("rootfs", Rootfs);
+        w.WriteString("created", Created);
+        if (Annotations is { Count: > 0 })
+        {
+            w.WriteStartObject("annotations");
+            foreach (var (k, v) in Annotations) w.WriteString(k, v);
+            w.WriteEndObject();
+        }
+        w.WriteString("owner", Owner);
+        w.WriteEndObject();
+    }
+
+    public static string ToJson(IEnumerable<OciState> states, bool indented)
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented }))
+        {
+            w.WriteStartArray();
+            foreach (OciState s in states) s.WriteTo(w);
+            w.WriteEndArray();
+        }
+        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    public string ToJson(bool indented)
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented })) WriteTo(w);
+        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
 }
 
 /// <summary>
-/// What the runtime keeps about a container in ROOT/ID/state.json between commands: the
-/// OCI fields, plus what later commands need and must not re-read from a bundle that may
-/// have changed since (the process section, for exec) or guess (the cgroup; the init's
-/// start time, so a recycled pid is never mistaken for the container).
+/// What the runtime keeps about a container between commands: ROOT/ID/state.json (the OCI
+/// fields; the init's start time, so a recycled pid is never taken for the container; the
+/// cgroup) and ROOT/ID/config.json, a copy of the bundle's as it was at create (exec, start
+/// and delete need its process, seccomp and hooks, and the bundle may have changed since).
 /// </summary>
 public sealed class SavedContainer
 {
@@ -42,24 +84,57 @@ public sealed class SavedContainer
     public Dictionary<string, string>? Annotations { get; set; }
     public string CgroupRoot { get; set; } = "";
     public string CgroupPath { get; set; } = "";
-    public Spec.Process? Process { get; set; }
-    /// <summary>The container's seccomp profile: exec'd processes get the same filter.</summary>
-    public Spec.Seccomp? Seccomp { get; set; }
-    /// <summary>Hooks run by later commands: poststart by start, poststop by delete.</summary>
-    public List<Spec.Hook>? Poststart { get; set; }
-    public List<Spec.Hook>? Poststop { get; set; }
+    /// <summary>The spec as it was at create (from the copied config.json), read when a command needs it.</summary>
+    public RuntimeSpec? Spec { get; set; }
 
     public static string Now() => DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+
+    public byte[] ToJson()
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("id", Id);
+            w.WriteNumber("pid", Pid);
+            w.WriteNumber("pidStartTime", PidStartTime);
+            w.WriteString("bundle", Bundle);
+            w.WriteString("rootfs", Rootfs);
+            w.WriteString("created", Created);
+            w.WriteString("cgroupRoot", CgroupRoot);
+            w.WriteString("cgroupPath", CgroupPath);
+            if (Annotations is { Count: > 0 })
+            {
+                w.WriteStartObject("annotations");
+                foreach (var (k, v) in Annotations) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>state.json back; a missing or mistyped field is an error (the file is ours).</summary>
+    public static SavedContainer FromJson(byte[] json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        JsonElement root = doc.RootElement;
+        string S(string name) => root.GetProperty(name).GetString() ?? throw new JsonException($"{name} is null");
+        var saved = new SavedContainer
+        {
+            Id = S("id"),
+            Pid = root.GetProperty("pid").GetInt32(),
+            PidStartTime = root.GetProperty("pidStartTime").GetUInt64(),
+            Bundle = S("bundle"),
+            Rootfs = S("rootfs"),
+            Created = S("created"),
+            CgroupRoot = S("cgroupRoot"),
+            CgroupPath = S("cgroupPath"),
+        };
+        if (root.TryGetProperty("annotations", out JsonElement a))
+        {
+            saved.Annotations = a.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
+        }
+        return saved;
+    }
 }
-
-[JsonSourceGenerationOptions(WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
-[JsonSerializable(typeof(OciState))]
-[JsonSerializable(typeof(List<OciState>))]
-[JsonSerializable(typeof(SavedContainer))]
-internal sealed partial class StateJson : JsonSerializerContext;
-
-/// <summary>list --format json: one line, as runc prints it.</summary>
-[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(List<OciState>))]
-internal sealed partial class CompactStateJson : JsonSerializerContext;

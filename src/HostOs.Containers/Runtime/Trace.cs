@@ -6,7 +6,7 @@ namespace HostOs.Containers.Runtime;
 /// Step timings of container creation on stderr when HOSTOS_TRACE is set (like runc's
 /// --debug): "trace parent cgroup 3.1 ms". The stage inherits the setting.
 /// </summary>
-internal static class Trace
+public static class Trace
 {
     public static readonly bool Enabled = Environment.GetEnvironmentVariable("HOSTOS_TRACE") is { Length: > 0 };
     private static long _last = Stopwatch.GetTimestamp();
@@ -16,8 +16,15 @@ internal static class Trace
         if (!Enabled) return;
         long now = Stopwatch.GetTimestamp();
         // fd 2 directly: System.Console would arm the runtime's SIGCHLD reaper in PID 1.
-        using var err = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(2, ownsHandle: false), FileAccess.Write, 0);
-        err.Write(System.Text.Encoding.UTF8.GetBytes($"trace {who} {step} {Stopwatch.GetElapsedTime(_last, now).TotalMilliseconds:F1} ms\n"));
+        HostOs.Platform.Interop.Sys.WriteAll(2, System.Text.Encoding.UTF8.GetBytes($"trace {who} {step} {Stopwatch.GetElapsedTime(_last, now).TotalMilliseconds:F1} ms\n"));
         _last = now;
+    }
+
+    /// <summary>Milliseconds since this process was created (start time in /proc/self/stat against /proc/uptime).</summary>
+    public static string SinceProcessStart()
+    {
+        ulong ticks = ContainerRuntime.StartTime(Environment.ProcessId) ?? 0;
+        double uptime = double.Parse(File.ReadAllText("/proc/uptime").Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        return ((uptime - ticks / 100.0) * 1000).ToString("F0", System.Globalization.CultureInfo.InvariantCulture);
     }
 }

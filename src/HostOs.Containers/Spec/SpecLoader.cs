@@ -5,33 +5,37 @@ namespace HostOs.Containers.Spec;
 /// <summary>Reads and validates an OCI bundle's config.json.</summary>
 public static class SpecLoader
 {
-    public static RuntimeSpec Parse(string json, string source)
+    public static RuntimeSpec Parse(string json, string source) => Parse(System.Text.Encoding.UTF8.GetBytes(json), source);
+
+    public static RuntimeSpec Parse(ReadOnlySpan<byte> utf8, string source)
     {
         RuntimeSpec spec;
         try
         {
-            spec = JsonSerializer.Deserialize(json, SpecJson.Default.RuntimeSpec)
-                   ?? throw new SpecException(source, ["the document is empty (null)"]);
+            spec = SpecReader.Read(utf8);
         }
         catch (JsonException e)
         {
-            // System.Text.Json names the path ($.linux.foo) and what it could not map.
+            // Our reader names the path ($.linux.foo); the JSON reader the line and byte.
             throw new SpecException(source, [e.Message]);
         }
+        Runtime.Trace.Step("parent", "deserialized");
         var problems = SpecValidator.Validate(spec);
+        Runtime.Trace.Step("parent", "validated");
         if (problems.Count > 0) throw new SpecException(source, problems);
         return spec;
     }
 
     /// <summary>Loads BUNDLE/config.json; the root path is resolved against the bundle.</summary>
-    public static (RuntimeSpec Spec, string RootPath) LoadBundle(string bundle)
+    public static (RuntimeSpec Spec, string RootPath, byte[] Bytes) LoadBundle(string bundle)
     {
         string config = Path.Combine(bundle, "config.json");
         if (!File.Exists(config)) throw new FileNotFoundException($"bundle {bundle} has no config.json", config);
-        RuntimeSpec spec = Parse(File.ReadAllText(config), config);
+        byte[] bytes = File.ReadAllBytes(config);
+        RuntimeSpec spec = Parse(bytes, config);
         string root = Path.GetFullPath(spec.Root!.Path!, Path.GetFullPath(bundle));
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{config}: root.path {root} is not a directory");
-        return (spec, root);
+        return (spec, root, bytes);
     }
 
     /// <summary>A process.json (runc exec --process): strict, validated like config.json's process.</summary>
@@ -40,8 +44,7 @@ public static class SpecLoader
         Process process;
         try
         {
-            process = JsonSerializer.Deserialize(json, SpecJson.Default.Process)
-                      ?? throw new SpecException(source, ["the document is empty (null)"]);
+            process = SpecReader.ReadProcess(System.Text.Encoding.UTF8.GetBytes(json));
         }
         catch (JsonException e)
         {

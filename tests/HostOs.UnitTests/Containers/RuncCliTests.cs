@@ -99,7 +99,8 @@ public class ContainerRuntimeTests
         // A pid that is ours but with another start time: a recycled pid, not the container.
         int pid = Environment.ProcessId;
         File.WriteAllText(Path.Combine(root, "c1", "state.json"),
-            $$$"""{"id":"c1","pid":{{{pid}}},"pidStartTime":1,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","cgroupRoot":"/sys/fs/cgroup","cgroupPath":"hostos/c1","process":{"args":["sh"],"cwd":"/"}}""");
+            $$$"""{"id":"c1","pid":{{{pid}}},"pidStartTime":1,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","cgroupRoot":"/sys/fs/cgroup","cgroupPath":"hostos/c1"}""");
+        File.WriteAllText(Path.Combine(root, "c1", "config.json"), """{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}""");
         var runtime = new ContainerRuntime(root, "/nonexistent");
         OciState state = runtime.State("c1");
         Assert.Equal(("stopped", 0, "/b"), (state.Status, state.Pid, state.Bundle));
@@ -108,6 +109,10 @@ public class ContainerRuntimeTests
         string json = ContainerRuntime.ToJson(state);
         Assert.Contains("\"status\": \"stopped\"", json);
         Assert.DoesNotContain("annotations", json);
+        Assert.Equal("""[{"ociVersion":"1.0.2","id":"c1","pid":0,"status":"stopped","bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","owner":""}]""",
+                     ContainerRuntime.ToJson([state]));
+        File.WriteAllText(Path.Combine(root, "c1", "state.json"), "{\"id\":\"c1\"}");
+        Assert.Contains("is unreadable", Assert.Throws<ContainerException>(() => runtime.State("c1")).Message);
         Directory.Delete(root, true);
     }
 

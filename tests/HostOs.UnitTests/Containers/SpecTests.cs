@@ -119,10 +119,76 @@ public class SpecTests
         string bundle = Directory.CreateTempSubdirectory("bundle-").FullName;
         Directory.CreateDirectory(Path.Combine(bundle, "rootfs"));
         File.WriteAllText(Path.Combine(bundle, "config.json"), Fixture("runc-spec.json"));
-        var (_, root) = SpecLoader.LoadBundle(bundle);
+        var (_, root, _) = SpecLoader.LoadBundle(bundle);
         Assert.Equal(Path.Combine(bundle, "rootfs"), root);
         Directory.Delete(Path.Combine(bundle, "rootfs"));
         Assert.Throws<DirectoryNotFoundException>(() => SpecLoader.LoadBundle(bundle));
         Directory.Delete(bundle, true);
+    }
+}
+
+public class SpecReaderTests
+{
+    /// <summary>The hand-written reader and System.Text.Json's serializer agree on every fixture.</summary>
+    [Theory]
+    [InlineData("runc-spec.json")]
+    [InlineData("crun-spec.json")]
+    [InlineData("runc-rootless.json")]
+    [InlineData("allowlist-seccomp-spec.json")]
+    public void ReadsWhatTheSerializerReads(string fixture)
+    {
+        byte[] json = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", fixture));
+        RuntimeSpec ours = SpecReader.Read(json);
+        RuntimeSpec theirs = System.Text.Json.JsonSerializer.Deserialize(json, SpecJson.Default.RuntimeSpec)!;
+        Assert.Equal(SpecLoader.ToJson(theirs), SpecLoader.ToJson(ours));
+    }
+
+    [Fact]
+    public void EveryFieldRoundTrips()
+    {
+        // A spec with every optional section filled, written by the serializer, read by us.
+        const string json = """
+            { "ociVersion": "1.2.0", "root": { "path": "r", "readonly": true }, "hostname": "h", "domainname": "d",
+              "annotations": { "a": "b" },
+              "mounts": [ { "destination": "/x", "source": "s", "type": "bind", "options": ["rbind"], "uidMappings": [ { "containerID": 0, "hostID": 1000, "size": 1 } ] } ],
+              "process": { "terminal": true, "consoleSize": { "height": 24, "width": 80 }, "cwd": "/", "env": ["A=1"], "args": ["sh"],
+                "rlimits": [ { "type": "RLIMIT_NOFILE", "soft": 1, "hard": 18446744073709551615 } ], "apparmorProfile": "p",
+                "capabilities": { "bounding": ["CAP_KILL"], "effective": [], "inheritable": [], "permitted": [], "ambient": [] },
+                "noNewPrivileges": true, "oomScoreAdj": -5, "selinuxLabel": "l",
+                "user": { "uid": 1, "gid": 2, "umask": 18, "additionalGids": [3, 4], "username": "u" },
+                "ioPriority": { "class": "IOPRIO_CLASS_RT", "priority": 1 }, "scheduler": { "policy": "SCHED_OTHER" }, "execCPUAffinity": { "initial": "0" } },
+              "hooks": { "prestart": [ { "path": "/p", "args": ["p"], "env": ["E=1"], "timeout": 5 } ], "createRuntime": [], "createContainer": [], "startContainer": [], "poststart": [], "poststop": [] },
+              "linux": { "namespaces": [ { "type": "pid", "path": "/proc/1/ns/pid" } ], "uidMappings": [], "gidMappings": [], "timeOffsets": { "monotonic": { "secs": 1 } },
+                "devices": [ { "type": "c", "path": "/dev/x", "major": 1, "minor": 2, "fileMode": 438, "uid": 0, "gid": 0 } ], "cgroupsPath": "/c",
+                "resources": { "devices": [ { "allow": false, "type": "a", "major": -1, "minor": null, "access": "rwm" } ],
+                  "memory": { "limit": 1, "reservation": 2, "swap": 3, "kernel": 4, "kernelTCP": 5, "swappiness": 6, "disableOOMKiller": true, "useHierarchy": false, "checkBeforeUpdate": true },
+                  "cpu": { "shares": 1, "quota": -1, "burst": 2, "period": 3, "realtimeRuntime": 4, "realtimePeriod": 5, "cpus": "0", "mems": "0", "idle": 1 },
+                  "pids": { "limit": 7 }, "blockIO": { "weight": 10, "leafWeight": 11, "weightDevice": [ { "major": 8, "minor": 0, "weight": 12, "leafWeight": 13 } ],
+                    "throttleReadBpsDevice": [ { "major": 8, "minor": 0, "rate": 1 } ], "throttleWriteBpsDevice": [], "throttleReadIOPSDevice": [], "throttleWriteIOPSDevice": [] },
+                  "hugepageLimits": [ { "pageSize": "2MB", "limit": 1 } ], "network": { "classID": 1 }, "rdma": {}, "unified": { "memory.high": "1" } },
+                "intelRdt": {}, "sysctl": { "kernel.shmmax": "1" },
+                "seccomp": { "defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "architectures": ["SCMP_ARCH_X86_64"], "flags": [], "listenerPath": "/l", "listenerMetadata": "m",
+                  "syscalls": [ { "names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2, "args": [ { "index": 0, "value": 1, "valueTwo": 2, "op": "SCMP_CMP_EQ" } ] } ] },
+                "rootfsPropagation": "rslave", "maskedPaths": ["/m"], "readonlyPaths": ["/r"], "mountLabel": "ml", "personality": { "domain": "LINUX" }, "memoryPolicy": {}, "netDevices": {} },
+              "windows": {}, "solaris": {}, "vm": {}, "zos": {}, "freebsd": {} }
+            """;
+        byte[] utf8 = System.Text.Encoding.UTF8.GetBytes(json);
+        RuntimeSpec theirs = System.Text.Json.JsonSerializer.Deserialize(utf8, SpecJson.Default.RuntimeSpec)!;
+        Assert.Equal(SpecLoader.ToJson(theirs), SpecLoader.ToJson(SpecReader.Read(utf8)));
+    }
+
+    [Theory]
+    [InlineData("""{ "linux": { "frobnicate": 1 } }""", "$.linux.frobnicate: unknown field")]
+    [InlineData("""{ "process": { "user": { "uid": -1 } } }""", "$.process.user.uid: expected a 32-bit non-negative integer, found a number")]
+    [InlineData("""{ "process": { "args": "sh" } }""", "$.process.args: expected an array, found a string")]
+    [InlineData("""{ "process": { "args": ["sh", null] } }""", "$.process.args[1]: null in a list of strings")]
+    [InlineData("""{ "root": { "readonly": "yes" } }""", "$.root.readonly: expected true or false")]
+    [InlineData("""{ "annotations": { "a": 1 } }""", "$.annotations.a: expected a string")]
+    [InlineData("""{ "ociVersion": "1.0.2" } {}""", "is invalid after a single JSON value")]
+    [InlineData("""{ "ociVersion": """, "")]
+    public void WrongShapesNameTheirPath(string json, string expected)
+    {
+        var e = Assert.ThrowsAny<System.Text.Json.JsonException>(() => SpecReader.Read(System.Text.Encoding.UTF8.GetBytes(json)));
+        Assert.Contains(expected, e.Message);
     }
 }
