@@ -46,9 +46,11 @@ if ./build.sh image/hostos.json qemu-tests/image/hostos-test.json; then
   # Tier 2, privileged: the runc-compatible front on this host (namespaces, mounts,
   # pivot_root, exec) in the cgroup v2 hierarchy a hybrid host still mounts.
   if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then
-    HOSTOS_CGROUP_ROOT=/sys/fs/cgroup/unified run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+    HOSTOS_CGROUP_ROOT=/sys/fs/cgroup/unified RECEIVER="$PWD/out/publish/hostos-guestcheck/hostos-guestcheck" \
+      run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
   elif [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.procs ]; then
-    run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+    RECEIVER="$PWD/out/publish/hostos-guestcheck/hostos-guestcheck" \
+      run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
   else
     echo "== host lifecycle skipped: needs root and a cgroup v2 hierarchy"; skipped=$((skipped + 1))
   fi

@@ -49,10 +49,10 @@ check_status() { # DESC ID STATUS
   if wait_status "$2" "$3"; then ok "$1"; else bad "$1" "status is '$(field "$2" status)', expected $3"; fi
 }
 
-bundle() { # DIR ARGS-AS-JSON [HOOKS-JSON]
+bundle() { # DIR ARGS-AS-JSON [HOOKS-JSON] [TERMINAL]
   mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/dev" "$1/rootfs/tmp"
   cp "$BUSYBOX" "$1/rootfs/bin/busybox"
-  for a in sh echo sleep true id cat env mkdir tr; do ln -sf busybox "$1/rootfs/bin/$a"; done
+  for a in sh echo sleep true id cat env mkdir tr tty; do ln -sf busybox "$1/rootfs/bin/$a"; done
   hooks_line=""
   [ -z "${3:-}" ] || hooks_line="
   \"hooks\": $3,"
@@ -62,6 +62,7 @@ bundle() { # DIR ARGS-AS-JSON [HOOKS-JSON]
   "root": { "path": "rootfs", "readonly": true },
   "hostname": "lifecycle",$hooks_line
   "process": {
+    "terminal": ${4:-false},
     "args": $2,
     "env": ["PATH=/bin", "IN_SPEC=yes"],
     "cwd": "/",
@@ -76,7 +77,8 @@ bundle() { # DIR ARGS-AS-JSON [HOOKS-JSON]
   "mounts": [
     { "destination": "/proc", "type": "proc", "source": "proc" },
     { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-    { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }
+    { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] },
+    { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }
   ],
   "linux": {
     "namespaces": [{ "type": "pid" }, { "type": "mount" }, { "type": "uts" }, { "type": "ipc" }, { "type": "network" }],
@@ -112,6 +114,8 @@ bundle "$W/hooked" '["sleep", "300"]' "{
     \"poststop\": [$(hook "cat > $W/poststop.json")]
   }"
 bundle "$W/badhook" '["sleep", "300"]' "{ \"createRuntime\": [$(hook "echo refusing; exit 3")] }"
+bundle "$W/tty" '["sh", "-c", "tty; echo in-a-tty; sleep 300"]' "" true
+bundle "$W/ttyrun" '["sh", "-c", "tty; echo in-a-tty"]' "" true
 
 # create, state, start
 expect "create c1" 0 rt create --bundle "$W/sleep" --pid-file "$W/c1.pid" c1
@@ -187,6 +191,37 @@ expect "delete c6" 0 rt delete c6
 if [ "$(json_field "$W/poststop.json" id)" = c6 ]; then ok "poststop hook ran at delete"; else bad "poststop hook ran at delete" "$(cat "$W/poststop.json" 2>&1)"; fi
 expect "a failing createRuntime hook fails create" 1 rt create --bundle "$W/badhook" c7
 expect "and leaves no container" 1 rt state c7
+
+# terminals: run attached (the runtime proxies the pty), a console socket, exec -t
+# (runc attaches only with a controlling terminal of its own: checked where there is one)
+if (: </dev/tty) 2>/dev/null; then
+  expect "run with a terminal" 0 rt run --bundle "$W/ttyrun" c8
+  expect_output "the process has a pty" "/dev/pts/"
+  expect_output "its output comes through the pty" "in-a-tty"
+fi
+expect "create with a terminal needs a console socket" 1 rt create --bundle "$W/tty" c9
+RECEIVER=${RECEIVER:-hostos-guestcheck}
+"$RECEIVER" console-receive "$W/console.sock" "$W/console.out" in-a-tty &
+receiver=$!
+i=0
+while [ ! -S "$W/console.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+expect "create with --console-socket" 0 rt create --bundle "$W/tty" --console-socket "$W/console.sock" c9
+expect "start c9" 0 rt start c9
+wait $receiver
+if grep -q "/dev/pts/" "$W/console.out" && grep -q in-a-tty "$W/console.out"; then ok "the console socket got the pty"; else bad "the console socket got the pty" "$(cat "$W/console.out" 2>&1)"; fi
+if (: </dev/tty) 2>/dev/null; then
+  expect "exec -t" 0 rt exec -t c9 tty
+  expect_output "exec -t gets a pty of its own" "/dev/pts/"
+fi
+expect "delete --force c9" 0 rt delete --force c9
+
+# the runtime's own default spec, edited as scripts do, runs
+mkdir -p "$W/specd"
+cp -a "$W/sleep/rootfs" "$W/specd/rootfs"
+expect "spec writes a config.json" 0 rt spec --bundle "$W/specd"
+sed -i 's/"terminal": true/"terminal": false/' "$W/specd/config.json"
+expect "its default spec runs (sh on an empty stdin)" 0 rt run --bundle "$W/specd" c11
+expect "spec refuses to overwrite" 1 rt spec --bundle "$W/specd"
 
 # errors
 expect "state of an unknown container fails" 1 rt state nope

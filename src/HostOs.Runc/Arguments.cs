@@ -36,6 +36,7 @@ public sealed class Arguments
         ["delete"] = new() { ["force"] = false },
         ["list"] = new() { ["format"] = true, ["quiet"] = false },
         ["exec"] = new() { ["process"] = true, ["env"] = true, ["cwd"] = true, ["user"] = true, ["additional-gids"] = true, ["tty"] = false, ["detach"] = false, ["pid-file"] = true, ["cap"] = true, ["no-new-privs"] = false, ["console-socket"] = true, ["preserve-fds"] = true, ["ignore-paused"] = false, ["process-label"] = true, ["apparmor"] = true, ["cgroup"] = true, ["pidfd-socket"] = true },
+        ["spec"] = new() { ["bundle"] = true, ["rootless"] = false },
         ["version"] = [],
         ["help"] = [],
     };

@@ -6,6 +6,7 @@ using HostOs.Containers.Cgroups;
 using HostOs.Containers.Runtime;
 using HostOs.Containers.Spec;
 using HostOs.Platform;
+using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Runc;
 
@@ -59,17 +60,21 @@ internal static class Program
             {
                 a.Expect(1, 1, "one container id");
                 RefuseUnsupportedCreateFlags(a);
-                runtime.Create(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"));
+                runtime.Create(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"), a.Value("console-socket"));
                 return 0;
             }
             case "run":
             {
                 a.Expect(1, 1, "one container id");
                 RefuseUnsupportedCreateFlags(a);
-                ContainerProcess c = runtime.CreateAndStart(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"));
-                if (a.Has("detach")) { c.Detach(); return 0; }
+                bool detach = a.Has("detach");
+                ContainerProcess c = runtime.CreateAndStart(a.Positional[0], a.Value("bundle") ?? ".", a.Value("pid-file"), a.Value("console-socket"), attach: !detach);
+                if (detach) { c.Detach(); return 0; }
                 using var forwarding = ForwardSignals(c.Pid);
-                return a.Has("keep") ? ContainerRuntime.Wait(c.Pid) : runtime.WaitAndDelete(c);
+                using var proxy = c.ConsoleMaster is { } master ? new TerminalProxy(master) : null;
+                int code = a.Has("keep") ? ContainerRuntime.Wait(c.Pid) : runtime.WaitAndDelete(c);
+                proxy?.Finish();
+                return code;
             }
             case "start":
                 a.Expect(1, 1, "one container id");
@@ -93,6 +98,15 @@ internal static class Program
                 return 0;
             case "exec":
                 return Exec(a, runtime);
+            case "spec":
+            {
+                a.Expect(0, 0, "no arguments");
+                if (a.Has("rootless")) throw new UsageException("spec --rootless: HostOS runs containers as root only");
+                string config = Path.Combine(a.Value("bundle") ?? ".", "config.json");
+                if (File.Exists(config)) throw new UsageException($"File {config} exists. Remove it first");
+                File.WriteAllText(config, SpecLoader.ToJson(DefaultSpec.Create()) + "\n");
+                return 0;
+            }
             case "version":
                 Out($"hostos-runc version {Version}\nspec: {SpecVersion}\n");
                 return 0;
@@ -104,7 +118,6 @@ internal static class Program
 
     private static void RefuseUnsupportedCreateFlags(Arguments a)
     {
-        if (a.Value("console-socket") is not null) throw new UsageException("--console-socket: needs process.terminal, which HostOS does not implement yet");
         if (a.Has("no-pivot")) throw new UsageException("--no-pivot: HostOS always uses pivot_root");
         if (a.Value("preserve-fds") is string n && n != "0") throw new UsageException("--preserve-fds: not implemented yet in HostOS");
         if (a.Value("pidfd-socket") is not null) throw new UsageException("--pidfd-socket: not implemented yet in HostOS");
@@ -118,7 +131,6 @@ internal static class Program
     {
         if (a.Positional.Count < 1) throw new UsageException("'exec' takes a container id and a command");
         string id = a.Positional[0];
-        if (a.Has("tty") || a.Value("console-socket") is not null) throw new UsageException("exec --tty: terminals are not implemented yet in HostOS");
         foreach (string unsupported in new[] { "preserve-fds", "process-label", "apparmor", "cgroup", "pidfd-socket" })
         {
             if (a.Value(unsupported) is string v && !(unsupported == "preserve-fds" && v == "0")) throw new UsageException($"exec --{unsupported}: not supported by HostOS");
@@ -133,7 +145,7 @@ internal static class Program
             if (a.Positional.Count < 2) throw new UsageException("'exec' needs a command to run (or --process FILE)");
             process = runtime.ProcessOf(id);
             process.Args = a.Positional[1..];
-            process.Terminal = false;
+            process.Terminal = a.Has("tty");
             foreach (string env in a.Values("env"))
             {
                 if (env.IndexOf('=') <= 0) throw new UsageException($"--env '{env}': not NAME=value");
@@ -159,10 +171,14 @@ internal static class Program
             var problems = SpecValidator.ValidateProcess(process);
             if (problems.Count > 0) throw new SpecException("exec", problems);
         }
-        ContainerProcess p = runtime.Exec(id, process, a.Value("pid-file"));
-        if (a.Has("detach")) return 0;
+        bool detach = a.Has("detach");
+        ContainerProcess p = runtime.Exec(id, process, a.Value("pid-file"), a.Value("console-socket"), attach: !detach);
+        if (detach) return 0;
         using var forwarding = ForwardSignals(p.Pid);
-        return ContainerRuntime.Wait(p.Pid);
+        using var proxy = p.ConsoleMaster is { } master ? new TerminalProxy(master) : null;
+        int code = ContainerRuntime.Wait(p.Pid);
+        proxy?.Finish();
+        return code;
     }
 
     private static List<string> Add(List<string>? set, string cap) => set is null ? [cap] : set.Contains(cap) ? set : [.. set, cap];
@@ -198,6 +214,69 @@ internal static class Program
             }));
         }
         return new Registrations(registrations);
+    }
+
+    /// <summary>
+    /// run and exec attached to a process with a terminal: our stdin (raw, when it is a
+    /// terminal) goes to the pty master, the master's output to our stdout, and our window
+    /// size follows SIGWINCH, as runc does without --console-socket.
+    /// </summary>
+    private sealed class TerminalProxy : IDisposable
+    {
+        private readonly SafeFileHandle _master;
+        private readonly byte[]? _saved;
+        private readonly Thread _output;
+        private readonly PosixSignalRegistration _winch;
+
+        public TerminalProxy(SafeFileHandle master)
+        {
+            _master = master;
+            _saved = HostOs.Platform.Interop.Sys.MakeRaw(0);
+            CopySize();
+            _winch = PosixSignalRegistration.Create(PosixSignal.SIGWINCH, c => { c.Cancel = true; CopySize(); });
+            _output = new Thread(() => Pump(new FileStream(new SafeFileHandle(master.DangerousGetHandle(), false), FileAccess.Read, 1), 1)) { IsBackground = true };
+            _output.Start();
+            new Thread(() => PumpInput()) { IsBackground = true }.Start();
+        }
+
+        private void CopySize()
+        {
+            if (HostOs.Platform.Interop.Sys.GetWindowSize(0) is var (rows, columns)) HostOs.Platform.Interop.Sys.SetWindowSize(_master, rows, columns);
+        }
+
+        private static void Pump(FileStream from, int toFd)
+        {
+            byte[] buffer = new byte[16384];
+            try
+            {
+                int n;
+                while ((n = from.Read(buffer)) > 0) HostOs.Platform.Interop.Sys.WriteAll(toFd, buffer.AsSpan(0, n));
+            }
+            catch (IOException) { } // EIO: the last holder of the slave is gone
+        }
+
+        private void PumpInput()
+        {
+            try
+            {
+                using var stdin = new FileStream(new SafeFileHandle(0, false), FileAccess.Read, 1);
+                using var master = new FileStream(new SafeFileHandle(_master.DangerousGetHandle(), false), FileAccess.Write, 1);
+                byte[] buffer = new byte[4096];
+                int n;
+                while ((n = stdin.Read(buffer)) > 0) master.Write(buffer, 0, n);
+            }
+            catch (IOException) { }
+            catch (ObjectDisposedException) { }
+        }
+
+        /// <summary>After the process exited: the rest of its output, then our terminal as it was.</summary>
+        public void Finish() => _output.Join(TimeSpan.FromSeconds(2));
+
+        public void Dispose()
+        {
+            _winch.Dispose();
+            if (_saved is not null) HostOs.Platform.Interop.Sys.RestoreTerminal(0, _saved);
+        }
     }
 
     private sealed class Registrations(List<PosixSignalRegistration> list) : IDisposable
@@ -267,6 +346,7 @@ internal static class Program
           delete [--force] ID                            remove a stopped (or, with --force, running) container
           exec [--process FILE] [-e K=V] [--cwd DIR] [-u UID[:GID]] [--cap CAP] [--detach] [--pid-file F] ID CMD...
           list [--format table|json] [--quiet]
+          spec [--bundle DIR]                            write a default config.json (as runc spec)
           version
 
         state lives under --root (default /run/hostos-runc). HOSTOS_CGROUP_ROOT names the cgroup v2

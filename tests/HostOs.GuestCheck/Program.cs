@@ -25,6 +25,7 @@ internal static partial class Program
                 ["container-run", string bundle, string id] => ContainerChecks.RunOnce(bundle, id),
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
                 [HostOs.Containers.Runtime.Stage.Mode] => HostOs.Containers.Runtime.Stage.Run(),
+                ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };
@@ -125,6 +126,32 @@ internal static partial class Program
         socket.SendTo("STATUS=serving\nREADY=1\n"u8.ToArray(), new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
         Console.WriteLine("notify-service: sent READY=1");
         Thread.Sleep(Timeout.Infinite);
+        return 0;
+    }
+
+    /// <summary>
+    /// console-receive SOCKET OUTPUT UNTIL: a console socket as runc's --console-socket
+    /// expects one: accepts one connection, takes the pty master sent over it (SCM_RIGHTS),
+    /// copies what the container writes to OUTPUT until UNTIL appears or the pty closes.
+    /// </summary>
+    private static int ConsoleReceive(string socketPath, string output, string until)
+    {
+        File.Delete(socketPath);
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
+        listener.Listen(1);
+        using var connection = listener.Accept();
+        using var master = Sys.ReceiveDescriptor(connection.SafeHandle);
+        using var pty = new FileStream(master, FileAccess.Read, 1);
+        var text = new System.Text.StringBuilder();
+        byte[] buffer = new byte[4096];
+        try
+        {
+            int n;
+            while (!text.ToString().Contains(until) && (n = pty.Read(buffer)) > 0) text.Append(System.Text.Encoding.UTF8.GetString(buffer, 0, n));
+        }
+        catch (IOException) { } // EIO: the container's side closed
+        File.WriteAllText(output, text.ToString());
         return 0;
     }
 

@@ -41,6 +41,15 @@ public sealed class LifecycleTests
         Assert.True(results["runc"].Length >= 50, $"only {results["runc"].Length} checks ran");
         Assert.Equal(results["runc"], results["hostos-runc"]);
 
+        // Attached terminals, which runc only offers to a caller with a controlling terminal
+        // (the test shell has none): the runtime proxies the pty itself.
+        string attached = await sh.CheckAsync("hostos-runc --root /tmp/t run -b /tmp/lifecycle-hostos-runc/ttyrun att </dev/null");
+        Assert.Contains("/dev/pts/", attached);
+        Assert.Contains("in-a-tty", attached);
+        await sh.CheckAsync("hostos-runc --root /tmp/t run -d -b /tmp/lifecycle-hostos-runc/sleep sl </dev/null");
+        Assert.Matches("^/dev/pts/[0-9]+", await sh.CheckAsync("hostos-runc --root /tmp/t exec -t sl tty </dev/null"));
+        await sh.CheckAsync("hostos-runc --root /tmp/t delete --force sl");
+
         // Nothing of ours left: no container cgroup, no state, no stage.
         Assert.Equal("0", await sh.CheckAsync("find /sys/fs/cgroup/hostos -mindepth 1 -type d 2>/dev/null | wc -l"));
         Assert.Equal("0", await sh.CheckAsync("ls /tmp/lifecycle-hostos-runc/state | wc -l"));

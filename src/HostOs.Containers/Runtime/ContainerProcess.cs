@@ -3,6 +3,7 @@ using HostOs.Containers.Cgroups;
 using HostOs.Containers.Spec;
 using HostOs.Platform;
 using HostOs.Platform.Interop;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Containers.Runtime;
@@ -16,9 +17,12 @@ namespace HostOs.Containers.Runtime;
 public sealed class ContainerProcess
 {
     private readonly FileStream _control;
+    private readonly FileStream _status;
 
-    private ContainerProcess(string id, int pid, Cgroup cgroup, FileStream control)
+    private ContainerProcess(string id, int pid, Cgroup cgroup, (FileStream Control, FileStream Status) pipes)
     {
+        var (control, status) = pipes;
+        _status = status;
         Id = id;
         Pid = pid;
         Cgroup = cgroup;
@@ -32,6 +36,59 @@ public sealed class ContainerProcess
     /// <summary>The validated spec and resolved root of a created container (null for exec).</summary>
     public RuntimeSpec? Spec { get; private init; }
     public string? Rootfs { get; private init; }
+    /// <summary>The pty master when the caller asked to receive it (run or exec attached with a terminal).</summary>
+    public SafeFileHandle? ConsoleMaster { get; private init; }
+
+    /// <summary>Where a process with process.terminal sends its pty master: a console socket to connect to, or back to us.</summary>
+    public sealed record Console(string? SocketPath, bool Receive);
+
+    /// <summary>The socket the stage sends the master over, and (when receiving) our end of it.</summary>
+    private sealed class TerminalLink : IDisposable
+    {
+        private System.Net.Sockets.Socket? _connected;
+        private SafeFileHandle? _ours, _theirs;
+        public SafeHandle StageEnd => (SafeHandle?)_connected?.SafeHandle ?? _theirs!;
+
+        public static TerminalLink? Open(Process process, Console? console, string id)
+        {
+            if (!process.Terminal)
+            {
+                if (console?.SocketPath is not null) throw new ContainerException($"container {id}: a console socket was given but process.terminal is false");
+                return null;
+            }
+            var link = new TerminalLink();
+            if (console?.SocketPath is string path)
+            {
+                link._connected = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                try { link._connected.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path)); }
+                catch (System.Net.Sockets.SocketException e)
+                {
+                    link.Dispose();
+                    throw new ContainerException($"container {id}: console socket {path}: {e.Message}");
+                }
+            }
+            else if (console?.Receive == true)
+            {
+                (link._ours, link._theirs) = Sys.SocketPair();
+            }
+            else
+            {
+                throw new ContainerException($"container {id}: process.terminal is true: a console socket is needed (--console-socket) when the runtime does not stay attached");
+            }
+            return link;
+        }
+
+        /// <summary>After ready: the master the stage sent, when it was sent to us.</summary>
+        public SafeFileHandle? ReceiveMaster() => _ours is null ? null : Sys.ReceiveDescriptor(_ours);
+
+        public void Dispose()
+        {
+            _connected?.Dispose();
+            _ours?.Dispose();
+            _theirs?.Dispose();
+        }
+    }
+
     /// <summary>config.json's bytes as they were read (the runtime keeps a copy).</summary>
     public byte[]? SpecBytes { get; private init; }
 
@@ -54,7 +111,7 @@ public sealed class ContainerProcess
     /// </summary>
     public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
         SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null,
-        Func<int, TimeSpan?, ExitStatus?>? waitHook = null)
+        Func<int, TimeSpan?, ExitStatus?>? waitHook = null, Console? console = null)
     {
         Trace.Step("parent", "begin");
         var (spec, rootfs, specBytes) = SpecLoader.LoadBundle(bundle);
@@ -62,6 +119,7 @@ public sealed class ContainerProcess
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);
 
+        using var terminal = TerminalLink.Open(spec.Process!, console, id);
         var files = CgroupResources.ToFiles(spec.Linux?.Resources);
         string cgroupPath = spec.Linux?.CgroupsPath ?? $"hostos/{id}";
         Cgroup cgroup = Cgroup.Create(cgroupRoot, cgroupPath, CgroupResources.ControllersFor(files));
@@ -105,8 +163,8 @@ public sealed class ContainerProcess
                     request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
             }
             var (pid, control) = Launch(id, stagePid => plan.StartContainerHooks.Count == 0 ? plan : plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup, stagePath, spawn, stdout,
-                RunCreateHooks);
-            return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs, SpecBytes = specBytes };
+                RunCreateHooks, terminal?.StageEnd);
+            return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs, SpecBytes = specBytes, ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e)
         {
@@ -126,7 +184,7 @@ public sealed class ContainerProcess
     /// container's seccomp filter (as runc applies it to exec'd processes).
     /// </summary>
     public static ContainerProcess Exec(string id, int containerPid, Process process, Spec.Seccomp? seccomp, Cgroup cgroup,
-        string stagePath, Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null)
+        string stagePath, Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null, Console? console = null)
     {
         var joins = new List<(string Path, CloneFlags Flag)>();
         foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
@@ -137,9 +195,10 @@ public sealed class ContainerProcess
         StagePlan plan = StagePlan.ForExec(process, seccomp);
         try
         {
+            using var terminal = TerminalLink.Open(process, console, id);
             using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);
-            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout);
-            return new ContainerProcess(id, pid, cgroup, control);
+            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout, console: terminal?.StageEnd);
+            return new ContainerProcess(id, pid, cgroup, control) { ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e) when (e is not ContainerException)
         {
@@ -148,11 +207,17 @@ public sealed class ContainerProcess
     }
 
     /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
-    private static (int Pid, FileStream Control) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
+    private static (int Pid, (FileStream Control, FileStream Status) Pipes) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
         List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup, string stagePath,
-        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null)
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null, SafeHandle? console = null)
     {
         int pid = 0;
+        FileStream? status = null;
+        SafeFileHandle? consoleFd = console is null ? null : new SafeFileHandle(console.DangerousGetHandle(), ownsHandle: false);
+        List<SafeFileHandle> extras = [];
+        if (extra is not null) extras.Add(extra);
+        if (consoleFd is not null) extras.Add(consoleFd);
+        int consoleNumber = consoleFd is null ? 0 : 5 + extras.Count - 1;
         FileStream? control = null;
         try
         {
@@ -161,7 +226,7 @@ public sealed class ContainerProcess
             using (controlRead)
             {
                 var (statusRead, statusWrite) = Sys.Pipe();
-                using var status = new FileStream(statusRead, FileAccess.Read, 1);
+                status = new FileStream(statusRead, FileAccess.Read, 1);
                 using (statusWrite)
                 {
                     pid = SpawnInNamespaces(unshare, joins, new SpawnRequest
@@ -169,7 +234,7 @@ public sealed class ContainerProcess
                         Path = stagePath,
                         Args = [stagePath, Stage.Mode],
                         Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
-                        ExtraFds = extra is null ? [controlRead, statusWrite] : [controlRead, statusWrite, extra],
+                        ExtraFds = [controlRead, statusWrite, .. extras],
                         Stdout = stdout,
                         Stderr = stdout,
                         NewSession = true,
@@ -179,7 +244,7 @@ public sealed class ContainerProcess
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
                 var buffer = new MemoryStream();
-                planFor(pid).Write(buffer);
+                (planFor(pid) with { ConsoleFd = consoleNumber }).Write(buffer);
                 control.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
                 cgroup.AddProcess(pid);
                 control.WriteByte((byte)'G');
@@ -200,34 +265,46 @@ public sealed class ContainerProcess
                     throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
                 }
             }
-            return (pid, control);
+            return (pid, (control, status));
         }
         catch
         {
             control?.Dispose();
+            status?.Dispose();
             if (pid != 0) Sys.TryKill(pid, Sys.SIGKILL);
             throw;
         }
     }
 
-    /// <summary>Lets the user program run (the stage execve's it).</summary>
+    /// <summary>
+    /// Lets the user program run, and returns once the stage has execve'd it (its status
+    /// pipe closes) or throws what stopped it (credentials, seccomp, exec, a startContainer hook).
+    /// </summary>
     public void Start()
     {
         _control.WriteByte((byte)'S');
         _control.Flush();
         _control.Dispose();
+        string report = ReadAll(_status);
+        _status.Dispose();
+        if (report.StartsWith('E')) throw new ContainerException($"container {Id}: {report[1..]}");
     }
 
     /// <summary>
     /// Lets go of the control pipe without starting: for a container whose stage waits on
     /// its start FIFO (created with a state directory), which outlives this process.
     /// </summary>
-    public void Detach() => _control.Dispose();
+    public void Detach()
+    {
+        _control.Dispose();
+        _status.Dispose();
+    }
 
     /// <summary>Removes what the container owned once its process is gone and reaped.</summary>
     public void Delete()
     {
         _control.Dispose();
+        _status.Dispose();
         Trace.Step("parent", "exited");
         Cgroup.Destroy(TimeSpan.FromSeconds(10));
         Trace.Step("parent", "deleted");
@@ -247,7 +324,7 @@ public sealed class ContainerProcess
         while ((n = status.Read(buffer)) > 0)
         {
             sb.Append(Encoding.UTF8.GetString(buffer, 0, n));
-            if (sb.ToString() == "R") break; // ready: the stage keeps the pipe open until exec
+            if (sb.ToString() == "R") break; // (only at create) ready: the stage keeps the pipe open until exec
         }
         return sb.ToString();
     }

@@ -40,14 +40,15 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// create: the container is set up and its init waits on exec.fifo; this process may
     /// exit (the init is re-parented). Fails if the id is taken; a failed create leaves nothing.
     /// </summary>
-    public OciState Create(string id, string bundle, string? pidFile)
+    public OciState Create(string id, string bundle, string? pidFile, string? consoleSocket = null)
     {
         string dir = Reserve(id);
         ContainerProcess? c = null;
         try
         {
             Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
-            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: dir);
+            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: dir,
+                console: new ContainerProcess.Console(consoleSocket, Receive: false));
             SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             c.Detach();
@@ -70,13 +71,15 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// waits with <see cref="WaitAndDelete"/>. The state is recorded as for create, so other
     /// commands see the container while it runs.
     /// </summary>
-    public ContainerProcess CreateAndStart(string id, string bundle, string? pidFile)
+    /// <param name="attach">With process.terminal and no console socket, receive the pty master (ContainerProcess.ConsoleMaster) to proxy it.</param>
+    public ContainerProcess CreateAndStart(string id, string bundle, string? pidFile, string? consoleSocket = null, bool attach = false)
     {
         string dir = Reserve(id);
         ContainerProcess? c = null;
         try
         {
-            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot);
+            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot,
+                console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
             SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             c.Start();
@@ -230,7 +233,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// exec: runs <paramref name="process"/> inside the container, in its cgroup and all its
     /// namespaces. The returned process is our child; the caller waits for it or not (detach).
     /// </summary>
-    public ContainerProcess Exec(string id, Process process, string? pidFile)
+    public ContainerProcess Exec(string id, Process process, string? pidFile, string? consoleSocket = null, bool attach = false)
     {
         SavedContainer c = Load(id, withSpec: true);
         ContainerStatus status = StatusOf(c);
@@ -238,7 +241,8 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         {
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Spec!.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn);
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Spec!.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn,
+            console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();
         return p;

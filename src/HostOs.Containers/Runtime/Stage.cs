@@ -70,6 +70,21 @@ public static class Stage
                 foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
                 if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
+            SafeFileHandle? tty = null;
+            if (plan.Terminal)
+            {
+                // The pty comes from the container's own devpts; its master goes to whoever
+                // holds the console socket, the slave becomes the program's terminal at exec.
+                step = "terminal";
+                var (master, slave) = Sys.OpenPty("/dev/ptmx");
+                using (master)
+                using (var socket = new SafeFileHandle(plan.ConsoleFd, ownsHandle: true))
+                {
+                    if (plan.ConsoleRows > 0 && plan.ConsoleColumns > 0) Sys.SetWindowSize(master, plan.ConsoleRows, plan.ConsoleColumns);
+                    Sys.SendDescriptor(socket, master, "/dev/ptmx");
+                }
+                tty = slave;
+            }
             // What can be known before start is checked before ready, so create fails for it.
             step = "process";
             string program = Resolve(plan.Args[0], plan.Env);
@@ -108,17 +123,25 @@ public static class Stage
             // so it goes in before the capabilities are dropped; with it, last before execve.
             step = "seccomp";
             if (plan.SeccompFilter.Length > 0 && !plan.NoNewPrivileges) Sys.SetSeccompFilter(plan.SeccompFilter, plan.SeccompFlags);
+            if (tty is not null)
+            {
+                step = "controlling terminal";
+                Sys.BecomeTerminalOwner(tty); // a session leader since posix_spawn's setsid
+                tty.Dispose();
+            }
             step = "credentials";
             SetCredentialsAndCapabilities(plan);
             step = "seccomp";
             if (plan.SeccompFilter.Length > 0 && plan.NoNewPrivileges) Sys.SetSeccompFilter(plan.SeccompFilter, plan.SeccompFlags);
             step = "exec";
             Trace.Step("stage", "credentials, exec");
-            // Nothing of ours may leak into the container's program: close both pipes (the
-            // parent sees EOF on status: exec'd, or died, which the exit status tells).
+            // Nothing of ours may leak into the container's program. The status pipe stays
+            // open until the exec succeeds (close-on-exec): a failed exec is still reported,
+            // and the parent's EOF means the program runs.
             control.Dispose();
-            status.Dispose();
             auxiliary.Dispose();
+            if (!plan.StartFifo) Sys.SetCloseOnExec(status.SafeFileHandle);
+            step = "exec " + program;
             Sys.Exec(program, plan.Args, plan.Env);
             return 1; // not reached: Exec throws
         }
@@ -281,7 +304,15 @@ public static class Stage
         Sys.SetCredentialsForThisThread(plan.Uid, plan.Gid, plan.AdditionalGids);
         Sys.SetCapabilities(Set(plan.Effective), Set(plan.Permitted), Set(plan.Inheritable));
         Sys.ClearAmbientCapabilities();
-        foreach (string a in plan.Ambient) Sys.RaiseAmbientCapability(CapabilityNumber(a));
+        foreach (string a in plan.Ambient)
+        {
+            // The kernel raises an ambient capability only if it is permitted and
+            // inheritable; runc warns and goes on when it is not (its default spec lists
+            // ambient ones without inheritable ones), and so do we (seen with HOSTOS_TRACE).
+            int cap = CapabilityNumber(a);
+            if (plan.Permitted.Contains(a) && plan.Inheritable.Contains(a)) Sys.RaiseAmbientCapability(cap);
+            else Trace.Step("stage", $"ambient {a} skipped: not both permitted and inheritable");
+        }
         Sys.SetKeepCaps(false);
         if (plan.NoNewPrivileges) Sys.SetNoNewPrivileges();
     }

@@ -49,6 +49,11 @@ public sealed record StagePlan
     /// <summary>startContainer hooks, run by the stage inside the container before the program, with this state JSON.</summary>
     public List<Hook> StartContainerHooks { get; init; } = [];
     public string HookState { get; init; } = "";
+    /// <summary>process.terminal: a pty made in the container, its master sent over the console socket at fd ConsoleFd.</summary>
+    public bool Terminal { get; init; }
+    public int ConsoleFd { get; init; }
+    public ushort ConsoleRows { get; init; }
+    public ushort ConsoleColumns { get; init; }
     /// <summary>linux.devices: nodes made in the container's /dev (mknod, then mode and owner).</summary>
     public List<PlannedDevice> Devices { get; init; } = [];
 
@@ -90,6 +95,9 @@ public sealed record StagePlan
     private static StagePlan ForProcess(Process p, string rootfs) => new()
     {
         Rootfs = rootfs,
+        Terminal = p.Terminal,
+        ConsoleRows = (ushort)Math.Min(p.ConsoleSize?.Height ?? 0, ushort.MaxValue),
+        ConsoleColumns = (ushort)Math.Min(p.ConsoleSize?.Width ?? 0, ushort.MaxValue),
         Rlimits = (p.Rlimits ?? []).Select(r => (r.Type!, r.Soft, r.Hard)).ToList(),
         Args = p.Args!,
         Env = p.Env ?? [],
@@ -129,6 +137,7 @@ public sealed record StagePlan
         foreach (PlannedDevice d in Devices) { w.Write(d.Path); w.Write(d.Type); w.Write(d.Major); w.Write(d.Minor); w.Write(d.FileMode); w.Write(d.Uid); w.Write(d.Gid); }
         w.Write(SeccompFilter.Length); w.Write(SeccompFilter); w.Write(SeccompFlags);
         w.Write(PauseForHooks); w.Write(HookState);
+        w.Write(Terminal); w.Write(ConsoleFd); w.Write(ConsoleRows); w.Write(ConsoleColumns);
         w.Write(StartContainerHooks.Count);
         foreach (Hook h in StartContainerHooks)
         {
@@ -169,6 +178,7 @@ public sealed record StagePlan
                 r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())).ToList(),
             SeccompFilter = r.ReadBytes(r.ReadInt32()), SeccompFlags = r.ReadUInt32(),
             PauseForHooks = r.ReadBoolean(), HookState = r.ReadString(),
+            Terminal = r.ReadBoolean(), ConsoleFd = r.ReadInt32(), ConsoleRows = r.ReadUInt16(), ConsoleColumns = r.ReadUInt16(),
             StartContainerHooks = Enumerable.Range(0, r.ReadInt32()).Select(_ => ReadHook(r)).ToList(),
         };
     }

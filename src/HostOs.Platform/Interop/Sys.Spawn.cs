@@ -38,7 +38,10 @@ public static unsafe partial class Sys
     [LibraryImport(Libc)] private static partial int posix_spawnattr_setsigdefault(void* attr, void* set);
     [LibraryImport(Libc)] private static partial int sigemptyset(void* set);
     [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)] private static partial int FcntlDup(SafeFileHandle fd, int cmd, int min);
-    private const int F_DUPFD_CLOEXEC = 1030;
+    private const int F_DUPFD_CLOEXEC = 1030, F_SETFD = 2, FD_CLOEXEC = 1;
+
+    /// <summary>Marks a descriptor close-on-exec: it stays usable until a successful execve closes it.</summary>
+    public static void SetCloseOnExec(SafeFileHandle fd) => Check(FcntlDup(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD, FD_CLOEXEC)", null);
     [LibraryImport(Libc)] private static partial int sigfillset(void* set);
 
     /// <summary>

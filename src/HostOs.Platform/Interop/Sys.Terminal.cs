@@ -1,0 +1,163 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Platform.Interop;
+
+/// <summary>
+/// Pseudo-terminals and descriptor passing, for containers with process.terminal: the
+/// pty is made inside the container (its devpts), the master travels to whoever holds the
+/// console socket (SCM_RIGHTS), the slave becomes the program's controlling terminal.
+/// </summary>
+public static unsafe partial class Sys
+{
+    private const ulong TIOCGPTPEER = 0x5441, TIOCSPTLCK = 0x40045431, TIOCSCTTY = 0x540E, TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413;
+    private const int O_RDWR = 2, O_NOCTTY = 0x100;
+    private const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
+
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int IoctlRaw(int fd, ulong request, nint argument);
+
+    [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
+    private static partial int Dup2Raw(int oldFd, int newFd);
+
+    [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
+    private static partial nint SendmsgRaw(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "recvmsg", SetLastError = true)]
+    private static partial nint RecvmsgRaw(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "socketpair", SetLastError = true)]
+    private static partial int SocketpairRaw(int domain, int type, int protocol, int* fds);
+
+    [LibraryImport(Libc, EntryPoint = "tcgetattr", SetLastError = true)]
+    private static partial int TcgetattrRaw(int fd, byte* termios);
+
+    [LibraryImport(Libc, EntryPoint = "tcsetattr", SetLastError = true)]
+    private static partial int TcsetattrRaw(int fd, int action, byte* termios);
+
+    [LibraryImport(Libc, EntryPoint = "cfmakeraw")]
+    private static partial void CfmakerawRaw(byte* termios);
+
+    [LibraryImport(Libc, EntryPoint = "isatty")]
+    private static partial int IsattyRaw(int fd);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    private static int Fd(SafeHandle h) => (int)h.DangerousGetHandle();
+
+    /// <summary>
+    /// A new pty from PTMX (the container's /dev/ptmx): its master, unlocked, and its slave
+    /// opened through the master (TIOCGPTPEER: no path lookup in a tree the image controls).
+    /// </summary>
+    public static (SafeFileHandle Master, SafeFileHandle Slave) OpenPty(string ptmx)
+    {
+        SafeFileHandle master = Open(ptmx, O_RDWR | O_NOCTTY);
+        int unlock = 0;
+        Check(IoctlRaw(Fd(master), TIOCSPTLCK, (nint)(&unlock)), "ioctl(TIOCSPTLCK)", ptmx);
+        int slave = Check(IoctlRaw(Fd(master), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC), "ioctl(TIOCGPTPEER)", ptmx);
+        return (master, new SafeFileHandle(slave, ownsHandle: true));
+    }
+
+    public static void SetWindowSize(SafeFileHandle tty, ushort rows, ushort columns)
+    {
+        ushort* size = stackalloc ushort[4] { rows, columns, 0, 0 };
+        Check(IoctlRaw(Fd(tty), TIOCSWINSZ, (nint)size), "ioctl(TIOCSWINSZ)", null);
+    }
+
+    /// <summary>The window size of a terminal fd, or null when it is not a terminal.</summary>
+    public static (ushort Rows, ushort Columns)? GetWindowSize(int fd)
+    {
+        ushort* size = stackalloc ushort[4];
+        return IoctlRaw(fd, TIOCGWINSZ, (nint)size) == 0 ? (size[0], size[1]) : null;
+    }
+
+    /// <summary>Makes the tty the calling process's controlling terminal (it must lead a session) and its stdin, stdout and stderr.</summary>
+    public static void BecomeTerminalOwner(SafeFileHandle tty)
+    {
+        Check(IoctlRaw(Fd(tty), TIOCSCTTY, 0), "ioctl(TIOCSCTTY)", null);
+        for (int fd = 0; fd <= 2; fd++) Check(Dup2Raw(Fd(tty), fd), "dup2", $"fd {fd}");
+    }
+
+    public static bool IsTerminal(int fd) => IsattyRaw(fd) == 1;
+
+    /// <summary>Sends one descriptor over a Unix socket (SCM_RIGHTS) with a short name, as runc's console socket protocol does.</summary>
+    public static void SendDescriptor(SafeHandle socket, SafeFileHandle descriptor, string name)
+    {
+        byte[] payload = System.Text.Encoding.UTF8.GetBytes(name.Length == 0 ? " " : name);
+        byte* control = stackalloc byte[24]; // CMSG_SPACE(sizeof(int))
+        new Span<byte>(control, 24).Clear();
+        *(ulong*)control = 20;                 // cmsg_len = CMSG_LEN(sizeof(int))
+        *(int*)(control + 8) = SOL_SOCKET;
+        *(int*)(control + 12) = SCM_RIGHTS;
+        *(int*)(control + 16) = Fd(descriptor);
+        fixed (byte* p = payload)
+        {
+            var iov = new IoVec { Base = p, Length = (nuint)payload.Length };
+            var message = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
+            if (SendmsgRaw(Fd(socket), &message, 0) < 0) throw new SysException("sendmsg(SCM_RIGHTS)", name, Marshal.GetLastPInvokeError());
+        }
+    }
+
+    /// <summary>Receives one descriptor sent with <see cref="SendDescriptor"/>.</summary>
+    public static SafeFileHandle ReceiveDescriptor(SafeHandle socket)
+    {
+        byte* buffer = stackalloc byte[4096];
+        byte* control = stackalloc byte[24];
+        new Span<byte>(control, 24).Clear();
+        var iov = new IoVec { Base = buffer, Length = 4096 };
+        var message = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
+        nint n;
+        do n = RecvmsgRaw(Fd(socket), &message, 0x40000000 /* MSG_CMSG_CLOEXEC */);
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        if (n < 0) throw new SysException("recvmsg(SCM_RIGHTS)", null, Marshal.GetLastPInvokeError());
+        if (message.ControlLength < 20 || *(int*)(control + 8) != SOL_SOCKET || *(int*)(control + 12) != SCM_RIGHTS)
+        {
+            throw new IOException("recvmsg: no descriptor came with the message");
+        }
+        return new SafeFileHandle(*(int*)(control + 16), ownsHandle: true);
+    }
+
+    /// <summary>A connected pair of Unix stream sockets, close-on-exec.</summary>
+    public static (SafeFileHandle, SafeFileHandle) SocketPair()
+    {
+        int* fds = stackalloc int[2];
+        Check(SocketpairRaw(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | O_CLOEXEC, 0, fds), "socketpair", null);
+        return (new SafeFileHandle(fds[0], true), new SafeFileHandle(fds[1], true));
+    }
+
+    /// <summary>Puts a terminal in raw mode; returns what to restore (null when fd is not a terminal).</summary>
+    public static byte[]? MakeRaw(int fd)
+    {
+        byte[] saved = new byte[64]; // struct termios is 60 bytes on x86-64
+        fixed (byte* s = saved)
+        {
+            if (TcgetattrRaw(fd, s) != 0) return null;
+            byte* raw = stackalloc byte[64];
+            new Span<byte>(s, 64).CopyTo(new Span<byte>(raw, 64));
+            CfmakerawRaw(raw);
+            TcsetattrRaw(fd, 0 /* TCSANOW */, raw);
+        }
+        return saved;
+    }
+
+    public static void RestoreTerminal(int fd, byte[] saved)
+    {
+        fixed (byte* s = saved) TcsetattrRaw(fd, 0, s);
+    }
+}
