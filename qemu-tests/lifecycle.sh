@@ -140,6 +140,17 @@ expect_output "pid 1 is the container's process" "sleep 300"
 expect "exec'd processes get the container's seccomp filter" 0 rt exec c1 sh -c 'mkdir /tmp/x 2>&1; echo "mkdir=$?"; true'
 expect_output "mkdir refused with EACCES by the filter" "Permission denied"
 
+# pause, resume, ps
+expect "pause c1" 0 rt pause c1
+check_status "c1 is paused" c1 paused
+expect "pause c1 again fails" 1 rt pause c1
+expect "delete a paused container fails" 1 rt delete c1
+expect "resume c1" 0 rt resume c1
+check_status "c1 is running again" c1 running
+expect "resume a running container fails" 1 rt resume c1
+expect "ps --format json" 0 rt ps --format json c1
+expect_output "ps lists the init's pid" "$(field c1 pid)"
+
 # list
 expect "list -q" 0 rt list -q
 expect_output "list -q names c1" c1

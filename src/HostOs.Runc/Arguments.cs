@@ -36,6 +36,9 @@ public sealed class Arguments
         ["delete"] = new() { ["force"] = false },
         ["list"] = new() { ["format"] = true, ["quiet"] = false },
         ["exec"] = new() { ["process"] = true, ["env"] = true, ["cwd"] = true, ["user"] = true, ["additional-gids"] = true, ["tty"] = false, ["detach"] = false, ["pid-file"] = true, ["cap"] = true, ["no-new-privs"] = false, ["console-socket"] = true, ["preserve-fds"] = true, ["ignore-paused"] = false, ["process-label"] = true, ["apparmor"] = true, ["cgroup"] = true, ["pidfd-socket"] = true },
+        ["pause"] = [],
+        ["resume"] = [],
+        ["ps"] = new() { ["format"] = true },
         ["spec"] = new() { ["bundle"] = true, ["rootless"] = false },
         ["version"] = [],
         ["help"] = [],
@@ -50,7 +53,7 @@ public sealed class Arguments
     /// <summary>-f is --force for delete and --format for list.</summary>
     private static string Alias(string command, string name) => name switch
     {
-        "f" => command == "list" ? "format" : "force",
+        "f" => command is "list" or "ps" ? "format" : "force",
         _ => Aliases.GetValueOrDefault(name, name),
     };
 

@@ -98,6 +98,32 @@ internal static class Program
                 return 0;
             case "exec":
                 return Exec(a, runtime);
+            case "pause":
+            case "resume":
+                a.Expect(1, 1, "one container id");
+                runtime.Pause(a.Positional[0], a.Command == "pause");
+                return 0;
+            case "ps":
+            {
+                a.Expect(1, 1, "one container id");
+                List<int> pids = runtime.Processes(a.Positional[0]);
+                if ((a.Value("format") ?? "table") == "json")
+                {
+                    Out("[" + string.Join(",", pids) + "]\n");
+                    return 0;
+                }
+                if (a.Value("format") is string f && f != "table") throw new UsageException($"--format: '{f}' is not table or json");
+                var sb = new StringBuilder("PID     CMD\n");
+                foreach (int pid in pids)
+                {
+                    string cmd;
+                    try { cmd = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim(); }
+                    catch (IOException) { continue; } // exited meanwhile
+                    sb.Append(pid.ToString(CultureInfo.InvariantCulture).PadRight(8)).Append(cmd).Append('\n');
+                }
+                Out(sb.ToString());
+                return 0;
+            }
             case "spec":
             {
                 a.Expect(0, 0, "no arguments");
@@ -346,6 +372,8 @@ internal static class Program
           delete [--force] ID                            remove a stopped (or, with --force, running) container
           exec [--process FILE] [-e K=V] [--cwd DIR] [-u UID[:GID]] [--cap CAP] [--detach] [--pid-file F] ID CMD...
           list [--format table|json] [--quiet]
+          pause ID / resume ID                           freeze / thaw all of its processes
+          ps [--format table|json] ID                    its processes (host pids)
           spec [--bundle DIR]                            write a default config.json (as runc spec)
           version
 

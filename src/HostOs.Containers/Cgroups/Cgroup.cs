@@ -86,6 +86,25 @@ public sealed class Cgroup
             .Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(l => int.Parse(l, CultureInfo.InvariantCulture)).ToList();
 
+    /// <summary>
+    /// Freezes (or thaws) every process in the cgroup and its descendants (cgroup.freeze),
+    /// waiting until the kernel reports it done in cgroup.events ("frozen 1" / "frozen 0").
+    /// </summary>
+    public void Freeze(bool frozen, TimeSpan timeout)
+    {
+        WriteFile(System.IO.Path.Combine(Path, "cgroup.freeze"), frozen ? "1" : "0");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string want = frozen ? "frozen 1" : "frozen 0";
+        while (!ReadOrEmpty(System.IO.Path.Combine(Path, "cgroup.events")).Split('\n').Contains(want))
+        {
+            if (clock.Elapsed > timeout) throw new CgroupException($"cgroup {Path}: not {(frozen ? "frozen" : "thawed")} {timeout.TotalSeconds:F0} s after asking");
+            Thread.Sleep(5);
+        }
+    }
+
+    /// <summary>cgroup.freeze says 1: frozen or being frozen.</summary>
+    public bool Frozen() => ReadOrEmpty(System.IO.Path.Combine(Path, "cgroup.freeze")).Trim() == "1";
+
     /// <summary>Kills every process in the cgroup: cgroup.kill (Linux 5.14+), else SIGKILL each.</summary>
     public void Kill()
     {

@@ -165,6 +165,36 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         return list;
     }
 
+    /// <summary>pause: every process of the container frozen (cgroup v2 freezer); resume: thawed.</summary>
+    public void Pause(string id, bool pause)
+    {
+        SavedContainer c = Load(id);
+        ContainerStatus status = StatusOf(c);
+        if (pause && status != ContainerStatus.Running) throw new ContainerException($"container {id} is not running ({status.ToString().ToLowerInvariant()})");
+        if (!pause && status != ContainerStatus.Paused) throw new ContainerException($"container {id} is not paused ({status.ToString().ToLowerInvariant()})");
+        Cgroup.Open(c.CgroupRoot, c.CgroupPath).Freeze(pause, TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>ps: the host pids of the container's processes (its cgroup and below).</summary>
+    public List<int> Processes(string id)
+    {
+        SavedContainer c = Load(id);
+        var cgroup = Cgroup.Open(c.CgroupRoot, c.CgroupPath);
+        var pids = new List<int>();
+        void Walk(string dir)
+        {
+            string procs = Path.Combine(dir, "cgroup.procs");
+            if (File.Exists(procs))
+            {
+                pids.AddRange(File.ReadAllLines(procs).Where(l => l.Length > 0).Select(l => int.Parse(l, CultureInfo.InvariantCulture)));
+            }
+            foreach (string child in Directory.Exists(dir) ? Directory.EnumerateDirectories(dir) : []) Walk(child);
+        }
+        Walk(cgroup.Path);
+        pids.Sort();
+        return pids;
+    }
+
     /// <summary>kill: a signal to the init, or with <paramref name="all"/> to every process in its cgroup.</summary>
     public void Kill(string id, int signal, bool all)
     {
@@ -212,9 +242,9 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         if (c is not null)
         {
             ContainerStatus status = StatusOf(c);
-            if (status == ContainerStatus.Running && !force)
+            if (status is ContainerStatus.Running or ContainerStatus.Paused && !force)
             {
-                throw new ContainerException($"cannot delete container {id} that is not stopped: running");
+                throw new ContainerException($"cannot delete container {id} that is not stopped: {status.ToString().ToLowerInvariant()}");
             }
             if (status != ContainerStatus.Stopped) Sys.TryKill(c.Pid, Sys.SIGKILL);
             Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
@@ -237,6 +267,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     {
         SavedContainer c = Load(id, withSpec: true);
         ContainerStatus status = StatusOf(c);
+        if (status == ContainerStatus.Paused) throw new ContainerException($"cannot exec in a paused container: {id}");
         if (status is not (ContainerStatus.Running or ContainerStatus.Created))
         {
             throw new ContainerException($"cannot exec in a stopped container: {id}");
@@ -325,7 +356,8 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     {
         if (c.Pid <= 0) return ContainerStatus.Creating;
         if (StartTime(c.Pid) is not ulong start || start != c.PidStartTime) return ContainerStatus.Stopped;
-        return File.Exists(Path.Combine(DirOf(c.Id), FifoName)) ? ContainerStatus.Created : ContainerStatus.Running;
+        if (File.Exists(Path.Combine(DirOf(c.Id), FifoName))) return ContainerStatus.Created;
+        return Cgroup.Open(c.CgroupRoot, c.CgroupPath).Frozen() ? ContainerStatus.Paused : ContainerStatus.Running;
     }
 
     /// <summary>Field 22 of /proc/PID/stat, or null when the process is gone or a zombie.</summary>

@@ -6,7 +6,7 @@ using HostOs.Containers.Spec;
 namespace HostOs.Containers.Runtime;
 
 /// <summary>The OCI runtime states (runtime-spec "State"), as runc names them.</summary>
-public enum ContainerStatus { Creating, Created, Running, Stopped }
+public enum ContainerStatus { Creating, Created, Running, Paused, Stopped }
 
 /// <summary>
 /// The state of a container as the OCI runtime spec defines it, printed by <c>state</c> and
