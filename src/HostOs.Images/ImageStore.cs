@@ -26,6 +26,7 @@ public sealed record ContainerRoot(string Id, string Rootfs, StoredImage Image, 
 ///   downloads/HEX.partial registry downloads in progress, resumed after an interruption
 /// Every change lands by rename (blobs, layers, images.json), so a crash leaves the store as
 /// it was before or after it, with at most leftovers in tmp/. Mutations hold ROOT/lock.
+/// ROOT is mode 0700: layers keep their setuid-root files.
 /// </summary>
 public sealed class ImageStore
 {
@@ -42,6 +43,9 @@ public sealed class ImageStore
         _layers = Path.Combine(_root, "layers");
         _containers = Path.Combine(_root, "containers");
         _tmp = Path.Combine(_root, "tmp");
+        // Root only: unpacked layers keep their setuid files, which no host user may reach.
+        Directory.CreateDirectory(_root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(_root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         Blobs = new BlobStore(_root);
         Directory.CreateDirectory(_layers);
         Directory.CreateDirectory(_containers);
@@ -140,7 +144,7 @@ public sealed class ImageStore
         if (MediaTypes.IsManifest(top.MediaType)) return top;
         if (!MediaTypes.IsIndex(top.MediaType)) throw new ImageException($"{top.Digest}: media type '{top.MediaType}' is neither an image index nor a manifest");
         ImageIndex index = Parse(FetchDocument(top, source, "index"), ImageJson.Default.ImageIndex, top);
-        Descriptor? chosen = index.Manifests.FirstOrDefault(m => m.Platform is { Os: "linux", Architecture: "amd64" } && MediaTypes.IsManifest(m.MediaType))
+        Descriptor? chosen = index.Manifests.FirstOrDefault(m => IsAmd64Manifest(m))
                              ?? (index.Manifests.Count == 1 && index.Manifests[0].Platform is null && MediaTypes.IsManifest(index.Manifests[0].MediaType) ? index.Manifests[0] : null);
         if (chosen is null)
         {
@@ -149,6 +153,10 @@ public sealed class ImageStore
         }
         return chosen;
     }
+
+    /// <summary>The index entry a linux/amd64 machine runs (an entry without a media type is taken as a manifest).</summary>
+    internal static bool IsAmd64Manifest(Descriptor m) =>
+        m.Platform is { Os: "linux", Architecture: "amd64" } && (m.MediaType is null || MediaTypes.IsManifest(m.MediaType));
 
     /// <summary>A small document, fetched (or found) and verified, kept in the store.</summary>
     private byte[] FetchDocument(Descriptor d, IBlobSource source, string kind)
@@ -195,6 +203,9 @@ public sealed class ImageStore
                 if (actual != diffId) throw new ImageException($"layer {blob}: its uncompressed content hashes to {actual}, not the config's diff id {diffId}");
                 verified.VerifyToEnd();
             }
+            // The layer's files reach the disk before its name does: after a power cut a
+            // layers/DIFFID is whole or absent, never a directory of empty files.
+            Sys.SyncFileSystem(work);
             Directory.Move(work, final);
             Sys.FsyncDirectory(_layers);
         }
@@ -307,8 +318,29 @@ public sealed class ImageStore
             stored = Find(image);
             if (Directory.Exists(dir)) throw new ImageException($"container {id} already has a root in the store");
             Directory.CreateDirectory(dir);
-            File.WriteAllText(Path.Combine(dir, "image.json"), JsonSerializer.Serialize([stored], ImageJson.Default.ListStoredImage));
+            string pin = Path.Combine(dir, "image.json");
+            using (var f = new FileStream(pin + ".tmp", FileMode.Create, FileAccess.Write))
+            {
+                JsonSerializer.Serialize(f, [stored], ImageJson.Default.ListStoredImage);
+                f.Flush(flushToDisk: true);
+            }
+            File.Move(pin + ".tmp", pin);
+            Sys.FsyncDirectory(dir);
         }
+        try
+        {
+            return MountPinned(id, image, stored, dir);
+        }
+        catch
+        {
+            // A failed mount leaves no pin behind (it would keep the image from GC forever).
+            RemoveRoot(id);
+            throw;
+        }
+    }
+
+    private ContainerRoot MountPinned(string id, string image, StoredImage stored, string dir)
+    {
         ImageConfig config = JsonSerializer.Deserialize(Blobs.ReadAll(Digest.Parse(stored.Config, "config"), MaxDocument), ImageJson.Default.ImageConfig)!;
         string upper = Path.Combine(dir, "upper"), work = Path.Combine(dir, "work"), rootfs = Path.Combine(dir, "rootfs");
         foreach (string d in new[] { upper, work, rootfs }) Directory.CreateDirectory(d);
@@ -326,6 +358,7 @@ public sealed class ImageStore
     /// <summary>Unmounts and removes a container's root (its upper directory with it).</summary>
     public void RemoveRoot(string id)
     {
+        if (id.Length == 0 || id.Contains('/') || id is "." or "..") throw new ImageException($"container id '{id}' cannot name a directory");
         string dir = Path.Combine(_containers, id);
         if (!Directory.Exists(dir)) return;
         string rootfs = Path.Combine(dir, "rootfs");

@@ -123,8 +123,13 @@ public static class LayerUnpacker
             }
             Finish(target, e, what, dropped);
         }
-        // Directories last, deepest first: filling them changed their times.
-        foreach (var (path, e) in Enumerable.Reverse(directories)) Finish(path, e, what, dropped, xattrs: false);
+        // Directories last, deepest first: filling them changed their times. A later entry
+        // may have replaced one (or a parent) with a symlink: chmod follows links, so each is
+        // checked again and skipped unless it is still a real directory reached without one.
+        foreach (var (path, e) in Enumerable.Reverse(directories))
+        {
+            if (StillARealDirectory(destination, path)) Finish(path, e, what, dropped, xattrs: false);
+        }
         return new UnpackStats(entries, whiteouts, opaques, bytes, dropped);
     }
 
@@ -163,6 +168,17 @@ public static class LayerUnpacker
             Directory.CreateDirectory(current);
         }
         return current;
+    }
+
+    private static bool StillARealDirectory(string root, string path)
+    {
+        string current = root;
+        foreach (string part in Path.GetRelativePath(root, path).Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != "."))
+        {
+            current = Path.Combine(current, part);
+            if (!IsRealDirectory(current)) return false;
+        }
+        return IsRealDirectory(path);
     }
 
     private static bool IsRealDirectory(string path)

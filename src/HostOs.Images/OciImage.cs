@@ -11,7 +11,7 @@ public sealed class ImageException(string message, Exception? inner = null) : Ex
 /// <summary>A content digest, "sha256:" and 64 lowercase hex digits (the only algorithm accepted).</summary>
 public readonly partial record struct Digest(string Hex)
 {
-    [GeneratedRegex("^sha256:[a-f0-9]{64}$")]
+    [GeneratedRegex(@"\Asha256:[a-f0-9]{64}\z")]
     private static partial Regex Pattern();
 
     public static Digest Parse(string text, string what)

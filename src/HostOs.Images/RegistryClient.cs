@@ -21,6 +21,8 @@ public sealed class RegistryOptions
     public int ParallelDownloads { get; init; } = 3;
     public int Attempts { get; init; } = 5;
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>A blob download with no data for this long is cut and resumed.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>
@@ -84,7 +86,7 @@ public sealed class RegistryClient : IDisposable
         if (MediaTypes.IsIndex(topType))
         {
             ImageIndex index = JsonSerializer.Deserialize(topBytes, ImageJson.Default.ImageIndex) ?? throw new ImageException($"{r}: empty index");
-            manifestDescriptor = index.Manifests.FirstOrDefault(m => m.Platform is { Os: "linux", Architecture: "amd64" })
+            manifestDescriptor = index.Manifests.FirstOrDefault(ImageStore.IsAmd64Manifest)
                 ?? throw new ImageException($"{r}: no linux/amd64 image in its index (it has: {string.Join(", ", index.Manifests.Select(m => $"{m.Platform?.Os}/{m.Platform?.Architecture}"))})");
             var (bytes, type, digest) = await FetchManifestAsync(r, manifestDescriptor.Digest!, scope, cancel);
             if (digest.ToString() != manifestDescriptor.Digest) throw new ImageException($"{r}: manifest {digest} is not the index's {manifestDescriptor.Digest}");
@@ -99,7 +101,8 @@ public sealed class RegistryClient : IDisposable
         var blobs = new List<Descriptor> { manifest.Config };
         blobs.AddRange(manifest.Layers);
         using var gate = new SemaphoreSlim(Math.Max(1, _options.ParallelDownloads));
-        await Task.WhenAll(blobs.Select(async d =>
+        // The same blob may be listed twice (a layer repeated): one download each.
+        await Task.WhenAll(blobs.DistinctBy(d => d.Digest).Select(async d =>
         {
             await gate.WaitAsync(cancel);
             try { await DownloadBlobAsync(r, d, store, scope, progress, cancel); }
@@ -176,7 +179,9 @@ public sealed class RegistryClient : IDisposable
                 {
                     byte[] buffer = new byte[1 << 16];
                     int n;
-                    while ((n = await body.ReadAsync(buffer, cancel)) > 0)
+                    // HttpClient's timeout ends with the headers; a body that stalls is cut
+                    // after IdleTimeout without a byte (and resumed on the next attempt).
+                    while ((n = await ReadWithIdleTimeout(body, buffer, cancel)) > 0)
                     {
                         if (file.Length + n > d.Size) throw new ImageException($"{r}: blob {digest} is longer than the announced {d.Size} bytes");
                         await file.WriteAsync(buffer.AsMemory(0, n), cancel);
@@ -196,6 +201,20 @@ public sealed class RegistryClient : IDisposable
         if (last is not null) throw new ImageException($"{r}: blob {digest}: {last.Message}", last);
         store.Blobs.Adopt(partial, digest, d.Size, $"{r}: blob {digest}");
         progress?.Invoke($"{digest.Hex[..12]}: {d.Size} bytes, verified");
+    }
+
+    private async Task<int> ReadWithIdleTimeout(Stream body, byte[] buffer, CancellationToken cancel)
+    {
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        idle.CancelAfter(_options.IdleTimeout);
+        try
+        {
+            return await body.ReadAsync(buffer, idle.Token);
+        }
+        catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+        {
+            throw new IOException($"no data for {_options.IdleTimeout.TotalSeconds:F0} s");
+        }
     }
 
     /// <summary>

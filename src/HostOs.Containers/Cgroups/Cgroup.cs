@@ -35,6 +35,13 @@ public sealed class Cgroup
     public static Cgroup Create(string root, string relative, IEnumerable<string> controllers)
     {
         var cg = new Cgroup(root, Normalize(relative));
+        if (cg.Relative.Length == 0) throw new CgroupException($"cgroup path '{relative}' names the root cgroup; a container needs one of its own");
+        // A container owns its cgroup: its limits, device program and, at delete, its
+        // removal with everything in it. One that already holds processes belongs to others.
+        if (Directory.Exists(cg.Path) && cg.Populated())
+        {
+            throw new CgroupException($"cgroup {cg.Path} already holds processes; a container needs a cgroup of its own");
+        }
         string[] parts = cg.Relative.Split('/', StringSplitOptions.RemoveEmptyEntries);
         string[] wanted = controllers.Distinct(StringComparer.Ordinal).ToArray();
         string level = root;
@@ -97,7 +104,12 @@ public sealed class Cgroup
         string want = frozen ? "frozen 1" : "frozen 0";
         while (!ReadOrEmpty(System.IO.Path.Combine(Path, "cgroup.events")).Split('\n').Contains(want))
         {
-            if (clock.Elapsed > timeout) throw new CgroupException($"cgroup {Path}: not {(frozen ? "frozen" : "thawed")} {timeout.TotalSeconds:F0} s after asking");
+            if (clock.Elapsed > timeout)
+            {
+                // Leave it as it was rather than half-way: a failed pause must not read as paused.
+                if (frozen) WriteFile(System.IO.Path.Combine(Path, "cgroup.freeze"), "0");
+                throw new CgroupException($"cgroup {Path}: not {(frozen ? "frozen" : "thawed")} {timeout.TotalSeconds:F0} s after asking");
+            }
             Thread.Sleep(5);
         }
     }

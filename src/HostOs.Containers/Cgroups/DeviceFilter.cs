@@ -42,7 +42,7 @@ public static class DeviceFilter
         return rules;
     }
 
-    private const byte LdxW = 0x61, And32K = 0x54, Rsh32K = 0x74, Mov32X = 0xbc, JneK = 0x55, Mov64K = 0xb7, Exit = 0x95;
+    private const byte LdxW = 0x61, And32K = 0x54, Rsh32K = 0x74, Mov32X = 0xbc, JneK = 0x55, JeqK = 0x15, Mov64K = 0xb7, Exit = 0x95;
 
     /// <summary>
     /// The program, as struct bpf_insn (8 bytes each). r2 = type, r3 = access, r4 = major,
@@ -67,10 +67,20 @@ public static class DeviceFilter
             int access = Access(r.Access);
             if (access != (AccessMknod | AccessRead | AccessWrite))
             {
-                // Requested access outside the rule's: not this rule.
                 block.Add((new(Mov32X, 1, 3, 0, 0), false));
-                block.Add((new(And32K, 1, 0, 0, ~access & 0x7), false));
-                block.Add((new(JneK, 1, 0, 0, 0), true));
+                if (r.Allow)
+                {
+                    // An allow rule grants a request only when all of it is within the rule.
+                    block.Add((new(And32K, 1, 0, 0, ~access & 0x7), false));
+                    block.Add((new(JneK, 1, 0, 0, 0), true));
+                }
+                else
+                {
+                    // A deny rule refuses a request that asks for any of its access
+                    // (open O_RDWR asks r and w at once: "deny w" must refuse it).
+                    block.Add((new(And32K, 1, 0, 0, access), false));
+                    block.Add((new(JeqK, 1, 0, 0, 0), true));
+                }
             }
             if (r.Major is long major and >= 0) block.Add((new(JneK, 4, 0, 0, (int)major), true));
             if (r.Minor is long minor and >= 0) block.Add((new(JneK, 5, 0, 0, (int)minor), true));

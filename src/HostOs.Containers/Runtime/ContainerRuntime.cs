@@ -120,6 +120,8 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     public void Start(string id)
     {
         SavedContainer c = Load(id, withSpec: true);
+        // One start at a time: a second one would wait forever on a FIFO nobody writes.
+        using var held = LockContainer(id);
         ContainerStatus status = StatusOf(c);
         if (status != ContainerStatus.Created)
         {
@@ -159,8 +161,19 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         {
             string id = Path.GetFileName(dir);
             if (!File.Exists(Path.Combine(dir, StateFile))) continue; // being created
-            SavedContainer c = Load(id);
-            list.Add(ToOci(c, StatusOf(c)));
+            try
+            {
+                SavedContainer c = Load(id);
+                list.Add(ToOci(c, StatusOf(c)));
+            }
+            catch (ContainerNotFoundException)
+            {
+                // deleted while we looked
+            }
+            catch (ContainerException e)
+            {
+                Warn(e.Message); // one unreadable state must not hide the others
+            }
         }
         return list;
     }
@@ -284,6 +297,28 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         Load(id, withSpec: true).Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
 
     // ----- state directory
+
+    /// <summary>ROOT/ID/lock, flock'ed exclusively (waits up to 10 s).</summary>
+    private IDisposable LockContainer(string id)
+    {
+        string path = Path.Combine(DirOf(id), "lock");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                Thread.Sleep(20);
+            }
+            catch (IOException e)
+            {
+                throw new ContainerException($"container {id}: another command holds it: {e.Message}");
+            }
+        }
+    }
 
     private string DirOf(string id) => Path.Combine(Root, id);
 

@@ -61,11 +61,15 @@ public static class HookRunner
                 }
             }) { IsBackground = true, Name = "hook-output" };
             reader.Start();
-            using (var stdin = new FileStream(stdinWrite, FileAccess.Write, 1))
+            // Written on a thread of its own: a hook that never reads a state larger than the
+            // pipe must still meet its timeout rather than block us.
+            var writer = new Thread(() =>
             {
+                using var stdin = new FileStream(stdinWrite, FileAccess.Write, 1);
                 try { stdin.Write(Encoding.UTF8.GetBytes(stateJson)); }
                 catch (IOException) { } // a hook need not read its stdin
-            }
+            }) { IsBackground = true, Name = "hook-stdin" };
+            writer.Start();
             ExitStatus? status = wait(pid, hook.Timeout is int t ? TimeSpan.FromSeconds(t) : null);
             reader.Join(TimeSpan.FromSeconds(5));
             string text;

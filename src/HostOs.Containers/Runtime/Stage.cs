@@ -29,6 +29,12 @@ public static class Stage
     /// </summary>
     public static int Run()
     {
+        // Before anything else: our /proc/PID (exe: the host's binary; fd: host files) is
+        // closed to the container's processes until execve (CVE-2019-5736's class), and the
+        // descriptors the parent handed us (posix_spawn's dup2 clears close-on-exec) can
+        // reach no process we start, hooks included (CVE-2024-21626's class).
+        Sys.SetNotDumpable();
+        for (int fd = ControlFd; fd <= 6; fd++) Sys.SetCloseOnExec(fd);
         using var control = new FileStream(new SafeFileHandle(ControlFd, ownsHandle: true), FileAccess.Read, 1);
         using var status = new FileStream(new SafeFileHandle(StatusFd, ownsHandle: true), FileAccess.Write, 1);
         string step = "read plan";
@@ -106,6 +112,7 @@ public static class Stage
                 {
                     fifo.WriteByte((byte)'0');
                 }
+                auxiliary.Dispose(); // the state directory's handle is of no use past start
             }
             else if (control.ReadByte() != 'S')
             {
@@ -136,11 +143,10 @@ public static class Stage
             step = "exec";
             Trace.Step("stage", "credentials, exec");
             // Nothing of ours may leak into the container's program. The status pipe stays
-            // open until the exec succeeds (close-on-exec): a failed exec is still reported,
-            // and the parent's EOF means the program runs.
+            // open until the exec succeeds (it is close-on-exec): a failed exec is still
+            // reported, and the parent's EOF means the program runs.
             control.Dispose();
             auxiliary.Dispose();
-            if (!plan.StartFifo) Sys.SetCloseOnExec(status.SafeFileHandle);
             step = "exec " + program;
             Sys.Exec(program, plan.Args, plan.Env);
             return 1; // not reached: Exec throws
@@ -269,7 +275,14 @@ public static class Stage
         string target = SecureJoin(rootfs, d.Path);
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         uint type = d.Type switch { 'c' or 'u' => Sys.S_IFCHR, 'b' => Sys.S_IFBLK, 'p' => Sys.S_IFIFO, _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'") };
-        Sys.MakeNode(target, type | (d.FileMode & 0xFFF), d.Major, d.Minor);
+        try
+        {
+            Sys.MakeNode(target, type | (d.FileMode & 0xFFF), d.Major, d.Minor);
+        }
+        catch (HostOs.Platform.SysException e) when (e.Errno == HostOs.Platform.Errno.EEXIST)
+        {
+            return; // already there (a /dev that is not a fresh tmpfs), as runc accepts
+        }
         File.SetUnixFileMode(target, (UnixFileMode)(d.FileMode & 0xFFF));
         Sys.Chown(target, d.Uid, d.Gid);
     }

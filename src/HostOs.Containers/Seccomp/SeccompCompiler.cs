@@ -51,8 +51,10 @@ public static class SeccompCompiler
         uint defaultAction = Action(profile.DefaultAction!, profile.DefaultErrnoRet);
         bool i386 = profile.Architectures?.Contains("SCMP_ARCH_X86") == true;
 
-        var native = Rules(profile, SyscallTable.X86_64, defaultAction);
-        var compat = i386 ? Rules(profile, SyscallTable.I386, defaultAction) : null;
+        var native = Rules(profile, SyscallTable.X86_64, defaultAction, wide: true);
+        // i386 arguments are 32 bits (the kernel zeroes the high half): like libseccomp on a
+        // 32-bit architecture, compare the low 32 bits only.
+        var compat = i386 ? Rules(profile, SyscallTable.I386, defaultAction, wide: false) : null;
 
         var code = new List<Instruction>();
         // Architecture dispatch, laid out as: [arch checks] [x86-64 section] [i386 section].
@@ -89,7 +91,7 @@ public static class SeccompCompiler
     }
 
     /// <summary>The rules for one architecture's numbers; the accumulator holds nr on entry to each block.</summary>
-    private static List<Instruction> Rules(Spec.Seccomp profile, Dictionary<string, int> table, uint defaultAction)
+    private static List<Instruction> Rules(Spec.Seccomp profile, Dictionary<string, int> table, uint defaultAction, bool wide)
     {
         var code = new List<Instruction>();
         foreach (SeccompSyscall rule in profile.Syscalls ?? [])
@@ -104,7 +106,7 @@ public static class SeccompCompiler
                     code.Add(new(RetK, 0, 0, action));
                     continue;
                 }
-                code.AddRange(ArgumentBlock((uint)nr, rule.Args, action));
+                code.AddRange(ArgumentBlock((uint)nr, rule.Args, action, wide));
             }
         }
         code.Add(new(RetK, 0, 0, defaultAction));
@@ -115,7 +117,7 @@ public static class SeccompCompiler
     /// if nr matches and every comparison holds, return the action; in every other case,
     /// leave with nr reloaded into the accumulator for the next block.
     /// </summary>
-    private static List<Instruction> ArgumentBlock(uint nr, List<SeccompArg> args, uint action)
+    private static List<Instruction> ArgumentBlock(uint nr, List<SeccompArg> args, uint action, bool wide)
     {
         // Built with symbolic targets: "next" (the reload at the block's end) and "ok" for
         // each comparison (the start of the next one); resolved once the block is laid out.
@@ -125,7 +127,7 @@ public static class SeccompCompiler
         foreach (SeccompArg a in args)
         {
             uint lo = OffArgs + 8 * a.Index, hi = lo + 4;
-            ulong v = a.Value, v2 = a.ValueTwo;
+            ulong v = wide ? a.Value : (uint)a.Value, v2 = wide ? a.ValueTwo : (uint)a.ValueTwo;
             uint vhi = (uint)(v >> 32), vlo = (uint)v;
             // Each comparison: a small sequence whose "true" exits go to the comparison's
             // end (Fall past it = the next comparison), "false" exits to Next.

@@ -194,6 +194,7 @@ public static partial class SpecValidator
         unsupported(linux.NetDevices is not null, "$.linux.netDevices");
         if (linux.CgroupsPath is { } cg && cg.Contains(':')) p.Add($"$.linux.cgroupsPath: '{cg}' is a systemd slice path; HostOS has no systemd");
         if (linux.CgroupsPath is { } cg2 && cg2.Split('/').Contains("..")) p.Add($"$.linux.cgroupsPath: '{cg2}' must not contain '..'");
+        if (linux.CgroupsPath is { } cg3 && cg3.Split('/', StringSplitOptions.RemoveEmptyEntries).All(part => part == ".")) p.Add($"$.linux.cgroupsPath: '{cg3}' names the root cgroup; a container needs one of its own");
         if (linux.RootfsPropagation is { } prop && !Propagations.Contains(prop)) p.Add($"$.linux.rootfsPropagation: '{prop}' is not a propagation type");
         foreach (var (list, name) in new[] { (linux.MaskedPaths, "maskedPaths"), (linux.ReadonlyPaths, "readonlyPaths") })
         {

@@ -27,6 +27,9 @@ public static unsafe partial class Sys
 
     public static void DropBoundingCapability(int cap) => PrctlOrThrow($"PR_CAPBSET_DROP {cap}", PR_CAPBSET_DROP, (ulong)cap);
 
+    /// <summary>PR_SET_DUMPABLE 0: /proc/PID of this process (exe, fd, mem) is closed to others until execve resets it.</summary>
+    public static void SetNotDumpable() => PrctlOrThrow("PR_SET_DUMPABLE", 4 /* PR_SET_DUMPABLE */, 0);
+
     public static void SetNoNewPrivileges() => PrctlOrThrow("PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1);
 
     public static void ClearAmbientCapabilities() => PrctlOrThrow("PR_CAP_AMBIENT_CLEAR_ALL", PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);

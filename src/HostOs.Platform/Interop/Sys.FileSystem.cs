@@ -70,6 +70,16 @@ public static unsafe partial class Sys
         }
     }
 
+    [LibraryImport(Libc, EntryPoint = "syncfs", SetLastError = true)]
+    private static partial int SyncfsRaw(SafeFileHandle fd);
+
+    /// <summary>syncfs(2): everything written to the file system holding PATH reaches the disk.</summary>
+    public static void SyncFileSystem(string path)
+    {
+        using SafeFileHandle dir = OpenDirectory(path);
+        Retry(() => SyncfsRaw(dir), "syncfs", path);
+    }
+
     public static void SetHostname(string name)
     {
         byte[] bytes = System.Text.Encoding.UTF8.GetBytes(name);

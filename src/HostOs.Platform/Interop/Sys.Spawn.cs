@@ -42,6 +42,17 @@ public static unsafe partial class Sys
 
     /// <summary>Marks a descriptor close-on-exec: it stays usable until a successful execve closes it.</summary>
     public static void SetCloseOnExec(SafeFileHandle fd) => Check(FcntlDup(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD, FD_CLOEXEC)", null);
+
+    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)] private static partial int FcntlRaw(int fd, int cmd, int arg);
+
+    /// <summary>Marks a descriptor number close-on-exec if it is open (EBADF is not an error).</summary>
+    public static void SetCloseOnExec(int fd)
+    {
+        if (FcntlRaw(fd, F_SETFD, FD_CLOEXEC) < 0 && Marshal.GetLastPInvokeError() != Errno.EBADF)
+        {
+            throw new SysException("fcntl(F_SETFD, FD_CLOEXEC)", $"fd {fd}", Marshal.GetLastPInvokeError());
+        }
+    }
     [LibraryImport(Libc)] private static partial int sigfillset(void* set);
 
     /// <summary>

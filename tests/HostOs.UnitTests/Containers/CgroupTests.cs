@@ -130,6 +130,19 @@ public class CgroupTreeTests
         Assert.Throws<CgroupException>(() => Cgroup.Open("/sys/fs/cgroup", "hostos/../../etc"));
 
     [Fact]
+    public void TheRootAndPopulatedCgroupsAreNotAContainersToOwn()
+    {
+        string root = FakeRoot();
+        Assert.Contains("names the root cgroup", Assert.Throws<CgroupException>(() => Cgroup.Create(root, "/", [])).Message);
+        Directory.CreateDirectory(Path.Combine(root, "shared"));
+        File.WriteAllText(Path.Combine(root, "shared", "cgroup.events"), "populated 1\nfrozen 0\n");
+        Assert.Contains("already holds processes", Assert.Throws<CgroupException>(() => Cgroup.Create(root, "shared", [])).Message);
+        File.WriteAllText(Path.Combine(root, "shared", "cgroup.events"), "populated 0\nfrozen 0\n");
+        Assert.Equal(Path.Combine(root, "shared"), Cgroup.Create(root, "shared", []).Path); // an empty leftover is taken over
+        Directory.Delete(root, true);
+    }
+
+    [Fact]
     public void EventsAreParsed()
     {
         string root = FakeRoot();

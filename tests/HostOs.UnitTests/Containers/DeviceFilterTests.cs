@@ -33,6 +33,7 @@ public class DeviceFilterTests
                 case 0x74: reg[dst] = (uint)reg[dst] >> imm; break;
                 case 0xbc: reg[dst] = (uint)reg[src]; break;
                 case 0x55: if (reg[dst] != (ulong)(long)imm) pc += off; break;
+                case 0x15: if (reg[dst] == (ulong)(long)imm) pc += off; break;
                 case 0xb7: reg[dst] = (ulong)(long)imm; break;
                 case 0x95: return (int)reg[0];
                 default: throw new InvalidOperationException($"opcode 0x{code:x2} at {pc - 1}");
@@ -69,6 +70,17 @@ public class DeviceFilterTests
         Assert.Equal(0, Run(p, B, R | W, 8, 0)); // write is outside the rule
         Assert.Equal(0, Run(p, B, R, 8, 1));
         Assert.Equal(0, Run(p, C, R, 8, 0));     // the type must match
+    }
+
+    [Fact]
+    public void APartialDenyRefusesARequestThatIncludesIt()
+    {
+        // allow everything, then deny writes to sda: O_RDWR asks r and w at once.
+        byte[] p = Compile(new DeviceRule { Allow = true, Access = "rwm" }, new DeviceRule { Allow = false, Type = "b", Major = 8, Minor = 0, Access = "w" });
+        Assert.Equal(0, Run(p, B, R | W, 8, 0));
+        Assert.Equal(0, Run(p, B, W, 8, 0));
+        Assert.Equal(1, Run(p, B, R, 8, 0));
+        Assert.Equal(1, Run(p, B, R | W, 8, 1));
     }
 
     [Fact]

@@ -116,6 +116,18 @@ public class SeccompTests
     }
 
     [Fact]
+    public void I386ArgumentsAreComparedOnTheirLow32Bits()
+    {
+        Seccomp s = Profile(new SeccompSyscall { Names = ["personality"], Action = "SCMP_ACT_ALLOW",
+            Args = [new SeccompArg { Index = 0, Value = 0x1_0000_0005, Op = "SCMP_CMP_EQ" }] });
+        s.Architectures!.Add("SCMP_ARCH_X86");
+        byte[] p = Compile(s);
+        Assert.Equal(Allow, Run(p, 136, I386, 5));          // i386 personality: the kernel's high half is 0
+        Assert.Equal(Errno | 1, Run(p, 135, X86_64, 5));    // x86-64 compares all 64 bits
+        Assert.Equal(Allow, Run(p, 135, X86_64, 0x1_0000_0005));
+    }
+
+    [Fact]
     public void AllComparisonsOfARuleMustHoldAndLaterRulesStillApply()
     {
         byte[] p = Compile(Profile(

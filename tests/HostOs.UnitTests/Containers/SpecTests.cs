@@ -77,6 +77,8 @@ public class SpecTests
     [InlineData("""{ "linux": { "sysctl": { "kernel.panic": "1" } } }""", "not a namespaced sysctl: it would change the host")]
     [InlineData("""{ "linux": { "namespaces": [ { "type": "pid" }, { "type": "uts" }, { "type": "mount" } ], "sysctl": { "net.ipv4.ip_forward": "1" } } }""", "a net sysctl needs a private network namespace")]
     [InlineData("""{ "linux": { "cgroupsPath": "system.slice:hostos:web" } }""", "systemd slice path")]
+    [InlineData("""{ "linux": { "cgroupsPath": "/" } }""", "names the root cgroup")]
+    [InlineData("""{ "linux": { "cgroupsPath": "" } }""", "names the root cgroup")]
     [InlineData("""{ "linux": { "devices": [ { "type": "c", "path": "/etc/passwd", "major": 1, "minor": 3 } ] } }""", "must be a path under /dev")]
     [InlineData("""{ "linux": { "resources": { "memory": { "limit": 1000, "swap": 500 } } } }""", "must not be below memory.limit")]
     [InlineData("""{ "linux": { "resources": { "memory": { "kernel": 1000 } } } }""", "memory.kernel (cgroup v1 only): not supported")]

@@ -128,6 +128,27 @@ public class LayerUnpackerTests : IDisposable
     }
 
     [RootFact]
+    public void ADirectoryReplacedByASymlinkDoesNotPassItsAttributesToTheTarget()
+    {
+        // The directory's mode/owner are applied at the end; by then "x" and "a" are links
+        // to host paths. Neither host path may change.
+        string hostFile = Path.Combine(_work, "host-binary");
+        File.WriteAllText(hostFile, "x");
+        File.SetUnixFileMode(hostFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string hostDir = Directory.CreateDirectory(Path.Combine(_work, "host-etc")).FullName;
+        File.WriteAllText(Path.Combine(hostDir, "shadow"), "secret");
+        File.SetUnixFileMode(Path.Combine(hostDir, "shadow"), UnixFileMode.UserRead);
+        Unpack(new TestTar()
+            .Dir("x/", mode: 0xDFF /* 06777 */)
+            .Symlink("x", hostFile)
+            .Entry("a/shadow/", '5', mode: 0x1B6, uid: 1000)
+            .Symlink("a", hostDir));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(hostFile));
+        Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(Path.Combine(hostDir, "shadow")));
+        Assert.Equal(0, FileStat.Of(Path.Combine(hostDir, "shadow")).Uid);
+    }
+
+    [RootFact]
     public void DeviceNodesOnlyWhenAllowed()
     {
         var e = Assert.Throws<ImageException>(() => Unpack(new TestTar().Device("dev/sda", '4', 8, 0)));
