@@ -26,6 +26,7 @@ internal static partial class Program
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
                 [HostOs.Containers.Runtime.Stage.Mode] => HostOs.Containers.Runtime.Stage.Run(),
                 ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
+                ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };

@@ -31,6 +31,8 @@ internal sealed class QemuMachine : IAsyncDisposable
     public string DiskPath => Path.Combine(_dir, "disk.img");
     public string QmpPath => Path.Combine(_dir, "qmp.sock");
     public bool IsRunning => _qemu is { HasExited: false };
+    /// <summary>More raw disk images, attached read-only as /dev/vdb, /dev/vdc... in order.</summary>
+    public List<string> ExtraDisks { get; } = [];
 
     public static QemuMachine Create(string name, string image = "hostos-test", bool smbiosUuid = true)
     {
@@ -66,6 +68,11 @@ internal sealed class QemuMachine : IAsyncDisposable
         })
         {
             psi.ArgumentList.Add(arg);
+        }
+        foreach (string disk in ExtraDisks)
+        {
+            psi.ArgumentList.Add("-drive");
+            psi.ArgumentList.Add($"if=virtio,format=raw,readonly=on,file={disk}");
         }
         if (Uuid is Guid uuid)
         {
