@@ -16,46 +16,51 @@ public sealed class UsageException(string message) : Exception(message);
 public sealed class Arguments
 {
     public string Command { get; private set; } = "";
-    public Dictionary<string, List<string>> Flags { get; } = [];
+    private readonly List<(string Name, string Value)> _flags = [];
     public List<string> Positional { get; } = [];
 
-    /// <summary>Flags each command takes: name → takes a value; aliases map to names.</summary>
-    private static readonly Dictionary<string, bool> GlobalFlags = new()
+    // Flags each command takes, "name=" when it takes a value. Plain arrays and switches,
+    // not dictionaries: under TCG the first use of every generic collection costs (the CLI
+    // starts once per container; docs/containers.md, "Start latency").
+    private static readonly string[] GlobalFlags =
+        ["root=", "log=", "log-format=", "debug", "systemd-cgroup", "rootless=", "criu=", "help", "version"];
+
+    private static string[]? CommandFlags(string command) => command switch
     {
-        ["root"] = true, ["log"] = true, ["log-format"] = true, ["debug"] = false, ["systemd-cgroup"] = false,
-        ["rootless"] = true, ["criu"] = true, ["help"] = false, ["version"] = false,
+        "create" => ["bundle=", "pid-file=", "console-socket=", "no-pivot", "no-new-keyring", "preserve-fds=", "pidfd-socket="],
+        "run" => ["bundle=", "pid-file=", "console-socket=", "no-pivot", "no-new-keyring", "preserve-fds=", "detach", "keep", "no-subreaper", "pidfd-socket="],
+        "start" or "state" or "pause" or "resume" or "version" or "help" => [],
+        "kill" => ["all"],
+        "delete" => ["force"],
+        "list" => ["format=", "quiet"],
+        "exec" => ["process=", "env=", "cwd=", "user=", "additional-gids=", "tty", "detach", "pid-file=", "cap=", "no-new-privs", "console-socket=",
+                   "preserve-fds=", "ignore-paused", "process-label=", "apparmor=", "cgroup=", "pidfd-socket="],
+        "ps" => ["format="],
+        "spec" => ["bundle=", "rootless"],
+        _ => null,
     };
 
-    private static readonly Dictionary<string, Dictionary<string, bool>> CommandFlags = new()
-    {
-        ["create"] = new() { ["bundle"] = true, ["pid-file"] = true, ["console-socket"] = true, ["no-pivot"] = false, ["no-new-keyring"] = false, ["preserve-fds"] = true, ["pidfd-socket"] = true },
-        ["run"] = new() { ["bundle"] = true, ["pid-file"] = true, ["console-socket"] = true, ["no-pivot"] = false, ["no-new-keyring"] = false, ["preserve-fds"] = true, ["detach"] = false, ["keep"] = false, ["no-subreaper"] = false, ["pidfd-socket"] = true },
-        ["start"] = [],
-        ["state"] = [],
-        ["kill"] = new() { ["all"] = false },
-        ["delete"] = new() { ["force"] = false },
-        ["list"] = new() { ["format"] = true, ["quiet"] = false },
-        ["exec"] = new() { ["process"] = true, ["env"] = true, ["cwd"] = true, ["user"] = true, ["additional-gids"] = true, ["tty"] = false, ["detach"] = false, ["pid-file"] = true, ["cap"] = true, ["no-new-privs"] = false, ["console-socket"] = true, ["preserve-fds"] = true, ["ignore-paused"] = false, ["process-label"] = true, ["apparmor"] = true, ["cgroup"] = true, ["pidfd-socket"] = true },
-        ["pause"] = [],
-        ["resume"] = [],
-        ["ps"] = new() { ["format"] = true },
-        ["spec"] = new() { ["bundle"] = true, ["rootless"] = false },
-        ["version"] = [],
-        ["help"] = [],
-    };
+    private const string Commands = "create, run, start, state, kill, delete, list, exec, pause, resume, ps, spec, version, help";
 
-    private static readonly Dictionary<string, string> Aliases = new()
-    {
-        ["b"] = "bundle", ["d"] = "detach", ["a"] = "all", ["q"] = "quiet", ["p"] = "process", ["e"] = "env",
-        ["u"] = "user", ["g"] = "additional-gids", ["t"] = "tty", ["c"] = "cap", ["h"] = "help", ["v"] = "version",
-    };
-
-    /// <summary>-f is --force for delete and --format for list.</summary>
+    /// <summary>One-letter aliases; -f is --force for delete and --format for list and ps.</summary>
     private static string Alias(string command, string name) => name switch
     {
+        "b" => "bundle", "d" => "detach", "a" => "all", "q" => "quiet", "p" => "process", "e" => "env",
+        "u" => "user", "g" => "additional-gids", "t" => "tty", "c" => "cap", "h" => "help", "v" => "version",
         "f" => command is "list" or "ps" ? "format" : "force",
-        _ => Aliases.GetValueOrDefault(name, name),
+        _ => name,
     };
+
+    /// <summary>null: not a flag of this command; else whether it takes a value.</summary>
+    private static bool? TakesValue(string[] flags, string name)
+    {
+        foreach (string f in flags)
+        {
+            if (f == name) return false;
+            if (f.Length == name.Length + 1 && f[^1] == '=' && f.StartsWith(name, StringComparison.Ordinal)) return true;
+        }
+        return null;
+    }
 
     public static Arguments Parse(string[] args)
     {
@@ -68,10 +73,7 @@ public sealed class Arguments
             return a;
         }
         a.Command = args[i++];
-        if (!CommandFlags.TryGetValue(a.Command, out var flags))
-        {
-            throw new UsageException($"no such command '{a.Command}' (commands: {string.Join(", ", CommandFlags.Keys)})");
-        }
+        string[] flags = CommandFlags(a.Command) ?? throw new UsageException($"no such command '{a.Command}' (commands: {Commands})");
         while (i < args.Length)
         {
             i = a.ParseFlags(args, i, a.Command, flags);
@@ -89,7 +91,7 @@ public sealed class Arguments
     }
 
     /// <summary>Consumes flags from <paramref name="i"/>; returns the index of the first non-flag.</summary>
-    private int ParseFlags(string[] args, int i, string command, Dictionary<string, bool> known)
+    private int ParseFlags(string[] args, int i, string command, string[] known)
     {
         while (i < args.Length)
         {
@@ -101,7 +103,7 @@ public sealed class Arguments
             int eq = body.IndexOf('=');
             if (eq >= 0) (body, value) = (body[..eq], body[(eq + 1)..]);
             string name = Alias(command, body);
-            if (!known.TryGetValue(name, out bool takesValue))
+            if (TakesValue(known, name) is not bool takesValue)
             {
                 string where = command == "" ? "" : $" for '{command}'";
                 throw new UsageException($"flag provided but not defined{where}: {arg}");
@@ -120,8 +122,7 @@ public sealed class Arguments
                     _ => throw new UsageException($"flag {arg}: '{value}' is not a boolean"),
                 };
             }
-            if (!Flags.TryGetValue(name, out var list)) Flags[name] = list = [];
-            list.Add(value!);
+            _flags.Add((name, value!));
             i++;
         }
         return i;
@@ -134,9 +135,19 @@ public sealed class Arguments
         return args.Length;
     }
 
-    public bool Has(string flag) => Flags.TryGetValue(flag, out var v) && v[^1] == "true";
-    public string? Value(string flag) => Flags.TryGetValue(flag, out var v) ? v[^1] : null;
-    public List<string> Values(string flag) => Flags.GetValueOrDefault(flag) ?? [];
+    public bool Has(string flag) => Value(flag) == "true";
+
+    /// <summary>The flag's last value (runc: the last one given wins), or null.</summary>
+    public string? Value(string flag)
+    {
+        for (int i = _flags.Count - 1; i >= 0; i--)
+        {
+            if (_flags[i].Name == flag) return _flags[i].Value;
+        }
+        return null;
+    }
+
+    public List<string> Values(string flag) => _flags.Where(f => f.Name == flag).Select(f => f.Value).ToList();
 
     /// <summary>Exactly <paramref name="count"/> positional arguments, named in the error.</summary>
     public void Expect(int min, int max, string usage)

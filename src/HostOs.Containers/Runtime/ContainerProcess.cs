@@ -243,9 +243,7 @@ public sealed class ContainerProcess
                 Trace.Step("parent", "spawned stage");
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
-                var buffer = new MemoryStream();
-                (planFor(pid) with { ConsoleFd = consoleNumber }).Write(buffer);
-                control.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+                (planFor(pid) with { ConsoleFd = consoleNumber }).WriteFramed(control);
                 cgroup.AddProcess(pid);
                 control.WriteByte((byte)'G');
                 control.Flush();

@@ -75,6 +75,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     public ContainerProcess CreateAndStart(string id, string bundle, string? pidFile, string? consoleSocket = null, bool attach = false)
     {
         string dir = Reserve(id);
+        Trace.Step("cli", "state directory");
         ContainerProcess? c = null;
         try
         {

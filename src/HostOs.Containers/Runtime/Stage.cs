@@ -42,7 +42,7 @@ public static class Stage
         try
         {
             Trace.Step("stage", "started");
-            StagePlan plan = StagePlan.Read(control);
+            StagePlan plan = StagePlan.ReadFramed(control);
             Trace.Step("stage", "plan");
             step = "wait for the cgroup";
             if (control.ReadByte() != 'G') return 1;

@@ -145,18 +145,43 @@ public sealed record StagePlan
         }
     }
 
+    /// <summary>The plan with a 4-byte length before it, so the stage reads it in two reads.</summary>
+    public void WriteFramed(Stream stream)
+    {
+        var buffer = new MemoryStream();
+        Write(buffer);
+        stream.Write(BitConverter.GetBytes((int)buffer.Length));
+        stream.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    /// <summary>
+    /// Reads a framed plan from an unbuffered pipe: the length, then exactly that many bytes
+    /// (nothing of what follows, the parent's 'G', is consumed). Decoding straight from the
+    /// pipe cost a read(2) per field, ~30 ms under TCG.
+    /// </summary>
+    public static StagePlan ReadFramed(Stream pipe)
+    {
+        byte[] length = new byte[4];
+        pipe.ReadExactly(length);
+        int n = BitConverter.ToInt32(length);
+        if (n is < 0 or > 16 << 20) throw new InvalidDataException($"stage plan of {n} bytes");
+        byte[] plan = new byte[n];
+        pipe.ReadExactly(plan);
+        return Read(new MemoryStream(plan));
+    }
+
     public static StagePlan Read(Stream stream)
     {
         using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         string rootfs = r.ReadString(), propagation = r.ReadString();
         bool ro = r.ReadBoolean();
-        var mounts = Enumerable.Range(0, r.ReadInt32()).Select(_ => new PlannedMount(r.ReadString(), Opt(r), Opt(r), Strings(r))).ToList();
+        var mounts = Many(r, r => new PlannedMount(r.ReadString(), Opt(r), Opt(r), Strings(r)));
         var masked = Strings(r);
         var readonlyPaths = Strings(r);
         string? hostname = Opt(r), domainname = Opt(r);
         bool ownNet = r.ReadBoolean(), ownCgroup = r.ReadBoolean();
-        var sysctl = Enumerable.Range(0, r.ReadInt32()).Select(_ => (r.ReadString(), r.ReadString())).ToList();
-        var rlimits = Enumerable.Range(0, r.ReadInt32()).Select(_ => (r.ReadString(), r.ReadUInt64(), r.ReadUInt64())).ToList();
+        var sysctl = Many(r, r => (r.ReadString(), r.ReadString()));
+        var rlimits = Many(r, r => (r.ReadString(), r.ReadUInt64(), r.ReadUInt64()));
         bool hasOom = r.ReadBoolean();
         int oom = r.ReadInt32();
         var args = Strings(r);
@@ -165,7 +190,7 @@ public sealed record StagePlan
         uint uid = r.ReadUInt32(), gid = r.ReadUInt32();
         bool hasUmask = r.ReadBoolean();
         uint umask = r.ReadUInt32();
-        var gids = Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadUInt32()).ToList();
+        var gids = Many(r, r => r.ReadUInt32());
         return new StagePlan
         {
             Rootfs = rootfs, Propagation = propagation, ReadonlyRoot = ro, Mounts = mounts, MaskedPaths = masked,
@@ -174,12 +199,12 @@ public sealed record StagePlan
             Uid = uid, Gid = gid, Umask = hasUmask ? umask : null, AdditionalGids = gids,
             Bounding = Strings(r), Effective = Strings(r), Permitted = Strings(r), Inheritable = Strings(r), Ambient = Strings(r),
             NoNewPrivileges = r.ReadBoolean(), StartFifo = r.ReadBoolean(), Exec = r.ReadBoolean(),
-            Devices = Enumerable.Range(0, r.ReadInt32()).Select(_ => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
-                r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())).ToList(),
+            Devices = Many(r, r => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
+                r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())),
             SeccompFilter = r.ReadBytes(r.ReadInt32()), SeccompFlags = r.ReadUInt32(),
             PauseForHooks = r.ReadBoolean(), HookState = r.ReadString(),
             Terminal = r.ReadBoolean(), ConsoleFd = r.ReadInt32(), ConsoleRows = r.ReadUInt16(), ConsoleColumns = r.ReadUInt16(),
-            StartContainerHooks = Enumerable.Range(0, r.ReadInt32()).Select(_ => ReadHook(r)).ToList(),
+            StartContainerHooks = Many(r, ReadHook),
         };
     }
 
@@ -194,5 +219,15 @@ public sealed record StagePlan
     private static void Opt(BinaryWriter w, string? s) { w.Write(s is not null); if (s is not null) w.Write(s); }
     private static string? Opt(BinaryReader r) => r.ReadBoolean() ? r.ReadString() : null;
     private static void Strings(BinaryWriter w, List<string> list) { w.Write(list.Count); foreach (string s in list) w.Write(s); }
-    private static List<string> Strings(BinaryReader r) => Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadString()).ToList();
+    private static List<string> Strings(BinaryReader r) => Many(r, r => r.ReadString());
+
+    /// <summary>A count, then that many items (a plain loop: no LINQ on the stage's path).</summary>
+    private static List<T> Many<T>(BinaryReader r, Func<BinaryReader, T> item)
+    {
+        int count = r.ReadInt32();
+        if (count is < 0 or > 1 << 20) throw new InvalidDataException($"stage plan: a list of {count}");
+        var list = new List<T>(count);
+        for (int i = 0; i < count; i++) list.Add(item(r));
+        return list;
+    }
 }

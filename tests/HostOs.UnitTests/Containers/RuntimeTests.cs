@@ -75,10 +75,10 @@ public class StagePlanTests
         spec.Linux!.Sysctl = new Dictionary<string, string> { ["kernel.shmmax"] = "1024" };
         StagePlan plan = StagePlan.From(spec, "/bundles/x/rootfs");
         var stream = new MemoryStream();
-        plan.Write(stream);
+        plan.WriteFramed(stream);
         stream.WriteByte((byte)'G'); // what follows the plan on the pipe must stay unread
         stream.Position = 0;
-        StagePlan back = StagePlan.Read(stream);
+        StagePlan back = StagePlan.ReadFramed(stream);
         Assert.Equal('G', stream.ReadByte());
 
         Assert.Equal(plan.Rootfs, back.Rootfs);
