@@ -133,13 +133,11 @@ public sealed class BlobStore
 /// must match, or reading fails with an error naming the blob. Nothing read from it may be
 /// trusted before its end has been reached.
 /// </summary>
-public sealed class VerifyingStream(Stream inner, Digest expected, long expectedLength, string what) : Stream
+public sealed class VerifyingStream(Stream inner, Digest expected, long expectedLength, string what) : ReadOnlyStream
 {
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private long _read;
     private bool _verified;
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -168,15 +166,7 @@ public sealed class VerifyingStream(Stream inner, Digest expected, long expected
         while (Read(buffer) > 0) { }
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => _read; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {
@@ -186,13 +176,11 @@ public sealed class VerifyingStream(Stream inner, Digest expected, long expected
 }
 
 /// <summary>Hashes what passes through (a layer's uncompressed tar: its diff id).</summary>
-public sealed class HashingStream(Stream inner) : Stream
+public sealed class HashingStream(Stream inner) : ReadOnlyStream
 {
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
 
     public Digest Digest() => HostOs.Images.Digest.FromHash(_hash.GetHashAndReset());
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -207,15 +195,6 @@ public sealed class HashingStream(Stream inner) : Stream
         while (Read(buffer) > 0) { }
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -233,12 +233,10 @@ public static class ImageImport
     }
 
     /// <summary>At most <paramref name="length"/> bytes of the inner stream.</summary>
-    internal sealed class BoundedStream(Stream inner, long size) : Stream
+    internal sealed class BoundedStream(Stream inner, long size) : ReadOnlyStream
     {
         private readonly long _length = size;
         private long _left = size;
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -248,15 +246,8 @@ public static class ImageImport
             return n;
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
         public override long Length => _length;
         public override long Position { get => _length - _left; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         protected override void Dispose(bool disposing) { if (disposing) inner.Dispose(); base.Dispose(disposing); }
     }
 }

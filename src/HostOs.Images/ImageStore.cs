@@ -235,7 +235,7 @@ public sealed class ImageStore
     }
 
     /// <summary>A stream whose first bytes can be looked at before they are read.</summary>
-    private sealed class PeekStream : Stream
+    private sealed class PeekStream : ReadOnlyStream
     {
         private readonly Stream _inner;
         private readonly byte[] _head;
@@ -255,8 +255,6 @@ public sealed class ImageStore
 
         public ReadOnlySpan<byte> Head => _head.AsSpan(0, _headLength);
 
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
         public override int Read(Span<byte> buffer)
         {
             if (_headPosition < _headLength)
@@ -269,15 +267,6 @@ public sealed class ImageStore
             return _inner.Read(buffer);
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     private void SaveImages(List<StoredImage> images)
@@ -438,20 +427,5 @@ public sealed class ImageStore
     }
 
     /// <summary>ROOT/lock, held exclusively (flock) while the store changes; waits up to a minute.</summary>
-    private IDisposable Lock()
-    {
-        string path = Path.Combine(_root, "lock");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException) when (clock.Elapsed < TimeSpan.FromMinutes(1))
-            {
-                Thread.Sleep(50);
-            }
-        }
-    }
+    private IDisposable Lock() => FileLock.Acquire(Path.Combine(_root, "lock"), TimeSpan.FromMinutes(1), $"image store {_root}");
 }

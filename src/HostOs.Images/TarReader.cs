@@ -274,15 +274,10 @@ public sealed class TarReader(Stream stream, string what)
     private ImageException Error(string message) => new($"{what}: {message}");
 
     /// <summary>The current entry's bytes; reading it advances the archive.</summary>
-    private sealed class EntryStream(TarReader reader, long length) : Stream
+    private sealed class EntryStream(TarReader reader, long length) : ReadOnlyStream
     {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
         public override long Length => length;
         public override long Position { get => length - reader._remaining; set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -295,9 +290,5 @@ public sealed class TarReader(Stream stream, string what)
             return n;
         }
 
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -299,29 +299,20 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
 
     // ----- state directory
 
+    private string DirOf(string id) => Path.Combine(Root, id);
+
     /// <summary>ROOT/ID/lock, flock'ed exclusively (waits up to 10 s).</summary>
     private IDisposable LockContainer(string id)
     {
-        string path = Path.Combine(DirOf(id), "lock");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (true)
+        try
         {
-            try
-            {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException) when (clock.Elapsed < TimeSpan.FromSeconds(10))
-            {
-                Thread.Sleep(20);
-            }
-            catch (IOException e)
-            {
-                throw new ContainerException($"container {id}: another command holds it: {e.Message}");
-            }
+            return FileLock.Acquire(Path.Combine(DirOf(id), "lock"), TimeSpan.FromSeconds(10), $"container {id}");
+        }
+        catch (IOException e)
+        {
+            throw new ContainerException(e.Message, e);
         }
     }
-
-    private string DirOf(string id) => Path.Combine(Root, id);
 
     /// <summary>Makes ROOT/ID, failing if it exists: the one place two creates of an id race.</summary>
     private string Reserve(string id)
