@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole HostOS test suite, in tiers: (1) unit and (2) privileged host tests
 # (tests/HostOs.UnitTests; root-only ones skip for other users), then the images are
-# built, then (2) the runc lifecycle script against hostos-runc on this host, then (3)
+# built, then (2) the runc lifecycle script against hostos-runc and runc on this host, then (3)
 # QEMU tests boot the images (qemu-tests/). Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -47,10 +47,10 @@ if ./build.sh image/hostos.json qemu-tests/image/hostos-test.json; then
   # pivot_root, exec) in the cgroup v2 hierarchy a hybrid host still mounts.
   if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then
     HOSTOS_CGROUP_ROOT=/sys/fs/cgroup/unified RECEIVER="$PWD/out/publish/hostos-guestcheck/hostos-guestcheck" \
-      run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+      run_script host-lifecycle sh qemu-tests/lifecycle-compare.sh "$PWD/out/publish/hostos-runc/hostos-runc"
   elif [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.procs ]; then
     RECEIVER="$PWD/out/publish/hostos-guestcheck/hostos-guestcheck" \
-      run_script host-lifecycle sh qemu-tests/lifecycle.sh "$PWD/out/publish/hostos-runc/hostos-runc"
+      run_script host-lifecycle sh qemu-tests/lifecycle-compare.sh "$PWD/out/publish/hostos-runc/hostos-runc"
   else
     echo "== host lifecycle skipped: needs root and a cgroup v2 hierarchy"; skipped=$((skipped + 1))
   fi

@@ -4,42 +4,28 @@ using Xunit;
 namespace HostOs.QemuTests.Cases;
 
 /// <summary>
-/// The runc-compatible front (hostos-runc) passes the same lifecycle script as runc, in
-/// the same HostOS VM on cgroup v2: create/state/start/exec/list/kill/delete/run with
-/// runc's exit codes, hooks, seccomp (qemu-tests/lifecycle.sh). runc runs it first: a
-/// check runc fails would prove nothing about us, unless it is where runc 1.1 departs from
-/// the runtime spec (listed, with the upstream fix).
+/// The runc-compatible front (hostos-runc) in a HostOS VM on cgroup v2: the lifecycle script
+/// (qemu-tests/lifecycle.sh: create/state/start/exec/list/kill/delete/run with runc's exit
+/// codes, hooks, seccomp, terminals, pause/resume, spec) passes whole. runc is held to the
+/// same script on the build host (qemu-tests/lifecycle-compare.sh, run by test.sh): in this
+/// TCG guest runc once drove the kernel into a soft lockup (docs/testing.md).
 /// </summary>
 public sealed class LifecycleTests
 {
     [Fact]
-    public async Task HostosRuncPassesTheLifecycleScriptRuncPasses()
+    public async Task HostosRuncPassesTheLifecycleScript()
     {
         await using var vm = QemuMachine.Create("lifecycle");
         vm.Start();
         await vm.WaitForReadyAsync();
         SerialShell sh = await vm.ShellAsync();
 
-        // Where runc 1.1 (Debian 12's) departs from the runtime spec, and we follow the spec.
-        string[] knownRuncDeviations = ["poststart waits for start"]; // opencontainers/runc#5186
-        var results = new Dictionary<string, string[]>();
-        foreach (string runtime in new[] { "runc", "hostos-runc" })
-        {
-            var (code, output) = await sh.RunAsync($"sh /usr/lib/hostos-test/lifecycle.sh {runtime}", TimeSpan.FromMinutes(4));
-            vm.Console.Note($"lifecycle.sh {runtime}:\n{output}");
-            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            Assert.Matches(@"^\d+ passed, \d+ failed$", lines[^1]);
-            string[] failed = lines.Where(l => l.StartsWith("not ok - ", StringComparison.Ordinal))
-                                   .Select(l => l["not ok - ".Length..].Split(':')[0]).ToArray();
-            string[] allowed = runtime == "runc" ? knownRuncDeviations : [];
-            Assert.True(failed.All(allowed.Contains), $"{runtime}:\n{output}");
-            if (runtime == "hostos-runc") Assert.True(code == 0, output);
-            // Every check, by name (failed or not), in the order the script ran them.
-            results[runtime] = lines.Where(l => l.StartsWith("ok - ", StringComparison.Ordinal) || l.StartsWith("not ok - ", StringComparison.Ordinal))
-                                    .Select(l => l[(l.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(':')[0]).ToArray();
-        }
-        Assert.True(results["runc"].Length >= 50, $"only {results["runc"].Length} checks ran");
-        Assert.Equal(results["runc"], results["hostos-runc"]);
+        var (code, output) = await sh.RunAsync("sh /usr/lib/hostos-test/lifecycle.sh hostos-runc", TimeSpan.FromMinutes(4));
+        vm.Console.Note($"lifecycle.sh hostos-runc:\n{output}");
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.True(code == 0, output);
+        Assert.Matches(@"^\d+ passed, 0 failed$", lines[^1]);
+        Assert.True(lines.Count(l => l.StartsWith("ok - ", StringComparison.Ordinal)) >= 60, output);
 
         // Attached terminals, which runc only offers to a caller with a controlling terminal
         // (the test shell has none): the runtime proxies the pty itself.
