@@ -271,15 +271,7 @@ public sealed class ImageStore
 
     private void SaveImages(List<StoredImage> images)
     {
-        string path = Path.Combine(_root, "images.json");
-        string temp = path + ".tmp";
-        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
-        {
-            JsonSerializer.Serialize(f, images, ImageJson.Default.ListStoredImage);
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-        Sys.FsyncDirectory(_root);
+        AtomicFile.Write(Path.Combine(_root, "images.json"), JsonSerializer.SerializeToUtf8Bytes(images, ImageJson.Default.ListStoredImage), durable: true);
     }
 
     public void Remove(string name)
@@ -307,14 +299,7 @@ public sealed class ImageStore
             stored = Find(image);
             if (Directory.Exists(dir)) throw new ImageException($"container {id} already has a root in the store");
             Directory.CreateDirectory(dir);
-            string pin = Path.Combine(dir, "image.json");
-            using (var f = new FileStream(pin + ".tmp", FileMode.Create, FileAccess.Write))
-            {
-                JsonSerializer.Serialize(f, [stored], ImageJson.Default.ListStoredImage);
-                f.Flush(flushToDisk: true);
-            }
-            File.Move(pin + ".tmp", pin);
-            Sys.FsyncDirectory(dir);
+            AtomicFile.Write(Path.Combine(dir, "image.json"), JsonSerializer.SerializeToUtf8Bytes([stored], ImageJson.Default.ListStoredImage), durable: true);
         }
         try
         {

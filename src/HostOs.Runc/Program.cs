@@ -30,7 +30,6 @@ internal static class Program
         try
         {
             Arguments a = Arguments.Parse(args);
-            Trace.Step("cli", "arguments");
             _logFile = a.Value("log");
             _logFormat = a.Value("log-format") ?? "text";
             if (_logFormat is not ("text" or "json")) throw new UsageException($"--log-format: '{_logFormat}' is not text or json");

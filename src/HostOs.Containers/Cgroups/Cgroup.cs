@@ -88,10 +88,21 @@ public sealed class Cgroup
     public void AddProcess(int pid) =>
         WriteFile(System.IO.Path.Combine(Path, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
 
-    public List<int> Processes() =>
-        ReadOrEmpty(System.IO.Path.Combine(Path, "cgroup.procs"))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => int.Parse(l, CultureInfo.InvariantCulture)).ToList();
+    /// <summary>Every process in this cgroup and the ones below it (a container may make sub-cgroups).</summary>
+    public List<int> Processes()
+    {
+        var pids = new List<int>();
+        void Walk(string dir)
+        {
+            foreach (string line in ReadOrEmpty(System.IO.Path.Combine(dir, "cgroup.procs")).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                pids.Add(int.Parse(line, CultureInfo.InvariantCulture));
+            }
+            if (Directory.Exists(dir)) foreach (string child in Directory.EnumerateDirectories(dir)) Walk(child);
+        }
+        Walk(Path);
+        return pids;
+    }
 
     /// <summary>
     /// Freezes (or thaws) every process in the cgroup and its descendants (cgroup.freeze),

@@ -21,12 +21,10 @@ public sealed class ContainerProcess
 
     private ContainerProcess(string id, int pid, Cgroup cgroup, (FileStream Control, FileStream Status) pipes)
     {
-        var (control, status) = pipes;
-        _status = status;
+        (_control, _status) = pipes;
         Id = id;
         Pid = pid;
         Cgroup = cgroup;
-        _control = control;
     }
 
     public string Id { get; }
@@ -153,12 +151,7 @@ public sealed class ContainerProcess
                 HookRunner.Run("prestart", spec.Hooks?.Prestart, creating, spawn, waitHook);
                 HookRunner.Run("createRuntime", spec.Hooks?.CreateRuntime, creating, spawn, waitHook);
                 // createContainer: in the container's namespaces (its mount namespace before pivot_root).
-                var inside = new List<(string Path, CloneFlags Flag)>();
-                foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
-                                                     ("pid", CloneFlags.NewPid), ("mnt", CloneFlags.NewNs) })
-                {
-                    inside.Add(($"/proc/{stagePid}/ns/{type}", flag));
-                }
+                var inside = NamespacesOf(stagePid, ("mnt", CloneFlags.NewNs));
                 HookRunner.Run("createContainer", spec.Hooks?.CreateContainer, creating,
                     request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
             }
@@ -186,12 +179,8 @@ public sealed class ContainerProcess
     public static ContainerProcess Exec(string id, int containerPid, Process process, Spec.Seccomp? seccomp, Cgroup cgroup,
         string stagePath, Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null, Console? console = null)
     {
-        var joins = new List<(string Path, CloneFlags Flag)>();
-        foreach (var (type, flag) in new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet),
-                                             ("pid", CloneFlags.NewPid), ("cgroup", CloneFlags.NewCgroup) })
-        {
-            joins.Add(($"/proc/{containerPid}/ns/{type}", flag));
-        }
+        // The mount namespace is the stage's to join (see above), not the spawning thread's.
+        var joins = NamespacesOf(containerPid, ("cgroup", CloneFlags.NewCgroup));
         StagePlan plan = StagePlan.ForExec(process, seccomp);
         try
         {
@@ -205,6 +194,11 @@ public sealed class ContainerProcess
             throw new ContainerException($"exec in container {id}: {e.Message}", e);
         }
     }
+
+    /// <summary>The namespaces of <paramref name="pid"/> to join: ipc, uts, net, pid, and <paramref name="last"/>.</summary>
+    private static List<(string Path, CloneFlags Flag)> NamespacesOf(int pid, (string Type, CloneFlags Flag) last) =>
+        [.. new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet), ("pid", CloneFlags.NewPid), last }
+            .Select(n => ($"/proc/{pid}/ns/{n.Item1}", n.Item2))];
 
     /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
     private static (int Pid, (FileStream Control, FileStream Status) Pipes) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
@@ -313,18 +307,12 @@ public sealed class ContainerProcess
         try { cgroup.Destroy(TimeSpan.FromSeconds(5)); } catch (CgroupException) { }
     }
 
-    /// <summary>Everything the stage writes before it closes its end: 'R' (it waits for start) or 'E...'.</summary>
+    /// <summary>Everything the stage writes until it closes its end (or execs): nothing, or 'E' and a message.</summary>
     private static string ReadAll(FileStream status)
     {
-        var sb = new StringBuilder();
-        byte[] buffer = new byte[1024];
-        int n;
-        while ((n = status.Read(buffer)) > 0)
-        {
-            sb.Append(Encoding.UTF8.GetString(buffer, 0, n));
-            if (sb.ToString() == "R") break; // (only at create) ready: the stage keeps the pipe open until exec
-        }
-        return sb.ToString();
+        var bytes = new MemoryStream();
+        status.CopyTo(bytes);
+        return Encoding.UTF8.GetString(bytes.GetBuffer(), 0, (int)bytes.Length);
     }
 
     /// <summary>

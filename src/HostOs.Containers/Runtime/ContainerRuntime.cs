@@ -12,7 +12,7 @@ namespace HostOs.Containers.Runtime;
 /// The OCI lifecycle over a state root (runc's <c>--root</c>): one directory per container
 /// holding <c>state.json</c> and, between create and start, <c>exec.fifo</c>. Every command
 /// is a fresh process that reads the state, checks the container's init is still the
-/// process it was (pid and start time), acts, and rewrites the state atomically. Status is
+/// process it was (pid and start time), and acts; create writes the state once. Status is
 /// never stored, always observed: a dead or recycled pid is "stopped", a live init whose
 /// FIFO still exists is "created", otherwise "running" (runc's rules).
 /// docs/containers.md, "The runc-compatible front".
@@ -42,28 +42,8 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// </summary>
     public OciState Create(string id, string bundle, string? pidFile, string? consoleSocket = null)
     {
-        string dir = Reserve(id);
-        ContainerProcess? c = null;
-        try
-        {
-            Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
-            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: dir,
-                console: new ContainerProcess.Console(consoleSocket, Receive: false));
-            SavedContainer saved = Save(c, bundle);
-            if (pidFile is not null) WritePidFile(pidFile, c.Pid);
-            c.Detach();
-            return ToOci(saved, ContainerStatus.Created);
-        }
-        catch (Exception)
-        {
-            if (c is not null)
-            {
-                Sys.TryKill(c.Pid, Sys.SIGKILL);
-                TryDestroy(c.Cgroup);
-            }
-            RemoveDirectory(dir);
-            throw;
-        }
+        var (c, saved) = CreateRecorded(id, bundle, pidFile, fifo: true, new ContainerProcess.Console(consoleSocket, Receive: false), c => c.Detach());
+        return ToOci(saved, ContainerStatus.Created);
     }
 
     /// <summary>
@@ -74,18 +54,31 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// <param name="attach">With process.terminal and no console socket, receive the pty master (ContainerProcess.ConsoleMaster) to proxy it.</param>
     public ContainerProcess CreateAndStart(string id, string bundle, string? pidFile, string? consoleSocket = null, bool attach = false)
     {
+        var (c, saved) = CreateRecorded(id, bundle, pidFile, fifo: false,
+            new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null), c => c.Start());
+        HookRunner.RunReporting("poststart", saved.Spec!.Hooks?.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
+        return c;
+    }
+
+    /// <summary>
+    /// create and run's common part: reserve the id, create (with exec.fifo when another
+    /// process will start it), record the state and pid file, then <paramref name="then"/>.
+    /// Anything failing on the way leaves nothing: no stage (killed and reaped: it is our
+    /// child until we exit), no cgroup, no state directory.
+    /// </summary>
+    private (ContainerProcess, SavedContainer) CreateRecorded(string id, string bundle, string? pidFile, bool fifo,
+        ContainerProcess.Console console, Action<ContainerProcess> then)
+    {
         string dir = Reserve(id);
-        Trace.Step("cli", "state directory");
         ContainerProcess? c = null;
         try
         {
-            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot,
-                console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
+            if (fifo) Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
+            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, console: console);
             SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
-            c.Start();
-            HookRunner.RunReporting("poststart", saved.Spec!.Hooks?.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
-            return c;
+            then(c);
+            return (c, saved);
         }
         catch (Exception)
         {
@@ -193,18 +186,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     public List<int> Processes(string id)
     {
         SavedContainer c = Load(id);
-        var cgroup = Cgroup.Open(c.CgroupRoot, c.CgroupPath);
-        var pids = new List<int>();
-        void Walk(string dir)
-        {
-            string procs = Path.Combine(dir, "cgroup.procs");
-            if (File.Exists(procs))
-            {
-                pids.AddRange(File.ReadAllLines(procs).Where(l => l.Length > 0).Select(l => int.Parse(l, CultureInfo.InvariantCulture)));
-            }
-            foreach (string child in Directory.Exists(dir) ? Directory.EnumerateDirectories(dir) : []) Walk(child);
-        }
-        Walk(cgroup.Path);
+        List<int> pids = Cgroup.Open(c.CgroupRoot, c.CgroupPath).Processes();
         pids.Sort();
         return pids;
     }
@@ -214,14 +196,14 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     {
         SavedContainer c = Load(id);
         ContainerStatus status = StatusOf(c);
-        if (status is ContainerStatus.Stopped or ContainerStatus.Creating && !all)
+        if (status == ContainerStatus.Stopped && !all)
         {
             throw new ContainerException($"container {id} is not running");
         }
         if (all)
         {
             Cgroup cgroup = Cgroup.Open(c.CgroupRoot, c.CgroupPath);
-            if (signal == Sys.SIGKILL && File.Exists(Path.Combine(cgroup.Path, "cgroup.kill"))) cgroup.Kill();
+            if (signal == Sys.SIGKILL) cgroup.Kill();
             else foreach (int pid in cgroup.Processes()) Sys.TryKill(pid, signal);
             return;
         }
@@ -349,9 +331,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         string dir = DirOf(c.Id);
         // The spec as it was read; later commands must not see later edits of the bundle.
         File.WriteAllBytes(Path.Combine(dir, ConfigCopy), c.SpecBytes!);
-        string path = Path.Combine(dir, StateFile);
-        File.WriteAllBytes(path + ".tmp", saved.ToJson());
-        File.Move(path + ".tmp", path, overwrite: true);
+        AtomicFile.Write(Path.Combine(dir, StateFile), saved.ToJson(), durable: false);
         Trace.Step("parent", "state saved");
         return saved;
     }
@@ -381,7 +361,6 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     /// <summary>Observed, never stored: see the class comment.</summary>
     private ContainerStatus StatusOf(SavedContainer c)
     {
-        if (c.Pid <= 0) return ContainerStatus.Creating;
         if (StartTime(c.Pid) is not ulong start || start != c.PidStartTime) return ContainerStatus.Stopped;
         if (File.Exists(Path.Combine(DirOf(c.Id), FifoName))) return ContainerStatus.Created;
         return Cgroup.Open(c.CgroupRoot, c.CgroupPath).Frozen() ? ContainerStatus.Paused : ContainerStatus.Running;
@@ -416,12 +395,8 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
     public static string ToJson(List<OciState> states) => OciState.ToJson(states, indented: false);
 
     /// <summary>runc writes the bare number, atomically (a reader never sees half a pid).</summary>
-    private static void WritePidFile(string path, int pid)
-    {
-        string full = Path.GetFullPath(path);
-        File.WriteAllText(full + ".tmp", pid.ToString(CultureInfo.InvariantCulture));
-        File.Move(full + ".tmp", full, overwrite: true);
-    }
+    private static void WritePidFile(string path, int pid) =>
+        AtomicFile.Write(Path.GetFullPath(path), System.Text.Encoding.ASCII.GetBytes(pid.ToString(CultureInfo.InvariantCulture)), durable: false);
 
     private static void RemoveDirectory(string dir)
     {

@@ -6,7 +6,7 @@ using HostOs.Containers.Spec;
 namespace HostOs.Containers.Runtime;
 
 /// <summary>The OCI runtime states (runtime-spec "State"), as runc names them.</summary>
-public enum ContainerStatus { Creating, Created, Running, Paused, Stopped }
+public enum ContainerStatus { Created, Running, Paused, Stopped }
 
 /// <summary>
 /// The state of a container as the OCI runtime spec defines it, printed by <c>state</c> and
@@ -36,13 +36,16 @@ public sealed class OciState
         w.WriteString("bundle", Bundle);
         w.WriteString("rootfs", Rootfs);
         w.WriteString("created", Created);
-        if (Annotations is { Count: > 0 })
-        {
-            w.WriteStartObject("annotations");
-            foreach (var (k, v) in Annotations) w.WriteString(k, v);
-            w.WriteEndObject();
-        }
+        WriteAnnotations(w, Annotations);
         w.WriteString("owner", Owner);
+        w.WriteEndObject();
+    }
+
+    internal static void WriteAnnotations(Utf8JsonWriter w, Dictionary<string, string>? annotations)
+    {
+        if (annotations is not { Count: > 0 }) return;
+        w.WriteStartObject("annotations");
+        foreach (var (k, v) in annotations) w.WriteString(k, v);
         w.WriteEndObject();
     }
 
@@ -103,12 +106,7 @@ public sealed class SavedContainer
             w.WriteString("created", Created);
             w.WriteString("cgroupRoot", CgroupRoot);
             w.WriteString("cgroupPath", CgroupPath);
-            if (Annotations is { Count: > 0 })
-            {
-                w.WriteStartObject("annotations");
-                foreach (var (k, v) in Annotations) w.WriteString(k, v);
-                w.WriteEndObject();
-            }
+            OciState.WriteAnnotations(w, Annotations);
             w.WriteEndObject();
         }
         return buffer.ToArray();

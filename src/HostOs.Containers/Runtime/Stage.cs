@@ -54,8 +54,6 @@ public static class Stage
                 step = "join the container's mount namespace";
                 Sys.Unshare(CloneFlags.Fs);
                 Sys.SetNs(auxiliary, CloneFlags.NewNs, "mnt");
-                step = "rlimits";
-                foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
             }
             else
             {
@@ -72,10 +70,10 @@ public static class Stage
                 if (plan.OwnNetwork) Sys.SetInterfaceUp("lo");
                 step = "sysctl";
                 foreach (var (key, value) in plan.Sysctl) File.WriteAllText("/proc/sys/" + key.Replace('.', '/'), value);
-                step = "rlimits";
-                foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
                 if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
+            step = "rlimits";
+            foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
             SafeFileHandle? tty = null;
             if (plan.Terminal)
             {
@@ -324,7 +322,7 @@ public static class Stage
             // ambient ones without inheritable ones), and so do we (seen with HOSTOS_TRACE).
             int cap = CapabilityNumber(a);
             if (plan.Permitted.Contains(a) && plan.Inheritable.Contains(a)) Sys.RaiseAmbientCapability(cap);
-            else Trace.Step("stage", $"ambient {a} skipped: not both permitted and inheritable");
+            else if (Trace.Enabled) Trace.Step("stage", $"ambient {a} skipped: not both permitted and inheritable");
         }
         Sys.SetKeepCaps(false);
         if (plan.NoNewPrivileges) Sys.SetNoNewPrivileges();

@@ -19,9 +19,7 @@ public static class SpecLoader
             // Our reader names the path ($.linux.foo); the JSON reader the line and byte.
             throw new SpecException(source, [e.Message]);
         }
-        Runtime.Trace.Step("parent", "deserialized");
         var problems = SpecValidator.Validate(spec);
-        Runtime.Trace.Step("parent", "validated");
         if (problems.Count > 0) throw new SpecException(source, problems);
         return spec;
     }

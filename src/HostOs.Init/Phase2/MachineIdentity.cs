@@ -32,14 +32,7 @@ internal static class MachineIdentity
             Sys.GetRandom(random);
             id = Convert.ToHexStringLower(random);
         }
-        string tmp = path + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        {
-            f.Write(System.Text.Encoding.ASCII.GetBytes(id + "\n"));
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
-        Sys.FsyncDirectory(Path.GetDirectoryName(path)!);
+        HostOs.Platform.AtomicFile.Write(path, System.Text.Encoding.ASCII.GetBytes(id + "\n"), durable: true);
         Log.Info($"machine id {id} created ({(fromVm is null ? "random" : "from the VM's SMBIOS UUID")})");
         return id;
     }
