@@ -161,50 +161,48 @@ internal static class Program
         {
             if (a.Value(unsupported) is string v && !(unsupported == "preserve-fds" && v == "0")) throw new UsageException($"exec --{unsupported}: not supported by HostOS");
         }
-        Process process;
-        if (a.Value("process") is string file)
-        {
-            process = SpecLoader.ParseProcess(File.ReadAllText(file), file);
-        }
-        else
-        {
-            if (a.Positional.Count < 2) throw new UsageException("'exec' needs a command to run (or --process FILE)");
-            process = runtime.ProcessOf(id);
-            process.Args = a.Positional[1..];
-            process.Terminal = a.Has("tty");
-            foreach (string env in a.Values("env"))
-            {
-                if (env.IndexOf('=') <= 0) throw new UsageException($"--env '{env}': not NAME=value");
-                string name = env[..(env.IndexOf('=') + 1)];
-                process.Env = [.. (process.Env ?? []).Where(e => !e.StartsWith(name, StringComparison.Ordinal)), env];
-            }
-            if (a.Value("cwd") is string cwd) process.Cwd = cwd;
-            if (a.Value("user") is string user) process.User = ParseUser(user, process.User);
-            foreach (string g in a.Values("additional-gids"))
-            {
-                (process.User ??= new User()).AdditionalGids = [.. process.User.AdditionalGids ?? [], ParseId(g, "--additional-gids")];
-            }
-            foreach (string cap in a.Values("cap"))
-            {
-                string name = cap.ToUpperInvariant().StartsWith("CAP_", StringComparison.Ordinal) ? cap.ToUpperInvariant() : "CAP_" + cap.ToUpperInvariant();
-                if (!SpecValidator.CapabilityNames.Contains(name)) throw new UsageException($"--cap '{cap}': not a capability");
-                var caps = process.Capabilities ??= new Capabilities();
-                caps.Bounding = Add(caps.Bounding, name);
-                caps.Effective = Add(caps.Effective, name);
-                caps.Permitted = Add(caps.Permitted, name);
-            }
-            if (a.Has("no-new-privs")) process.NoNewPrivileges = true;
-            var problems = SpecValidator.ValidateProcess(process);
-            if (problems.Count > 0) throw new SpecException("exec", problems);
-        }
+        if (a.Value("process") is null && a.Positional.Count < 2) throw new UsageException("'exec' needs a command to run (or --process FILE)");
         bool detach = a.Has("detach");
-        ContainerProcess p = runtime.Exec(id, process, a.Value("pid-file"), a.Value("console-socket"), attach: !detach);
+        ContainerProcess p = runtime.Exec(id, saved => ExecProcess(a, saved), a.Value("pid-file"), a.Value("console-socket"), attach: !detach);
         if (detach) return 0;
         using var forwarding = ForwardSignals(p.Pid);
         using var proxy = p.ConsoleMaster is { } master ? new TerminalProxy(master) : null;
         int code = ContainerRuntime.Wait(p.Pid);
         proxy?.Finish();
         return code;
+    }
+
+    /// <summary>The process exec runs: --process FILE whole, or the container's own with runc's overrides.</summary>
+    private static Process ExecProcess(Arguments a, Process process)
+    {
+        if (a.Value("process") is string file) return SpecLoader.ParseProcess(File.ReadAllText(file), file);
+        process.Args = a.Positional[1..];
+        process.Terminal = a.Has("tty");
+        foreach (string env in a.Values("env"))
+        {
+            if (env.IndexOf('=') <= 0) throw new UsageException($"--env '{env}': not NAME=value");
+            string name = env[..(env.IndexOf('=') + 1)];
+            process.Env = [.. (process.Env ?? []).Where(e => !e.StartsWith(name, StringComparison.Ordinal)), env];
+        }
+        if (a.Value("cwd") is string cwd) process.Cwd = cwd;
+        if (a.Value("user") is string user) process.User = ParseUser(user, process.User);
+        foreach (string g in a.Values("additional-gids"))
+        {
+            (process.User ??= new User()).AdditionalGids = [.. process.User.AdditionalGids ?? [], ParseId(g, "--additional-gids")];
+        }
+        foreach (string cap in a.Values("cap"))
+        {
+            string name = cap.ToUpperInvariant().StartsWith("CAP_", StringComparison.Ordinal) ? cap.ToUpperInvariant() : "CAP_" + cap.ToUpperInvariant();
+            if (!SpecValidator.CapabilityNames.Contains(name)) throw new UsageException($"--cap '{cap}': not a capability");
+            var caps = process.Capabilities ??= new Capabilities();
+            caps.Bounding = Add(caps.Bounding, name);
+            caps.Effective = Add(caps.Effective, name);
+            caps.Permitted = Add(caps.Permitted, name);
+        }
+        if (a.Has("no-new-privs")) process.NoNewPrivileges = true;
+        var problems = SpecValidator.ValidateProcess(process);
+        if (problems.Count > 0) throw new SpecException("exec", problems);
+        return process;
     }
 
     private static List<string> Add(List<string>? set, string cap) => set is null ? [cap] : set.Contains(cap) ? set : [.. set, cap];

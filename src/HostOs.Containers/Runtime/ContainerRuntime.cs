@@ -257,9 +257,11 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
 
     /// <summary>
     /// exec: runs <paramref name="process"/> inside the container, in its cgroup and all its
-    /// namespaces. The returned process is our child; the caller waits for it or not (detach).
+    /// namespaces. <paramref name="choose"/> gets the container's own process section (its
+    /// user, capabilities, env, as saved at create) and returns the one to run. The returned
+    /// process is our child; the caller waits for it or not (detach).
     /// </summary>
-    public ContainerProcess Exec(string id, Process process, string? pidFile, string? consoleSocket = null, bool attach = false)
+    public ContainerProcess Exec(string id, Func<Process, Process> choose, string? pidFile, string? consoleSocket = null, bool attach = false)
     {
         SavedContainer c = Load(id, withSpec: true);
         ContainerStatus status = StatusOf(c);
@@ -268,16 +270,13 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         {
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, process, c.Spec!.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn,
+        Process own = c.Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, choose(own), c.Spec.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn,
             console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();
         return p;
     }
-
-    /// <summary>The process section a plain exec starts from: the container's own (its user, capabilities, env).</summary>
-    public Process ProcessOf(string id) =>
-        Load(id, withSpec: true).Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
 
     // ----- state directory
 

@@ -104,7 +104,8 @@ public class ContainerRuntimeTests
         var runtime = new ContainerRuntime(root, "/nonexistent");
         OciState state = runtime.State("c1");
         Assert.Equal(("stopped", 0, "/b"), (state.Status, state.Pid, state.Bundle));
-        Assert.Equal(["sh"], runtime.ProcessOf("c1").Args);
+        var e2 = Assert.Throws<ContainerException>(() => runtime.Exec("c1", p => p, null));
+        Assert.Equal("cannot exec in a stopped container: c1", e2.Message);
         Assert.NotNull(ContainerRuntime.StartTime(pid));
         string json = ContainerRuntime.ToJson(state);
         Assert.Contains("\"status\": \"stopped\"", json);
