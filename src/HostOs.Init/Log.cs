@@ -41,11 +41,13 @@ internal static class Log
 
     private static void Write(string level, string message)
     {
-        byte[] line = Encoding.UTF8.GetBytes($"[{Uptime()}] hostos: {level}{message}\n");
+        // The time is taken under the lock, so the lines' order on the console is their
+        // order in time.
         lock (Gate)
         {
             try
             {
+                byte[] line = Encoding.UTF8.GetBytes($"[{Uptime()}] hostos: {level}{message}\n");
                 HostOs.Platform.Interop.Sys.WriteAll(1, line);
             }
             catch (IOException)

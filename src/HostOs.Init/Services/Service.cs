@@ -30,6 +30,7 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
     public int Restarts { get; private set; }
     public string? LastExit { get; private set; }
     public Task FirstReady => _firstReady.Task;
+    private int _readyLogged;
 
     public void Start(IEnumerable<Service> after)
     {
@@ -157,7 +158,13 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
         if (State is ServiceState.Running)
         {
             State = ServiceState.Ready;
-            if (_firstReady.TrySetResult()) Log.Info($"service {Name} ready");
+            // Logged before the waiters are released, so that no line saying what the
+            // readiness led to (e.g. "HostOS ready") can carry an earlier time than it.
+            if (Interlocked.Exchange(ref _readyLogged, 1) == 0)
+            {
+                Log.Info($"service {Name} ready");
+                _firstReady.TrySetResult();
+            }
         }
     }
 
