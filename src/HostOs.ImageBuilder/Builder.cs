@@ -4,6 +4,8 @@ using System.Text;
 using System.Text.Json;
 using HostOs.Platform.Boot;
 using HostOs.Platform.Kernel;
+using HostOs.Platform.Config;
+using HostOs.Images;
 
 namespace HostOs.ImageBuilder;
 
@@ -49,14 +51,21 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
             tree.WriteCpio(f);
         });
 
+        ImageStore? images = image.Images.Count == 0 ? null : Step("images", ImportImages);
+
         string rootImage = Path.Combine(outDir, "root.img");
         Step("root", () =>
         {
             FsTree tree = RootTree(deps, modulesDir, kver, init, libraryTrees);
             string staging = Path.Combine(_work, "root");
             tree.Materialize(staging);
+            if (images is not null) BakeImages(images, staging);
             File.Delete(rootImage);
-            Tool.Run("mkfs.erofs", ["--quiet", "-T0", "--all-root", $"-U{DerivedGuid("root")}", rootImage, staging]);
+            // Files of our own tree are root's (the builder runs as root when it bakes
+            // images, and --all-root says so otherwise); baked layers keep their owners.
+            List<string> args = ["--quiet", "-T0", $"-U{DerivedGuid("root")}", rootImage, staging];
+            if (images is null) args.Insert(0, "--all-root");
+            Tool.Run("mkfs.erofs", args);
         });
 
         DiskLayout layout = new(image.Disk!.EspMiB, image.Disk.SlotMiB, image.Disk.StateMiB);
@@ -81,6 +90,72 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         File.WriteAllText(Path.Combine(outDir, "manifest.json"),
             JsonSerializer.Serialize(manifest, ManifestJson.Default.DictionaryStringString) + "\n");
         Directory.Delete(_work, true);
+    }
+
+    /// <summary>
+    /// Every image of the definition, built from its description or taken from its OCI
+    /// layout, imported into a scratch image store: blobs verified, layers unpacked once
+    /// (overlayfs form: whiteouts, opaque directories, owners, xattrs).
+    /// </summary>
+    private ImageStore ImportImages()
+    {
+        if (!Environment.IsPrivilegedProcess)
+        {
+            throw new InvalidOperationException("baking container images needs root (layers keep their owners and device nodes)");
+        }
+        string storeDir = Path.Combine(_work, "images");
+        if (Directory.Exists(storeDir)) Directory.Delete(storeDir, true);
+        var store = new ImageStore(storeDir);
+        foreach (ImageSource source in image.Images)
+        {
+            string layout;
+            if (source.Build is string definition)
+            {
+                layout = Path.Combine(outDir, "oci", source.Name);
+                OciImageBuilder.Build(source.Name, Path.Combine(repoRoot, definition), layout, _work, apt, repoRoot);
+            }
+            else layout = Path.Combine(repoRoot, source.Layout!);
+            StoredImage stored = ImageImport.FromOciLayout(store, layout, source.Name).Single();
+            Console.WriteLine($"  image {source.Name}: {stored.Manifest}, {stored.Layers.Count} layer(s)");
+        }
+        return store;
+    }
+
+    /// <summary>
+    /// The imported images into the root: their layers under /usr/lib/hostos/images/layers
+    /// (each once), and per image a <see cref="BakedImage"/> with its run defaults.
+    /// </summary>
+    private void BakeImages(ImageStore store, string staging)
+    {
+        string dir = staging + BakedImage.Directory;
+        Directory.CreateDirectory(Path.Combine(dir, "layers"));
+        // Root only, as the image store: layers keep their setuid files.
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        foreach (StoredImage stored in store.Images())
+        {
+            var config = JsonSerializer.Deserialize(store.Blobs.ReadAll(Digest.Parse(stored.Config, "config"), 4 << 20),
+                HostOs.Images.ImageJson.Default.ImageConfig)!;
+            var layers = new List<string>();
+            foreach (StoredLayer layer in stored.Layers)
+            {
+                Digest diffId = Digest.Parse(layer.DiffId, "diff id");
+                string target = staging + BakedImage.LayerPath(diffId.Hex);
+                if (!Directory.Exists(target)) Directory.Move(store.LayerPath(diffId), target);
+                layers.Add(diffId.Hex);
+            }
+            var baked = new BakedImage
+            {
+                Name = stored.Name,
+                Manifest = stored.Manifest,
+                Layers = layers,
+                Entrypoint = config.Config?.Entrypoint,
+                Cmd = config.Config?.Cmd,
+                Env = config.Config?.Env ?? [],
+                WorkingDir = string.IsNullOrEmpty(config.Config?.WorkingDir) ? null : config.Config.WorkingDir,
+                User = string.IsNullOrEmpty(config.Config?.User) ? null : config.Config.User,
+            };
+            File.WriteAllText(staging + BakedImage.PathOf(stored.Name), InitConfig.ToJson(baked) + "\n");
+        }
     }
 
     /// <summary>
@@ -115,7 +190,18 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         tree.AddContent("/usr/lib/hostos/init.json", image.ToInitConfig().ToJson() + "\n");
         AddModules(tree, deps, modulesDir, kver, image.Kernel!.Modules);
 
-        foreach (PackageDefinition p in image.Packages)
+        AddContents(tree, image.Packages, image.Files, apt, repoRoot);
+        new ElfDependencies(libraryTrees).Resolve(tree);
+        return tree;
+    }
+
+    /// <summary>
+    /// The listed files of Debian packages (with busybox applet links) and our own files,
+    /// added to <paramref name="tree"/>; shared by the root and the OCI images we build.
+    /// </summary>
+    internal static void AddContents(FsTree tree, IEnumerable<PackageDefinition> packages, IEnumerable<FileDefinition> files, Apt apt, string repoRoot)
+    {
+        foreach (PackageDefinition p in packages)
         {
             string pkgTree = apt.Unpack(p.Name);
             foreach (string file in p.Files)
@@ -138,7 +224,7 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
                 }
             }
         }
-        foreach (FileDefinition f in image.Files)
+        foreach (FileDefinition f in files)
         {
             int? mode = f.Mode is null ? null : Convert.ToInt32(f.Mode, 8);
             if (f.Directory) tree.AddDirectory(f.Target, mode ?? 0x1ED);
@@ -146,8 +232,6 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
             else if (f.Content is not null) tree.AddContent(f.Target, f.Content, mode ?? 0x1A4);
             else tree.AddFile(f.Target, Path.Combine(repoRoot, f.Source!), mode);
         }
-        new ElfDependencies(libraryTrees).Resolve(tree);
-        return tree;
     }
 
     /// <summary>The named modules and their dependencies, with a modules.dep of just those.</summary>

@@ -21,6 +21,9 @@ public sealed class ImageDefinition
     public List<ServiceDefinition> Services { get; set; } = [];
     public HealthConfig? Health { get; set; }
     public DiskDefinition? Disk { get; set; }
+    /// <summary>Container images baked into the root, for the system containers.</summary>
+    public List<ImageSource> Images { get; set; } = [];
+    public SystemContainers Containers { get; set; } = new();
 
     public static ImageDefinition Load(string path)
     {
@@ -55,6 +58,12 @@ public sealed class ImageDefinition
             Packages = [.. Packages, .. child.Packages],
             Files = [.. Files, .. child.Files],
             Services = [.. Services, .. child.Services],
+            Images = [.. Images, .. child.Images],
+            Containers = new SystemContainers
+            {
+                Onboot = [.. Containers.Onboot, .. child.Containers.Onboot],
+                Services = [.. Containers.Services, .. child.Containers.Services],
+            },
         };
         if (child.Kernel is { } k)
         {
@@ -101,6 +110,13 @@ public sealed class ImageDefinition
             if (kinds != 1) errors.Add($"files: '{f.Target}' needs exactly one of source, link, content, directory");
             if (f.Mode is string m && !System.Text.RegularExpressions.Regex.IsMatch(m, "^0?[0-7]{3,4}$")) errors.Add($"files: '{f.Target}' mode '{m}' is not octal");
         }
+        var imageNames = new HashSet<string>(StringComparer.Ordinal);
+        foreach (ImageSource i in Images)
+        {
+            if (!System.Text.RegularExpressions.Regex.IsMatch(i.Name, "^[a-z0-9][a-z0-9_.-]*$")) errors.Add($"images: '{i.Name}' must be lower-case letters, digits, '_', '.' or '-'");
+            if (!imageNames.Add(i.Name)) errors.Add($"images: '{i.Name}' listed twice");
+            if ((i.Build is null) == (i.Layout is null)) errors.Add($"images.{i.Name}: needs exactly one of build (an image/containers/*.json) or layout (an OCI layout directory)");
+        }
         if (Disk is null) errors.Add("disk: missing");
         else
         {
@@ -114,7 +130,7 @@ public sealed class ImageDefinition
         }
         catch (InvalidDataException e)
         {
-            errors.Add(e.Message);
+            errors.AddRange(e.Message.Split('\n'));
         }
         if (errors.Count > 0)
         {
@@ -127,6 +143,8 @@ public sealed class ImageDefinition
         Modules = Kernel?.Modules ?? [],
         Services = Services,
         Health = Health ?? new HealthConfig(),
+        Images = [.. Images.Select(i => i.Name)],
+        Containers = Containers,
     };
 }
 
@@ -160,6 +178,16 @@ public sealed class FileDefinition
     public string? Content { get; init; }
     public bool Directory { get; init; }
     public string? Mode { get; init; }
+}
+
+/// <summary>A container image to bake: built from a definition, or taken from an OCI layout.</summary>
+public sealed class ImageSource
+{
+    public required string Name { get; init; }
+    /// <summary>An OCI image definition (image/containers/*.json), relative to the repository.</summary>
+    public string? Build { get; init; }
+    /// <summary>An OCI image layout directory, relative to the repository.</summary>
+    public string? Layout { get; init; }
 }
 
 public sealed class DiskDefinition

@@ -106,13 +106,19 @@ public sealed class ContainerProcess
     /// another process can start it (runc's create/start split); otherwise <see cref="Start"/>.
     /// Hook processes are started with <paramref name="spawn"/> and waited for with
     /// <paramref name="waitHook"/> (default: waitpid, for a caller that reaps its own children).
+    /// With <paramref name="inMemory"/>, that spec is used (validated the same way) instead of
+    /// BUNDLE/config.json.
     /// </summary>
     public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
         SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null,
-        Func<int, TimeSpan?, ExitStatus?>? waitHook = null, Console? console = null)
+        Func<int, TimeSpan?, ExitStatus?>? waitHook = null, Console? console = null, RuntimeSpec? inMemory = null)
     {
         Trace.Step("parent", "begin");
-        var (spec, rootfs, specBytes) = SpecLoader.LoadBundle(bundle);
+        RuntimeSpec spec;
+        string rootfs;
+        byte[]? specBytes = null;
+        if (inMemory is null) (spec, rootfs, specBytes) = SpecLoader.LoadBundle(bundle);
+        else (spec, rootfs) = SpecLoader.ForBundle(inMemory, bundle, $"container {id}");
         Trace.Step("parent", "spec");
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);

@@ -36,6 +36,19 @@ public static class SpecLoader
         return (spec, root, bytes);
     }
 
+    /// <summary>
+    /// A spec made in memory (a workload's) for BUNDLE, validated as a config.json is; the
+    /// root path is resolved against the bundle. No JSON is written or read.
+    /// </summary>
+    public static (RuntimeSpec Spec, string RootPath) ForBundle(RuntimeSpec spec, string bundle, string source)
+    {
+        var problems = SpecValidator.Validate(spec);
+        if (problems.Count > 0) throw new SpecException(source, problems);
+        string root = Path.GetFullPath(spec.Root!.Path!, Path.GetFullPath(bundle));
+        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{source}: root.path {root} is not a directory");
+        return (spec, root);
+    }
+
     /// <summary>A process.json (runc exec --process): strict, validated like config.json's process.</summary>
     public static Process ParseProcess(string json, string source)
     {

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using HostOs.Init.Containers;
 using HostOs.Init.Health;
 using HostOs.Init.Processes;
 using HostOs.Init.Services;
@@ -100,7 +101,10 @@ internal sealed class SystemBoot
         });
         BootStep.TryRun("loopback", () => Sys.SetInterfaceUp("lo"));
 
-        _supervisor = new Supervisor(config.Services, _processes);
+        if (config.Containers.Onboot.Count > 0) BootStep.TryRun("onboot", () => RunOnboot(config.Containers.Onboot));
+        _supervisor = new Supervisor(
+            config.Services.Select(d => new Service(ServiceOptions.Of(d), new ProcessLauncher(d, _processes)))
+            .Concat(config.Containers.Services.Select(c => new Service(ServiceOptions.Of(c), new ContainerLauncher(c, _processes)))));
         BootStep.Run("start-services", _supervisor.StartAll);
         var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk);
         _ = Task.Run(async () =>
@@ -119,6 +123,34 @@ internal sealed class SystemBoot
         _ = _supervisor.RequiredReady.ContinueWith(
             _ => Log.Info($"HostOS ready: {_supervisor.Services.Count} services up"),
             TaskContinuationOptions.OnlyOnRanToCompletion);
+    }
+
+    /// <summary>
+    /// The onboot containers, one after the other, each to completion, before any service.
+    /// A failure is logged and fails the boot assessment; the boot goes on with the rest.
+    /// </summary>
+    private void RunOnboot(List<OnbootContainer> steps)
+    {
+        foreach (OnbootContainer step in steps)
+        {
+            try
+            {
+                Log.Info($"onboot {step.Name}: starting");
+                ExitStatus status = new ContainerLauncher(step, _processes)
+                    .RunToCompletionAsync(TimeSpan.FromSeconds(step.TimeoutSeconds)).GetAwaiter().GetResult();
+                if (status.Exited && status.Code == 0) Log.Info($"onboot {step.Name}: done");
+                else
+                {
+                    Log.Error($"onboot {step.Name}: failed ({status})");
+                    Degrade($"onboot container {step.Name} failed ({status})");
+                }
+            }
+            catch (Exception e)
+            {
+                Log.Error($"onboot {step.Name}: cannot run", e);
+                Degrade($"onboot container {step.Name}: {e.Message}");
+            }
+        }
     }
 
     private List<string> BootProblems()

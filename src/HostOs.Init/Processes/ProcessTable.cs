@@ -29,14 +29,17 @@ internal sealed class ProcessTable
     /// System.Console on a terminal, or of System.Diagnostics.Process): as PID 1 the
     /// runtime then reaps every child itself. Read from SigCgt in /proc/self/status.
     /// </summary>
-    public static bool RuntimeCatchesSigChld(string status)
+    public static bool RuntimeCatchesSigChld(string status) => Catches(status, 17); // SIGCHLD
+
+    /// <summary>Whether the process whose /proc/PID/status text this is has a handler for <paramref name="signal"/> (SigCgt).</summary>
+    public static bool Catches(string status, int signal)
     {
         foreach (string line in status.Split('\n'))
         {
             if (line.StartsWith("SigCgt:", StringComparison.Ordinal))
             {
                 ulong mask = Convert.ToUInt64(line[7..].Trim(), 16);
-                return (mask & (1UL << (17 - 1))) != 0; // SIGCHLD = 17
+                return (mask & (1UL << (signal - 1))) != 0;
             }
         }
         return false;

@@ -1,19 +1,48 @@
 using HostOs.Init.Processes;
 using HostOs.Platform.Config;
 using HostOs.Platform.Interop;
-using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Init.Services;
 
 internal enum ServiceState { Waiting, Starting, Running, Ready, Backoff, Stopping, Stopped, Failed }
 
+/// <summary>How a service is supervised, whether its program is a process or a container.</summary>
+internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadOnlyList<string> After, bool Required,
+    int StopTimeoutSeconds, bool Notify = false, HealthProbe? Health = null)
+{
+    public static ServiceOptions Of(ServiceDefinition d) => new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify);
+    public static ServiceOptions Of(ServiceContainer c) => new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health);
+}
+
+/// <summary>One run of a service's program, as its launcher started it.</summary>
+internal sealed class ServiceRun
+{
+    public required int Pid { get; init; }
+    public required Task<ExitStatus> Exited { get; init; }
+    /// <summary>Asks the program to stop (SIGTERM to its process group or container).</summary>
+    public required Action Terminate { get; init; }
+    /// <summary>Kills whatever is left of it (SIGKILL).</summary>
+    public required Action Kill { get; init; }
+    /// <summary>A health probe, when the service has one: true when healthy.</summary>
+    public Func<CancellationToken, Task<bool>>? Probe { get; init; }
+    /// <summary>Cleans up after the program has exited and was reaped.</summary>
+    public Action Cleanup { get; init; } = () => { };
+}
+
+/// <summary>Starts a service's program; <paramref name="environment"/> adds NOTIFY_SOCKET and the like.</summary>
+internal interface IServiceLauncher
+{
+    ServiceRun Start(IReadOnlyList<string> environment);
+}
+
 /// <summary>
 /// One supervised service: starts it, watches it, restarts it per its policy with
 /// exponential backoff (100 ms doubling to 30 s, reset after 10 s of good running), and
-/// stops it with SIGTERM, a grace period, then SIGKILL to its whole process group.
+/// stops it with SIGTERM, a grace period, then SIGKILL. With a health probe it is ready at
+/// the first success and restarted after too many failures in a row.
 /// A failing service is logged and retried; it never takes PID 1 down.
 /// </summary>
-internal sealed class Service(ServiceDefinition definition, ProcessTable processes)
+internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
 {
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
@@ -22,15 +51,17 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
     private readonly TaskCompletionSource _firstReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private Task _run = Task.CompletedTask;
+    private int _readyLogged;
 
-    public ServiceDefinition Definition { get; } = definition;
-    public string Name => Definition.Name;
+    public ServiceOptions Options { get; } = options;
+    public string Name => Options.Name;
     public ServiceState State { get; private set; } = ServiceState.Waiting;
     public int? Pid { get; private set; }
     public int Restarts { get; private set; }
     public string? LastExit { get; private set; }
+    /// <summary>The last health probe's verdict ("healthy", "unhealthy (3 failures)"), null without a probe.</summary>
+    public string? Health { get; private set; }
     public Task FirstReady => _firstReady.Task;
-    private int _readyLogged;
 
     public void Start(IEnumerable<Service> after)
     {
@@ -70,12 +101,12 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
             Pid = null;
             if (_stop.IsCancellationRequested) return;
             bool failed = !(status.Exited && status.Code == 0);
-            bool restart = Definition.Restart == RestartPolicy.Always
-                || (Definition.Restart == RestartPolicy.OnFailure && failed);
+            bool restart = Options.Restart == RestartPolicy.Always
+                || (Options.Restart == RestartPolicy.OnFailure && failed);
             if (!restart)
             {
                 State = failed ? ServiceState.Failed : ServiceState.Stopped;
-                Log.Info($"service {Name} ended ({status}), not restarted (restart: {Definition.Restart})");
+                Log.Info($"service {Name} ended ({status}), not restarted (restart: {Options.Restart})");
                 return;
             }
             if (TimeSpan.FromMilliseconds(Environment.TickCount64 - started) > StableAfter) backoff = MinBackoff;
@@ -90,67 +121,111 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
     private async Task<ExitStatus> RunOnceAsync()
     {
         State = ServiceState.Starting;
-        using NotifySocket? notify = Definition.Notify ? NotifySocket.Create(Name) : null;
-        var environment = new List<string>(Definition.Environment);
-        if (!environment.Any(e => e.StartsWith("PATH=", StringComparison.Ordinal)))
-        {
-            environment.Add(ProcessTable.DefaultPath);
-        }
-        if (notify is not null) environment.Add($"NOTIFY_SOCKET={notify.SocketPath}");
-
-        int pid;
-        Task<ExitStatus> exited;
-        SafeFileHandle? pumpRead = null;
-        SafeFileHandle stdin, stdout;
-        if (Definition.Tty is string tty)
-        {
-            stdin = stdout = File.OpenHandle(tty, FileMode.Open, FileAccess.ReadWrite);
-        }
-        else
-        {
-            stdin = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
-            (pumpRead, stdout) = Sys.Pipe();
-        }
+        using NotifySocket? notify = Options.Notify ? NotifySocket.Create(Name) : null;
+        ServiceRun run;
         try
         {
-            (pid, exited) = processes.Start(new SpawnRequest
-            {
-                Path = Definition.Exec[0],
-                Args = Definition.Exec,
-                Environment = environment,
-                Stdin = stdin,
-                Stdout = stdout,
-                Stderr = stdout,
-            });
+            run = launcher.Start(notify is null ? [] : [$"NOTIFY_SOCKET={notify.SocketPath}"]);
         }
         catch (Exception e)
         {
-            pumpRead?.Dispose();
-            Log.Error($"service {Name}: cannot start {Definition.Exec[0]}", e);
+            Log.Error($"service {Name}: cannot start", e);
             return new ExitStatus(127 << 8);
+        }
+        try
+        {
+            Pid = run.Pid;
+            State = ServiceState.Running;
+            Log.Info($"service {Name} started (pid {run.Pid})");
+            using var runEnded = new CancellationTokenSource();
+            if (run.Probe is not null) _ = WatchHealthAsync(run, runEnded.Token);
+            else if (notify is null) MarkReady();
+            else _ = notify.Ready.ContinueWith(_ => MarkReady(), TaskScheduler.Default);
+
+            var stopped = new TaskCompletionSource();
+            try
+            {
+                using (_stop.Token.Register(() => stopped.TrySetResult()))
+                {
+                    if (await Task.WhenAny(run.Exited, stopped.Task).ConfigureAwait(false) == run.Exited)
+                    {
+                        return await run.Exited.ConfigureAwait(false);
+                    }
+                }
+                return await TerminateAsync(run).ConfigureAwait(false);
+            }
+            finally
+            {
+                await runEnded.CancelAsync().ConfigureAwait(false);
+            }
         }
         finally
         {
-            // The child holds its own copies; ours must close or the pump never sees EOF.
-            stdin.Dispose();
-            stdout.Dispose();
-        }
-        if (pumpRead is not null) OutputPump.Start(Name, pumpRead);
-        Pid = pid;
-        State = ServiceState.Running;
-        Log.Info($"service {Name} started (pid {pid})");
-        if (notify is null) MarkReady();
-        else _ = notify.Ready.ContinueWith(_ => MarkReady(), TaskScheduler.Default);
-
-        var stopped = new TaskCompletionSource();
-        using (_stop.Token.Register(() => stopped.TrySetResult()))
-        {
-            if (await Task.WhenAny(exited, stopped.Task).ConfigureAwait(false) == exited)
+            try
             {
-                return await exited.ConfigureAwait(false);
+                run.Cleanup();
+            }
+            catch (Exception e)
+            {
+                Log.Error($"service {Name}: cleanup", e);
             }
         }
-        return await TerminateAsync(pid, exited).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Probes every interval while the run lasts: the first success makes the service
+    /// ready; once it was, Retries failures in a row (not counting the start period) end
+    /// the run (SIGTERM, then SIGKILL after the grace), and the restart policy takes over.
+    /// </summary>
+    private async Task WatchHealthAsync(ServiceRun run, CancellationToken ended)
+    {
+        HealthProbe probe = Options.Health!;
+        long startedAt = Environment.TickCount64;
+        int failures = 0;
+        Health = "starting";
+        try
+        {
+            while (!ended.IsCancellationRequested)
+            {
+                bool healthy;
+                using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ended))
+                {
+                    timeout.CancelAfter(TimeSpan.FromSeconds(probe.TimeoutSeconds));
+                    try
+                    {
+                        healthy = await run.Probe!(timeout.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ContainerProbeException)
+                    {
+                        healthy = false;
+                    }
+                }
+                if (ended.IsCancellationRequested) return;
+                if (healthy)
+                {
+                    if (failures > 0 || Health != "healthy") Log.Info($"service {Name} is healthy");
+                    failures = 0;
+                    Health = "healthy";
+                    MarkReady();
+                }
+                else if (Environment.TickCount64 - startedAt >= probe.StartPeriodSeconds * 1000L)
+                {
+                    failures++;
+                    Health = $"unhealthy ({failures} failure{(failures == 1 ? "" : "s")} in a row)";
+                    if (failures >= probe.Retries)
+                    {
+                        Log.Warn($"service {Name} failed its {probe.Type.ToString().ToLowerInvariant()} health check {failures} times in a row: restarting it");
+                        if (State == ServiceState.Ready) State = ServiceState.Running;
+                        _ = TerminateAsync(run);
+                        return;
+                    }
+                }
+                await Task.Delay(TimeSpan.FromSeconds(probe.IntervalSeconds), ended).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private void MarkReady()
@@ -168,19 +243,81 @@ internal sealed class Service(ServiceDefinition definition, ProcessTable process
         }
     }
 
-    private async Task<ExitStatus> TerminateAsync(int pid, Task<ExitStatus> exited)
+    private async Task<ExitStatus> TerminateAsync(ServiceRun run)
     {
         State = ServiceState.Stopping;
-        // The child leads its own session and process group (setsid): signal the group.
-        Sys.TryKill(-pid, Sys.SIGTERM);
-        TimeSpan grace = TimeSpan.FromSeconds(Definition.StopTimeoutSeconds);
-        if (await Task.WhenAny(exited, Task.Delay(grace)).ConfigureAwait(false) != exited)
+        run.Terminate();
+        TimeSpan grace = TimeSpan.FromSeconds(Options.StopTimeoutSeconds);
+        if (await Task.WhenAny(run.Exited, Task.Delay(grace)).ConfigureAwait(false) != run.Exited)
         {
             Log.Warn($"service {Name} ignored SIGTERM for {grace.TotalSeconds:F0} s: SIGKILL");
-            Sys.TryKill(-pid, Sys.SIGKILL);
+            run.Kill();
         }
-        ExitStatus status = await exited.ConfigureAwait(false);
+        ExitStatus status = await run.Exited.ConfigureAwait(false);
         Log.Info($"service {Name} stopped ({status})");
         return status;
+    }
+}
+
+/// <summary>A probe that could not be run at all (the container is gone, a namespace cannot be joined).</summary>
+internal sealed class ContainerProbeException(string message) : Exception(message);
+
+/// <summary>A plain service: a program of the root, spawned with its output collected.</summary>
+internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable processes) : IServiceLauncher
+{
+    public ServiceRun Start(IReadOnlyList<string> extraEnvironment)
+    {
+        var environment = new List<string>(definition.Environment);
+        if (!environment.Any(e => e.StartsWith("PATH=", StringComparison.Ordinal)))
+        {
+            environment.Add(ProcessTable.DefaultPath);
+        }
+        environment.AddRange(extraEnvironment);
+
+        Microsoft.Win32.SafeHandles.SafeFileHandle? pumpRead = null;
+        Microsoft.Win32.SafeHandles.SafeFileHandle stdin, stdout;
+        if (definition.Tty is string tty)
+        {
+            stdin = stdout = File.OpenHandle(tty, FileMode.Open, FileAccess.ReadWrite);
+        }
+        else
+        {
+            stdin = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
+            (pumpRead, stdout) = Sys.Pipe();
+        }
+        int pid;
+        Task<ExitStatus> exited;
+        try
+        {
+            (pid, exited) = processes.Start(new SpawnRequest
+            {
+                Path = definition.Exec[0],
+                Args = definition.Exec,
+                Environment = environment,
+                Stdin = stdin,
+                Stdout = stdout,
+                Stderr = stdout,
+            });
+        }
+        catch
+        {
+            pumpRead?.Dispose();
+            throw;
+        }
+        finally
+        {
+            // The child holds its own copies; ours must close or the pump never sees EOF.
+            stdin.Dispose();
+            stdout.Dispose();
+        }
+        if (pumpRead is not null) OutputPump.Start(definition.Name, pumpRead);
+        // The child leads its own session and process group (setsid): signal the group.
+        return new ServiceRun
+        {
+            Pid = pid,
+            Exited = exited,
+            Terminate = () => Sys.TryKill(-pid, Sys.SIGTERM),
+            Kill = () => Sys.TryKill(-pid, Sys.SIGKILL),
+        };
     }
 }

@@ -1,5 +1,3 @@
-using HostOs.Init.Processes;
-using HostOs.Platform.Config;
 
 namespace HostOs.Init.Services;
 
@@ -8,8 +6,7 @@ internal sealed class Supervisor
 {
     private readonly List<Service> _services;
 
-    public Supervisor(IEnumerable<ServiceDefinition> definitions, ProcessTable processes) =>
-        _services = definitions.Select(d => new Service(d, processes)).ToList();
+    public Supervisor(IEnumerable<Service> services) => _services = [.. services];
 
     public IReadOnlyList<Service> Services => _services;
 
@@ -18,17 +15,17 @@ internal sealed class Supervisor
         var byName = _services.ToDictionary(s => s.Name, StringComparer.Ordinal);
         foreach (Service s in _services)
         {
-            s.Start(s.Definition.After.Select(a => byName[a]));
+            s.Start(s.Options.After.Select(a => byName[a]));
         }
     }
 
     /// <summary>Completes when every required service has been ready once.</summary>
     public Task RequiredReady =>
-        Task.WhenAll(_services.Where(s => s.Definition.Required).Select(s => s.FirstReady));
+        Task.WhenAll(_services.Where(s => s.Options.Required).Select(s => s.FirstReady));
 
     /// <summary>The required services that are not ready now, with why.</summary>
     public IEnumerable<string> Unhealthy() =>
-        _services.Where(s => s.Definition.Required && s.State != ServiceState.Ready)
+        _services.Where(s => s.Options.Required && s.State != ServiceState.Ready)
                  .Select(s => $"service {s.Name} is {s.State}{(s.LastExit is null ? "" : $" (last exit: {s.LastExit})")}");
 
     /// <summary>
@@ -44,7 +41,7 @@ internal sealed class Supervisor
         Task Stop(Service s)
         {
             if (stops.TryGetValue(s.Name, out Task? t)) return t;
-            Task[] dependents = _services.Where(d => d.Definition.After.Contains(s.Name)).Select(Stop).ToArray();
+            Task[] dependents = _services.Where(d => d.Options.After.Contains(s.Name)).Select(Stop).ToArray();
             t = StopAfter(s, dependents);
             stops[s.Name] = t;
             return t;

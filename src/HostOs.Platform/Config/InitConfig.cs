@@ -14,6 +14,9 @@ public sealed class InitConfig
     public List<string> Modules { get; set; } = [];
     public List<ServiceDefinition> Services { get; set; } = [];
     public HealthConfig Health { get; set; } = new();
+    /// <summary>The images baked into the root (<see cref="BakedImage"/>), by name.</summary>
+    public List<string> Images { get; set; } = [];
+    public SystemContainers Containers { get; set; } = new();
 
     public const string Path = "/usr/lib/hostos/init.json";
 
@@ -47,11 +50,63 @@ public sealed class InitConfig
         {
             foreach (string dep in s.After)
             {
-                if (!names.Contains(dep)) throw new InvalidDataException($"{source}: service '{s.Name}' is after unknown service '{dep}'");
+                if (!names.Contains(dep) && !Containers.Services.Any(c => c.Name == dep)) throw new InvalidDataException($"{source}: service '{s.Name}' is after unknown service '{dep}'");
             }
         }
         Health.Validate(source);
+        var errors = new List<string>();
+        Containers.Validate(source, Images.ToHashSet(StringComparer.Ordinal), names, errors);
+        if (errors.Count == 0 && FindCycle() is string cycle) errors.Add($"{source}: services wait for each other in a circle: {cycle}");
+        if (errors.Count > 0) throw new InvalidDataException(string.Join("\n", errors));
     }
+
+    /// <summary>A dependency cycle among services and service containers ("a -> b -> a"), or null.</summary>
+    private string? FindCycle()
+    {
+        var after = Services.Select(s => (s.Name, s.After)).Concat(Containers.Services.Select(c => (c.Name, c.After)))
+            .ToDictionary(p => p.Name, p => p.After, StringComparer.Ordinal);
+        var done = new HashSet<string>(StringComparer.Ordinal);
+        var path = new List<string>();
+        foreach (string name in after.Keys)
+        {
+            if (Visit(name) is string found) return found;
+        }
+        return null;
+
+        string? Visit(string name)
+        {
+            int at = path.IndexOf(name);
+            if (at >= 0) return string.Join(" -> ", path.Skip(at).Append(name));
+            if (!done.Add(name)) return null;
+            path.Add(name);
+            foreach (string dep in after.GetValueOrDefault(name) ?? [])
+            {
+                if (Visit(dep) is string found) return found;
+            }
+            path.RemoveAt(path.Count - 1);
+            return null;
+        }
+    }
+
+    public static BakedImage ParseBakedImage(string json, string source)
+    {
+        try
+        {
+            BakedImage image = JsonSerializer.Deserialize(json, ConfigJson.Default.BakedImage)
+                ?? throw new InvalidDataException($"{source}: empty document");
+            if (image.Layers.Count == 0 || image.Layers.Any(l => l.Length != 64 || !l.All(char.IsAsciiHexDigitLower)))
+            {
+                throw new InvalidDataException($"{source}: layers must be one or more sha256 hex digests");
+            }
+            return image;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: {e.Message}", e);
+        }
+    }
+
+    public static string ToJson(BakedImage image) => JsonSerializer.Serialize(image, ConfigJson.Default.BakedImage);
 }
 
 public enum RestartPolicy { Always, OnFailure, Never }
@@ -178,4 +233,5 @@ public sealed class BootAssessmentSettings
 [JsonSerializable(typeof(InitConfig))]
 [JsonSerializable(typeof(HealthCheck))]
 [JsonSerializable(typeof(BootAssessmentSettings))]
+[JsonSerializable(typeof(BakedImage))]
 internal sealed partial class ConfigJson : JsonSerializerContext;

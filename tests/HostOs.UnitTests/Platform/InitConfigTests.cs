@@ -56,4 +56,76 @@ public class InitConfigTests
         Assert.Contains("f.json", e.Message);
         Assert.Contains("every", e.Message);
     }
+
+    private const string Svc = """{ "name": "web", "image": "busybox" }""";
+
+    [Theory]
+    [InlineData("""{ "name": "Web", "image": "busybox" }""", "lower-case")]
+    [InlineData("""{ "name": "web", "image": "alpine" }""", "image 'alpine' is not among")]
+    [InlineData("""{ "name": "web", "image": "busybox", "user": "www-data" }""", "user 'www-data'")]
+    [InlineData("""{ "name": "web", "image": "busybox", "network": "host", "hostname": "x" }""", "hostname cannot be set")]
+    [InlineData("""{ "name": "web", "image": "busybox", "network": "bridge" }""", "network")]
+    [InlineData("""{ "name": "web", "image": "busybox", "capabilities": ["NET_ADMIN"] }""", "'NET_ADMIN' is not a CAP_ name")]
+    [InlineData("""{ "name": "web", "image": "busybox", "binds": [ { "source": "/a/../etc", "target": "/x" } ] }""", "'..' is not allowed")]
+    [InlineData("""{ "name": "web", "image": "busybox", "binds": [ { "source": "a", "target": "/x" } ] }""", "must be absolute")]
+    [InlineData("""{ "name": "web", "image": "busybox", "resources": { "memoryMiB": 1 } }""", "memoryMiB")]
+    [InlineData("""{ "name": "web", "image": "busybox", "health": { "type": "http" } }""", "needs a port")]
+    [InlineData("""{ "name": "web", "image": "busybox", "health": { "type": "exec" } }""", "needs exec")]
+    [InlineData("""{ "name": "web", "image": "busybox", "health": { "type": "http", "port": 80, "path": "x y" } }""", "path 'x y'")]
+    [InlineData("""{ "name": "web", "image": "busybox", "after": ["nope"] }""", "is after 'nope'")]
+    [InlineData("""{ "name": "web", "image": "busybox", "after": ["web"] }""", "circle: web -> web")]
+    [InlineData("""{ "name": "web", "image": "busybox", "restart": "sometimes" }""", "restart")]
+    public void RejectsBadContainers(string container, string expected)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => InitConfig.Parse(
+            $$"""{ "images": ["busybox"], "containers": { "services": [ {{container}} ] } }""", "t"));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ContainerNamesAreSharedWithServicesAndOrderIsChecked()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => InitConfig.Parse($$"""
+            { "images": ["busybox"], "services": [ { "name": "web", "exec": ["/x"] } ], "containers": { "services": [ {{Svc}} ] } }
+            """, "t"));
+        Assert.Contains("name of another service", e.Message);
+        e = Assert.Throws<InvalidDataException>(() => InitConfig.Parse("""
+            { "images": ["busybox"], "containers": { "onboot": [ { "name": "init", "image": "busybox" } ],
+              "services": [ { "name": "web", "image": "busybox", "after": ["init"] } ] } }
+            """, "t"));
+        Assert.Contains("no service or service container", e.Message);
+        e = Assert.Throws<InvalidDataException>(() => InitConfig.Parse("""
+            { "images": ["busybox"], "services": [ { "name": "a", "exec": ["/x"], "after": ["web"] } ],
+              "containers": { "services": [ { "name": "web", "image": "busybox", "after": ["a"] } ] } }
+            """, "t"));
+        Assert.Contains("circle", e.Message);
+    }
+
+    [Fact]
+    public void ContainersParseWithDefaultsAndPlainServicesMayWaitForThem()
+    {
+        var c = InitConfig.Parse("""
+            { "images": ["busybox"], "services": [ { "name": "a", "exec": ["/x"], "after": ["web"] } ],
+              "containers": { "onboot": [ { "name": "prep", "image": "busybox" } ],
+                              "services": [ { "name": "web", "image": "busybox", "health": { "type": "tcp", "port": 80 } } ] } }
+            """, "t");
+        ServiceContainer web = c.Containers.Services[0];
+        Assert.Equal(ContainerNetwork.None, web.Network);
+        Assert.True(web.ReadonlyRootfs);
+        Assert.Equal(RestartPolicy.Always, web.Restart);
+        Assert.Equal(5, web.Health!.IntervalSeconds);
+        Assert.Equal(3, web.Health.Retries);
+        Assert.Equal(300, c.Containers.Onboot[0].TimeoutSeconds);
+        Assert.Equal("web", InitConfig.Parse(c.ToJson(), "again").Containers.Services[0].Name);
+    }
+
+    [Theory]
+    [InlineData("{}", "empty")]
+    [InlineData("""{ "name": "b", "manifest": "sha256:x", "layers": [] }""", "layers")]
+    [InlineData("""{ "name": "b", "manifest": "sha256:x", "layers": ["../../etc"] }""", "layers")]
+    public void BakedImageRecordsAreChecked(string json, string expected)
+    {
+        var e = Assert.ThrowsAny<Exception>(() => InitConfig.ParseBakedImage(json, "b.json"));
+        Assert.True(e.Message.Contains(expected, StringComparison.Ordinal) || e.Message.Contains("required", StringComparison.Ordinal), e.Message);
+    }
 }

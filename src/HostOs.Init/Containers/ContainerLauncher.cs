@@ -1,0 +1,342 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Text;
+using HostOs.Containers.Cgroups;
+using HostOs.Containers.Runtime;
+using HostOs.Containers.Spec;
+using HostOs.Init.Processes;
+using HostOs.Init.Services;
+using HostOs.Platform.Config;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Init.Containers;
+
+/// <summary>
+/// Runs a workload container through the embedded runtime, from inside PID 1: a bundle
+/// under /run/hostos/containers/NAME (an overlay root made of the baked image's layers,
+/// with a tmpfs upper directory: system containers start from the image every time; the
+/// spec stays in memory: no JSON serializer for it in PID 1), the stage being hostos-init itself in its <c>container-init</c> mode,
+/// every process spawned through the init's process table so the one reaper sees its exit,
+/// and the container's stdout/stderr in the log under its name. Each run is created from
+/// scratch and removed entirely (cgroup, mounts, directory) once its init has exited.
+/// </summary>
+internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessTable processes) : IServiceLauncher
+{
+    public const string RunDirectory = "/run/hostos/containers";
+    /// <summary>The stage is our own binary (docs/containers.md): no other program is needed.</summary>
+    public const string StagePath = "/usr/sbin/hostos-init";
+    public const string CgroupParent = "hostos-system";
+
+    private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
+
+    public ServiceRun Start(IReadOnlyList<string> environment)
+    {
+        string name = definition.Name;
+        string bundle = Path.Combine(RunDirectory, name);
+        string rootfs = Path.Combine(bundle, "rootfs");
+        RemoveBundle(bundle, rootfs); // what a run before an init restart may have left
+        BakedImage image = LoadImage(definition.Image);
+        RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{CgroupParent}/{name}", environment);
+
+        ContainerProcess container;
+        var (pumpRead, output) = Sys.Pipe();
+        try
+        {
+            Directory.CreateDirectory(bundle);
+            MountRoot(image, bundle, rootfs);
+            try
+            {
+                container = ContainerProcess.Create(name, bundle, StagePath, Spawn, output, waitHook: WaitHook, inMemory: spec);
+            }
+            finally
+            {
+                output.Dispose();
+            }
+            try
+            {
+                container.Start();
+            }
+            catch
+            {
+                Sys.TryKill(container.Pid, Sys.SIGKILL);
+                _exits[container.Pid].Wait();
+                container.Delete();
+                throw;
+            }
+        }
+        catch
+        {
+            pumpRead.Dispose();
+            RemoveBundle(bundle, rootfs);
+            throw;
+        }
+        OutputPump.Start(name, pumpRead);
+        int pid = container.Pid;
+        return new ServiceRun
+        {
+            Pid = pid,
+            Exited = _exits[pid],
+            Terminate = () => Terminate(container.Cgroup, pid),
+            Kill = () => KillAll(container.Cgroup, pid),
+            Probe = definition is ServiceContainer { Health: HealthProbe probe } ? token => ProbeAsync(probe, container, token) : null,
+            Cleanup = () =>
+            {
+                _exits.TryRemove(pid, out _);
+                container.Delete();
+                RemoveBundle(bundle, rootfs);
+            },
+        };
+    }
+
+    /// <summary>Runs an onboot container to completion; its exit status, or a timeout error.</summary>
+    public async Task<ExitStatus> RunToCompletionAsync(TimeSpan timeout)
+    {
+        ServiceRun run = Start([]);
+        try
+        {
+            if (await Task.WhenAny(run.Exited, Task.Delay(timeout)).ConfigureAwait(false) != run.Exited)
+            {
+                run.Kill();
+                await run.Exited.ConfigureAwait(false);
+                throw new TimeoutException($"did not finish within {timeout.TotalSeconds:F0} s and was killed");
+            }
+            return await run.Exited.ConfigureAwait(false);
+        }
+        finally
+        {
+            run.Cleanup();
+        }
+    }
+
+    /// <summary>
+    /// SIGTERM to the container's init, as docker stop does. The init of a pid namespace gets
+    /// from outside only the signals it handles: one without a SIGTERM handler (busybox
+    /// httpd, a shell) would ignore it for the whole grace period, so it is killed at once.
+    /// </summary>
+    private void Terminate(Cgroup cgroup, int pid)
+    {
+        string status;
+        try
+        {
+            status = File.ReadAllText($"/proc/{pid}/status");
+        }
+        catch (IOException)
+        {
+            return; // already gone
+        }
+        if (ProcessTable.Catches(status, Sys.SIGTERM)) Sys.TryKill(pid, Sys.SIGTERM);
+        else
+        {
+            Log.Info($"container {definition.Name}: its init does not handle SIGTERM, SIGKILL instead");
+            KillAll(cgroup, pid);
+        }
+    }
+
+    private static void KillAll(Cgroup cgroup, int pid)
+    {
+        try
+        {
+            cgroup.Kill();
+        }
+        catch (Exception e) when (e is CgroupException or IOException)
+        {
+            Sys.TryKill(pid, Sys.SIGKILL);
+        }
+    }
+
+    private int Spawn(SpawnRequest request)
+    {
+        // Nothing a container starts may read PID 1's console.
+        using SafeFileHandle? devNull = request.Stdin is null ? File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read) : null;
+        var (pid, exited) = processes.Start(devNull is null ? request : new SpawnRequest
+        {
+            Path = request.Path,
+            Args = request.Args,
+            Environment = request.Environment,
+            Stdin = devNull,
+            Stdout = request.Stdout,
+            Stderr = request.Stderr,
+            ExtraFds = request.ExtraFds,
+            NewSession = request.NewSession,
+        });
+        _exits[pid] = exited;
+        return pid;
+    }
+
+    private ExitStatus? WaitHook(int pid, TimeSpan? timeout)
+    {
+        Task<ExitStatus> exited = _exits[pid];
+        if (!exited.Wait(timeout ?? Timeout.InfiniteTimeSpan))
+        {
+            Sys.TryKill(pid, Sys.SIGKILL);
+            exited.Wait();
+            _exits.TryRemove(pid, out _);
+            return null;
+        }
+        _exits.TryRemove(pid, out _);
+        return exited.Result;
+    }
+
+    public static BakedImage LoadImage(string name)
+    {
+        string path = BakedImage.PathOf(name);
+        if (!File.Exists(path)) throw new InvalidDataException($"image '{name}' is not baked into this root ({path} is missing)");
+        return InitConfig.ParseBakedImage(File.ReadAllText(path), path);
+    }
+
+    /// <summary>The overlay root: the image's layers (top first) under a tmpfs upper directory.</summary>
+    private static void MountRoot(BakedImage image, string bundle, string rootfs)
+    {
+        string upper = Path.Combine(bundle, "upper"), work = Path.Combine(bundle, "work");
+        foreach (string d in new[] { upper, work, rootfs }) Directory.CreateDirectory(d);
+        var lowers = Enumerable.Reverse(image.Layers).Select(BakedImage.LayerPath).ToList();
+        foreach (string l in lowers)
+        {
+            if (!Directory.Exists(l)) throw new InvalidDataException($"image '{image.Name}': layer {l} is missing from the root");
+        }
+        Sys.Mount("overlay", rootfs, "overlay", MountFlags.None, $"lowerdir={string.Join(':', lowers)},upperdir={upper},workdir={work}");
+    }
+
+    private static void RemoveBundle(string bundle, string rootfs)
+    {
+        if (!Directory.Exists(bundle)) return;
+        if (File.ReadAllLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == rootfs))
+        {
+            Sys.Umount(rootfs, Sys.MNT_DETACH);
+        }
+        Directory.Delete(bundle, recursive: true);
+    }
+
+    // ----- health probes
+
+    private async Task<bool> ProbeAsync(HealthProbe probe, ContainerProcess container, CancellationToken token)
+    {
+        switch (probe.Type)
+        {
+            case ProbeType.Exec:
+                return await ExecProbeAsync(probe, container, token).ConfigureAwait(false);
+            default:
+                using (Socket socket = await ConnectInContainerAsync(container.Pid, probe.Port!.Value).ConfigureAwait(false))
+                {
+                    if (probe.Type == ProbeType.Tcp) return true;
+                    return await HttpProbeAsync(socket, probe, token).ConfigureAwait(false);
+                }
+        }
+    }
+
+    /// <summary>
+    /// A TCP socket connected to 127.0.0.1:PORT in the container's network namespace: made by
+    /// a throwaway thread that joins the namespace (per thread, FACTS.md); a socket keeps the
+    /// namespace it was made in, so the rest is done from any thread.
+    /// </summary>
+    private static Task<Socket> ConnectInContainerAsync(int pid, int port)
+    {
+        var made = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using (SafeFileHandle ns = File.OpenHandle($"/proc/{pid}/ns/net", FileMode.Open, FileAccess.Read))
+                {
+                    Sys.SetNs(ns, CloneFlags.NewNet, $"/proc/{pid}/ns/net");
+                }
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                made.TrySetResult(socket);
+            }
+            catch (Exception e)
+            {
+                made.TrySetException(new ContainerProbeException($"cannot join the network namespace of pid {pid}: {e.Message}"));
+            }
+        }) { IsBackground = true, Name = "probe-netns" };
+        thread.Start();
+        return ConnectAsync(made.Task, port);
+    }
+
+    private static async Task<Socket> ConnectAsync(Task<Socket> made, int port)
+    {
+        Socket socket = await made.ConfigureAwait(false);
+        try
+        {
+            await socket.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port)).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<bool> HttpProbeAsync(Socket socket, HealthProbe probe, CancellationToken token)
+    {
+        byte[] request = Encoding.ASCII.GetBytes($"GET {probe.Path} HTTP/1.0\r\nHost: 127.0.0.1:{probe.Port}\r\nUser-Agent: hostos-init\r\nConnection: close\r\n\r\n");
+        await socket.SendAsync(request, SocketFlags.None, token).ConfigureAwait(false);
+        byte[] buffer = new byte[64];
+        int length = 0;
+        while (length < 12)
+        {
+            int n = await socket.ReceiveAsync(buffer.AsMemory(length), SocketFlags.None, token).ConfigureAwait(false);
+            if (n == 0) break;
+            length += n;
+        }
+        // "HTTP/1.x 200 ..." : healthy on 2xx and 3xx.
+        string status = Encoding.ASCII.GetString(buffer, 0, length);
+        return status.StartsWith("HTTP/1.", StringComparison.Ordinal) && status.Length >= 12 && status[9] is '2' or '3';
+    }
+
+    private async Task<bool> ExecProbeAsync(HealthProbe probe, ContainerProcess container, CancellationToken token)
+    {
+        Process own = container.Spec!.Process!;
+        var process = new Process
+        {
+            Args = probe.Exec, Env = own.Env, Cwd = own.Cwd, User = own.User, Capabilities = own.Capabilities,
+            Rlimits = own.Rlimits, NoNewPrivileges = own.NoNewPrivileges,
+        };
+        var (read, write) = Sys.Pipe();
+        ContainerProcess exec;
+        try
+        {
+            exec = ContainerProcess.Exec(definition.Name, container.Pid, process, container.Spec.Linux?.Seccomp, container.Cgroup,
+                StagePath, Spawn, write);
+        }
+        catch (ContainerException e)
+        {
+            read.Dispose();
+            throw new ContainerProbeException(e.Message);
+        }
+        finally
+        {
+            write.Dispose();
+        }
+        // The probe's output is read (so it never blocks) and dropped.
+        _ = Task.Run(() => { using var s = new FileStream(read, FileAccess.Read, 1); s.CopyTo(Stream.Null); });
+        try
+        {
+            exec.Start();
+        }
+        catch (ContainerException e)
+        {
+            Sys.TryKill(exec.Pid, Sys.SIGKILL);
+            await _exits[exec.Pid].ConfigureAwait(false);
+            _exits.TryRemove(exec.Pid, out _);
+            throw new ContainerProbeException(e.Message);
+        }
+        Task<ExitStatus> exited = _exits[exec.Pid];
+        try
+        {
+            ExitStatus status = await exited.WaitAsync(token).ConfigureAwait(false);
+            return status.Exited && status.Code == 0;
+        }
+        catch (OperationCanceledException)
+        {
+            Sys.TryKill(exec.Pid, Sys.SIGKILL);
+            await exited.ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            _exits.TryRemove(exec.Pid, out _);
+        }
+    }
+}
