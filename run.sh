@@ -16,12 +16,16 @@ if [ $keep -eq 0 ] || [ ! -f out/run/disk.img ]; then
   cp /usr/share/OVMF/OVMF_VARS_4M.fd out/run/vars.fd
   cat /proc/sys/kernel/random/uuid > out/run/uuid   # the VM's SMBIOS UUID, as a cloud gives one
 fi
+port="${HOSTOS_WEB_PORT:-8080}"
 echo "== booting HostOS (TCG unless HOSTOS_ACCEL is set); Ctrl-A X quits; QMP on out/run/qmp.sock"
+echo "== the demo container's page, once 'service web ready' shows: curl http://127.0.0.1:$port/"
+
 exec qemu-system-x86_64 -machine q35 -accel "${HOSTOS_ACCEL:-tcg}" -m 1024 -smp 2 \
   -nodefaults -display none -vga none \
   -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
   -drive if=pflash,format=raw,unit=1,file=out/run/vars.fd \
   -drive if=virtio,format=raw,file=out/run/disk.img \
+  -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=net0 \
   -chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console \
   -uuid "$(cat out/run/uuid)" \
   -qmp unix:out/run/qmp.sock,server=on,wait=off

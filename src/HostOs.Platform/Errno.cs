@@ -8,7 +8,7 @@ public static class Errno
         EACCES = 13, EFAULT = 14, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENODEV = 19,
         ENOTDIR = 20, EISDIR = 21, EINVAL = 22, ENFILE = 23, EMFILE = 24, ENOSPC = 28,
         EROFS = 30, EPIPE = 32, ENOSYS = 38, ENOTEMPTY = 39, ELOOP = 40, ENODATA = 61,
-        EOPNOTSUPP = 95, ETIMEDOUT = 110;
+        EOPNOTSUPP = 95, EADDRNOTAVAIL = 99, ETIMEDOUT = 110;
 
     public static string Name(int errno) => errno switch
     {
@@ -19,7 +19,7 @@ public static class Errno
         EXDEV => "EXDEV", ENODEV => "ENODEV", ENOTDIR => "ENOTDIR", EISDIR => "EISDIR",
         EINVAL => "EINVAL", ENFILE => "ENFILE", EMFILE => "EMFILE", ENOSPC => "ENOSPC",
         EROFS => "EROFS", EPIPE => "EPIPE", ENOSYS => "ENOSYS", ENOTEMPTY => "ENOTEMPTY",
-        ELOOP => "ELOOP", ENODATA => "ENODATA", EOPNOTSUPP => "EOPNOTSUPP",
+        ELOOP => "ELOOP", ENODATA => "ENODATA", EOPNOTSUPP => "EOPNOTSUPP", EADDRNOTAVAIL => "EADDRNOTAVAIL",
         ETIMEDOUT => "ETIMEDOUT",
         _ => $"errno {errno}",
     };

@@ -33,6 +33,19 @@ internal sealed class QemuMachine : IAsyncDisposable
     public bool IsRunning => _qemu is { HasExited: false };
     /// <summary>More raw disk images, attached read-only as /dev/vdb, /dev/vdc... in order.</summary>
     public List<string> ExtraDisks { get; } = [];
+    /// <summary>The host port (on 127.0.0.1) forwarded to the guest's port 8080, the demo web container's.</summary>
+    public int WebPort { get; } = FreePort();
+    /// <summary>The host name QEMU's DHCP server hands out (none when null).</summary>
+    public string? DhcpHostname { get; set; }
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
 
     public static QemuMachine Create(string name, string image = "hostos-test", bool smbiosUuid = true)
     {
@@ -69,6 +82,11 @@ internal sealed class QemuMachine : IAsyncDisposable
         {
             psi.ArgumentList.Add(arg);
         }
+        // One virtio NIC on QEMU's user network, as a cloud VM has: DHCP gives 10.0.2.15.
+        psi.ArgumentList.Add("-netdev");
+        psi.ArgumentList.Add($"user,id=net0,hostfwd=tcp:127.0.0.1:{WebPort}-:8080" + (DhcpHostname is null ? "" : $",hostname={DhcpHostname}"));
+        psi.ArgumentList.Add("-device");
+        psi.ArgumentList.Add("virtio-net-pci,netdev=net0");
         foreach (string disk in ExtraDisks)
         {
             psi.ArgumentList.Add("-drive");

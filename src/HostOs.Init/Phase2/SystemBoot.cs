@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using HostOs.Init.Containers;
 using HostOs.Init.Health;
+using HostOs.Init.Network;
 using HostOs.Init.Processes;
 using HostOs.Init.Services;
 using HostOs.Platform.Config;
@@ -100,6 +101,7 @@ internal sealed class SystemBoot
             Log.Info($"hostname {name}");
         });
         BootStep.TryRun("loopback", () => Sys.SetInterfaceUp("lo"));
+        StartNetwork(modules);
 
         if (config.Containers.Onboot.Count > 0) BootStep.TryRun("onboot", () => RunOnboot(config.Containers.Onboot));
         _supervisor = new Supervisor(
@@ -124,6 +126,38 @@ internal sealed class SystemBoot
             _ => Log.Info($"HostOS ready: {_supervisor.Services.Count} services up"),
             TaskContinuationOptions.OnlyOnRanToCompletion);
     }
+
+    /// <summary>
+    /// DHCP on the first Ethernet interface, in the background: the boot does not wait for a
+    /// lease (a machine whose network is down is still a machine that booted; its services
+    /// start and the assessment judges them). The NIC driver comes with the modules.
+    /// </summary>
+    private static void StartNetwork(Task modules) => _ = Task.Run(async () =>
+    {
+        await modules.ConfigureAwait(false);
+        EthernetInterface? nic = null;
+        for (int i = 0; i < 50 && (nic = EthernetInterface.First()) is null; i++) await Task.Delay(100).ConfigureAwait(false);
+        if (nic is null)
+        {
+            Log.Info("network: no Ethernet interface");
+            return;
+        }
+        while (true)
+        {
+            try
+            {
+                Sys.SetInterfaceUp(nic.Name);
+                Log.Info($"network: {nic.Name} up, asking for a DHCP lease");
+                await new DhcpClient(nic, Log.Info, Log.Warn).RunAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                // Never give up on the network: log, pause, start over.
+                Log.Error($"network: {nic.Name}", e);
+                await Task.Delay(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+        }
+    });
 
     /// <summary>
     /// The onboot containers, one after the other, each to completion, before any service.
