@@ -28,6 +28,7 @@ internal static partial class Program
                 ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
                 ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
+                ["journal-send", string identifier, string priority, string message] => JournalSend(identifier, priority, message),
                 _ => Usage(),
             };
         }
@@ -110,6 +111,42 @@ internal static partial class Program
         Console.WriteLine($"{verdict} orphans: {count} exited at once, none left after {ms:F0} ms " +
                           $"(at most {maxZombies} zombies seen, {scans} scans of /proc)");
         return ms <= 1000 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// journal-send IDENTIFIER PRIORITY MESSAGE: one datagram in journald's native protocol
+    /// to /run/systemd/journal/socket, as sd_journal_send does; a message with a newline
+    /// goes in the protocol's binary form.
+    /// </summary>
+    private static int JournalSend(string identifier, string priority, string message)
+    {
+        message = message.Replace("\\n", "\n");
+        var b = new MemoryStream();
+        void Field(string key, string value)
+        {
+            byte[] v = System.Text.Encoding.UTF8.GetBytes(value);
+            b.Write(System.Text.Encoding.ASCII.GetBytes(key));
+            if (!value.Contains('\n'))
+            {
+                b.WriteByte((byte)'=');
+                b.Write(v);
+            }
+            else
+            {
+                b.WriteByte((byte)'\n');
+                b.Write(BitConverter.GetBytes((ulong)v.Length));
+                b.Write(v);
+            }
+            b.WriteByte((byte)'\n');
+        }
+        Field("PRIORITY", priority);
+        Field("SYSLOG_IDENTIFIER", identifier);
+        Field("SYSLOG_PID", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        Field("MESSAGE", message);
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
+            System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.SendTo(b.ToArray(), new System.Net.Sockets.UnixDomainSocketEndPoint("/run/systemd/journal/socket"));
+        return 0;
     }
 
     /// <summary>

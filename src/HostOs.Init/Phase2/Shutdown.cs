@@ -32,6 +32,10 @@ internal static class Shutdown
             });
         }
         Guard("kill-remaining", KillRemaining);
+        Guard("journal", () =>
+        {
+            if (!Logging.Journal.Close(TimeSpan.FromSeconds(3))) Log.Warn("the journal did not reach the disk within 3 s");
+        });
         Sys.Sync();
         Guard("unmount", UnmountAll);
         Sys.Sync();

@@ -61,6 +61,8 @@ internal sealed class SystemBoot
     private void Boot()
     {
         BootStep.Run("mount-api-fs", MountApiFileSystems);
+        Logging.Journal.StartWriter();
+        BootStep.TryRun("log-sockets", Logging.LogSockets.Start);
         InitConfig config = LoadConfig();
         // Modules load on their own thread while state is checked. The boot path waits only
         // for overlay (the /etc overlay); efivarfs, vfat and the rest are waited for by the
@@ -92,6 +94,20 @@ internal sealed class SystemBoot
         });
         overlay.Wait();
         BootStep.Run("mount-var-etc", StateVolume.MountVarAndEtc);
+        BootStep.TryRun("journal", () =>
+        {
+            try
+            {
+                Logging.Journal.Open();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Never leave the journal unopened: services' output would wait for it.
+                Log.Error($"journal: {Logging.Journal.Directory} unusable, keeping the log in /run (lost at reboot)", e);
+                Logging.Journal.Open("/run/hostos/log");
+                Degrade($"journal: {e.Message}");
+            }
+        });
         string machineId = "";
         BootStep.Run("machine-id", () => machineId = MachineIdentity.EnsureMachineId());
         BootStep.TryRun("hostname", () =>

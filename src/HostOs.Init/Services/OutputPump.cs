@@ -4,9 +4,11 @@ using Microsoft.Win32.SafeHandles;
 namespace HostOs.Init.Services;
 
 /// <summary>
-/// Copies a child's stdout/stderr pipe into the init's log, a line at a time, on a
-/// thread of its own so a chatty child never blocks anything else. Over-long lines are
-/// split. The thread ends when every writer has closed the pipe.
+/// Copies a child's stdout/stderr pipe into the journal, a line at a time, on a thread of
+/// its own so a chatty child never blocks anything else. When the journal's queue is full
+/// the pump waits, so the child's pipe fills and the child itself is slowed: nothing is
+/// lost and nobody else waits. The console shows a budgeted share (<see cref="ConsoleBudget"/>).
+/// Over-long lines are split. The thread ends when every writer has closed the pipe.
 /// </summary>
 internal static class OutputPump
 {
@@ -23,6 +25,7 @@ internal static class OutputPump
         using var stream = new FileStream(readEnd, FileAccess.Read, 1);
         byte[] buffer = new byte[8192];
         var line = new List<byte>(256);
+        var console = new ConsoleBudget();
         try
         {
             int n;
@@ -33,7 +36,7 @@ internal static class OutputPump
                     byte b = buffer[i];
                     if (b == (byte)'\n' || line.Count >= MaxLine)
                     {
-                        Emit(name, line);
+                        Emit(name, line, console);
                         if (b == (byte)'\n') continue;
                     }
                     line.Add(b);
@@ -43,12 +46,14 @@ internal static class OutputPump
         catch (IOException)
         {
         }
-        if (line.Count > 0) Emit(name, line);
+        if (line.Count > 0) Emit(name, line, console);
     }
 
-    private static void Emit(string name, List<byte> line)
+    private static void Emit(string name, List<byte> line, ConsoleBudget console)
     {
-        Log.Info($"[{name}] {Encoding.UTF8.GetString(line.ToArray()).TrimEnd('\r')}");
+        string text = Encoding.UTF8.GetString(line.ToArray()).TrimEnd('\r');
         line.Clear();
+        Logging.Journal.Put(Logging.LogRecord.Now(name, Logging.LogRecord.Info, 0, text));
+        console.Show(name, text);
     }
 }

@@ -51,7 +51,6 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
     private readonly TaskCompletionSource _firstReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private Task _run = Task.CompletedTask;
-    private int _readyLogged;
 
     public ServiceOptions Options { get; } = options;
     public string Name => Options.Name;
@@ -233,13 +232,11 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
         if (State is ServiceState.Running)
         {
             State = ServiceState.Ready;
-            // Logged before the waiters are released, so that no line saying what the
-            // readiness led to (e.g. "HostOS ready") can carry an earlier time than it.
-            if (Interlocked.Exchange(ref _readyLogged, 1) == 0)
-            {
-                Log.Info($"service {Name} ready");
-                _firstReady.TrySetResult();
-            }
+            // Logged (at every run's readiness) before the waiters of the first are released,
+            // so that no line saying what the readiness led to (e.g. "HostOS ready") can carry
+            // an earlier time than it.
+            Log.Info($"service {Name} ready");
+            _firstReady.TrySetResult();
         }
     }
 
