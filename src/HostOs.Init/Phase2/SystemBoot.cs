@@ -119,6 +119,7 @@ internal sealed class SystemBoot
         BootStep.TryRun("loopback", () => Sys.SetInterfaceUp("lo"));
         StartNetwork(modules);
 
+        if (config.Containers.Onboot.Count + config.Containers.Services.Count > 0) BootStep.TryRun("device-filter-key", PinDeviceFilterKey);
         if (config.Containers.Onboot.Count > 0) BootStep.TryRun("onboot", () => RunOnboot(config.Containers.Onboot));
         _supervisor = new Supervisor(
             config.Services.Select(d => new Service(ServiceOptions.Of(d), new ProcessLauncher(d, _processes)))
@@ -174,6 +175,22 @@ internal sealed class SystemBoot
             }
         }
     });
+
+    /// <summary>
+    /// Attaches an allow-all device program to an empty cgroup that lives as long as the
+    /// machine. The kernel switches its cgroup-device code on and off with a static key
+    /// when the first such program comes and the last goes, which patches kernel text on
+    /// every CPU; with it held on, container churn never patches anything. A mitigation for
+    /// the guest lockups seen under TCG (docs/testing.md), harmless elsewhere: the program
+    /// only applies to processes in that cgroup, and there are none.
+    /// </summary>
+    private static void PinDeviceFilterKey()
+    {
+        string dir = Path.Combine(HostOs.Containers.Cgroups.Cgroup.DefaultRoot, "hostos-device-key");
+        Directory.CreateDirectory(dir);
+        Sys.AttachDeviceProgram(dir, HostOs.Containers.Cgroups.DeviceFilter.Compile(
+            [new HostOs.Containers.Spec.DeviceRule { Allow = true, Access = "rwm" }]));
+    }
 
     /// <summary>
     /// The onboot containers, one after the other, each to completion, before any service.
