@@ -34,6 +34,7 @@ publish() { # project output-name
 }
 publish src/HostOs.Init hostos-init
 publish src/HostOs.Runc hostos-runc
+publish src/HostOs.Ctl hostctl
 # The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
 publish tests/HostOs.GuestCheck hostos-guestcheck
 

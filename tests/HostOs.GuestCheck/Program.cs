@@ -29,6 +29,7 @@ internal static partial class Program
                 ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
                 ["journal-send", string identifier, string priority, string message] => JournalSend(identifier, priority, message),
+                ["as-user", string uid, .. var command] when command.Length > 0 => AsUser(uint.Parse(uid, CultureInfo.InvariantCulture), command),
                 _ => Usage(),
             };
         }
@@ -111,6 +112,19 @@ internal static partial class Program
         Console.WriteLine($"{verdict} orphans: {count} exited at once, none left after {ms:F0} ms " +
                           $"(at most {maxZombies} zombies seen, {scans} scans of /proc)");
         return ms <= 1000 ? 0 : 1;
+    }
+
+    /// <summary>as-user UID PROGRAM ARGS...: runs PROGRAM as UID (and group UID, no others), for checks of what an unprivileged user may do.</summary>
+    private static int AsUser(uint uid, string[] command)
+    {
+        var thread = new Thread(() =>
+        {
+            HostOs.Platform.Interop.Sys.SetCredentialsForThisThread(uid, uid, []);
+            HostOs.Platform.Interop.Sys.Exec(command[0], command, ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+        });
+        thread.Start();
+        thread.Join();
+        return 127;
     }
 
     /// <summary>

@@ -23,6 +23,9 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
     public const string OperatorChecks = "/etc/hostos/health.d";
     private const string EspMount = "/efi";
 
+    /// <summary>Where the assessment stands, for the API: assessing, waiting: ..., healthy, failed: ...</summary>
+    public string Verdict { get; private set; } = "assessing";
+
     public async Task RunAsync(Action<PowerAction> requestShutdown)
     {
         BootEntryName? counted = BootEntryFiles.FromBootCountPath(EfiVariables.ReadLoaderString("LoaderBootCountPath"));
@@ -40,6 +43,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
             if (problems.Count == 0)
             {
                 Log.Info($"boot assessment: healthy after {(Environment.TickCount64 - start) / 1000.0:F1} s");
+                Verdict = "healthy";
                 if (counted is { } entry) Bless(entry);
                 return;
             }
@@ -47,6 +51,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
             if (Environment.TickCount64 - start > deadline.TotalMilliseconds)
             {
                 Log.Error($"boot assessment: FAILED after {deadline.TotalSeconds:F0} s: {report}");
+                Verdict = $"failed: {report}";
                 if (counted is not null)
                 {
                     Log.Error("boot assessment: rebooting so the boot loader counts this try (falls back when tries run out)");
@@ -58,6 +63,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
                 }
                 return;
             }
+            Verdict = $"waiting: {report}";
             if (report != lastReport)
             {
                 Log.Info($"boot assessment: waiting: {report}");

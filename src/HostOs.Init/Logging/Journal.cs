@@ -136,6 +136,74 @@ internal static class Journal
 
     private static volatile bool _closing;
 
+    // The newest records in memory, for readers that follow the log (hostctl logs -f).
+    private const int RingSize = 4096;
+    private static readonly LogRecord[] Ring = new LogRecord[RingSize];
+    private static int _ringNext, _ringCount;
+    private static readonly Lock RingGate = new();
+
+    private static void Remember(List<LogRecord> written)
+    {
+        lock (RingGate)
+        {
+            foreach (LogRecord r in written)
+            {
+                Ring[_ringNext] = r;
+                _ringNext = (_ringNext + 1) % RingSize;
+                _ringCount = Math.Min(_ringCount + 1, RingSize);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The newest <paramref name="max"/> records of <paramref name="unit"/> (all units when
+    /// null) written after <paramref name="sinceUs"/>, oldest first: from memory when the
+    /// request reaches back no further than it holds, otherwise from the files, newest first,
+    /// reading no further back than needed.
+    /// </summary>
+    public static List<LogRecord> Read(string? unit, long sinceUs, int max)
+    {
+        bool Wanted(LogRecord r) => r.RealtimeUs > sinceUs && (unit is null || r.Unit == unit);
+        lock (RingGate)
+        {
+            int oldest = (_ringNext - _ringCount + RingSize) % RingSize;
+            if (_ringCount > 0 && sinceUs >= Ring[oldest].RealtimeUs)
+            {
+                var fromMemory = new List<LogRecord>();
+                for (int i = 0; i < _ringCount; i++)
+                {
+                    LogRecord r = Ring[(oldest + i) % RingSize];
+                    if (Wanted(r)) fromMemory.Add(r);
+                }
+                return fromMemory.Count > max ? fromMemory[^max..] : fromMemory;
+            }
+        }
+        var result = new List<LogRecord>();
+        if (_directory is null) return result;
+        List<string> files = Files(_directory);
+        for (int f = files.Count - 1; f >= 0 && result.Count < max; f--)
+        {
+            var chunk = new List<LogRecord>();
+            bool reachedSince = false;
+            try
+            {
+                foreach (string line in File.ReadLines(files[f]))
+                {
+                    if (LogRecord.Parse(System.Text.Encoding.UTF8.GetBytes(line)) is not LogRecord r) continue;
+                    if (r.RealtimeUs <= sinceUs) reachedSince = true;
+                    if (Wanted(r)) chunk.Add(r);
+                }
+            }
+            catch (FileNotFoundException)
+            {
+                continue; // rotated away while we read
+            }
+            result.InsertRange(0, chunk);
+            if (reachedSince) break;
+        }
+        return result.Count > max ? result[^max..] : result;
+    }
+
     /// <summary>
     /// Shutdown: waits (at most <paramref name="timeout"/>) until everything queued so far is
     /// on disk, then the journal closes its file (state can be unmounted) and writes no more.
@@ -167,6 +235,7 @@ internal static class Journal
                 long dropped = Interlocked.Exchange(ref _dropped, 0);
                 if (dropped > 0) batch.Add(LogRecord.Now("journal", LogRecord.Warning, 0, $"{dropped} log records dropped: the queue was full"));
                 files.Write(batch);
+                Remember(batch);
                 batch.Clear();
                 if (flush || Environment.TickCount64 - lastSync > 5000)
                 {

@@ -69,6 +69,8 @@ internal sealed class StateVolume(ProcessTable processes)
         string work = Path.Combine(MountPoint, "etc", "work");
         foreach (string d in new[] { var, upper, work }) Directory.CreateDirectory(d);
         Sys.Mount(var, "/var", null, MountFlags.Bind);
+        // /var/run is /run (FHS), where libdbus and others look for the system bus.
+        if (!Path.Exists("/var/run")) File.CreateSymbolicLink("/var/run", "../run");
         Sys.Mount("overlay", "/etc", "overlay", MountFlags.NoDev,
             $"lowerdir=/etc,upperdir={upper},workdir={work}");
     }

@@ -15,7 +15,7 @@ namespace HostOs.Init.Phase2;
 /// systems to the services, then the init waits for a power request (signal, power
 /// button, failed boot assessment) and shuts down in order.
 /// </summary>
-internal sealed class SystemBoot
+internal sealed class SystemBoot : Api.IManagedSystem
 {
     private readonly ProcessTable _processes = new();
     private readonly StateVolume _state;
@@ -24,6 +24,8 @@ internal sealed class SystemBoot
     /// <summary>What this boot could not do; each makes the boot assessment fail.</summary>
     private readonly List<string> _bootProblems = [];
     private Supervisor? _supervisor;
+    private BootAssessment? _assessment;
+    private DhcpClient? _dhcp;
 
     public SystemBoot() => _state = new StateVolume(_processes);
 
@@ -126,6 +128,8 @@ internal sealed class SystemBoot
             .Concat(config.Containers.Services.Select(c => new Service(ServiceOptions.Of(c), new ContainerLauncher(c, _processes)))));
         BootStep.Run("start-services", _supervisor.StartAll);
         var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk);
+        _assessment = assessment;
+        Api.ApiServer.Start(this);
         _ = Task.Run(async () =>
         {
             try
@@ -149,7 +153,7 @@ internal sealed class SystemBoot
     /// lease (a machine whose network is down is still a machine that booted; its services
     /// start and the assessment judges them). The NIC driver comes with the modules.
     /// </summary>
-    private static void StartNetwork(Task modules) => _ = Task.Run(async () =>
+    private void StartNetwork(Task modules) => _ = Task.Run(async () =>
     {
         await modules.ConfigureAwait(false);
         EthernetInterface? nic = null;
@@ -165,7 +169,8 @@ internal sealed class SystemBoot
             {
                 Sys.SetInterfaceUp(nic.Name);
                 Log.Info($"network: {nic.Name} up, asking for a DHCP lease");
-                await new DhcpClient(nic, Log.Info, Log.Warn).RunAsync(CancellationToken.None).ConfigureAwait(false);
+                _dhcp = new DhcpClient(nic, Log.Info, Log.Warn);
+                await _dhcp.RunAsync(CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -218,6 +223,26 @@ internal sealed class SystemBoot
                 Degrade($"onboot container {step.Name}: {e.Message}");
             }
         }
+    }
+
+    // ----- what the API (org.hostos.Manager1) shows and does
+
+    public IReadOnlyList<Service> Services => _supervisor?.Services ?? [];
+
+    public IReadOnlyDictionary<string, string> Status()
+    {
+        string Read(string path) => File.Exists(path) ? File.ReadAllText(path).Trim() : "";
+        var services = Services;
+        return new Dictionary<string, string>
+        {
+            ["version"] = Read("/usr/lib/os-release").Split('\n').FirstOrDefault(l => l.StartsWith("VERSION_ID=", StringComparison.Ordinal))?[11..] ?? Program.Version,
+            ["hostname"] = Read("/proc/sys/kernel/hostname"),
+            ["machine_id"] = Read("/etc/machine-id"),
+            ["boot"] = _assessment?.Verdict ?? "starting",
+            ["uptime_seconds"] = (Environment.TickCount64 / 1000).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["address"] = _dhcp?.Current?.ToString() ?? "",
+            ["services"] = $"{services.Count(s => s.State == ServiceState.Ready)} ready of {services.Count}",
+        };
     }
 
     private List<string> BootProblems()

@@ -8,10 +8,10 @@ internal enum ServiceState { Waiting, Starting, Running, Ready, Backoff, Stoppin
 
 /// <summary>How a service is supervised, whether its program is a process or a container.</summary>
 internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadOnlyList<string> After, bool Required,
-    int StopTimeoutSeconds, bool Notify = false, HealthProbe? Health = null)
+    int StopTimeoutSeconds, bool Notify = false, HealthProbe? Health = null, string Kind = "service")
 {
     public static ServiceOptions Of(ServiceDefinition d) => new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify);
-    public static ServiceOptions Of(ServiceContainer c) => new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health);
+    public static ServiceOptions Of(ServiceContainer c) => new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: "container");
 }
 
 /// <summary>One run of a service's program, as its launcher started it.</summary>
@@ -50,7 +50,11 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
 
     private readonly TaskCompletionSource _firstReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _gate = new();
     private Task _run = Task.CompletedTask;
+    private ServiceRun? _current;
+    private CancellationTokenSource? _wake;
+    private bool _restartRequested;
 
     public ServiceOptions Options { get; } = options;
     public string Name => Options.Name;
@@ -62,13 +66,41 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
     public string? Health { get; private set; }
     public Task FirstReady => _firstReady.Task;
 
-    public void Start(IEnumerable<Service> after)
+    public void Start(IEnumerable<Service> after) => _run = RunGuardedAsync(after.Select(s => s.FirstReady).ToList());
+
+    /// <summary>
+    /// An operator's restart (the API): the current run is stopped as at shutdown and a new
+    /// one starts at once, whatever the restart policy; a service in backoff starts now, one
+    /// that had ended starts again.
+    /// </summary>
+    public void RequestRestart()
     {
-        _run = Task.Run(async () =>
+        lock (_gate)
+        {
+            if (_stop.IsCancellationRequested) return;
+            _restartRequested = true;
+            if (_current is ServiceRun run) _ = TerminateAsync(run);
+            else if (_wake is not null) _wake.Cancel();
+            else if (_run.IsCompleted) _run = RunGuardedAsync([]);
+        }
+    }
+
+    private bool TakeRestartRequest()
+    {
+        lock (_gate)
+        {
+            bool requested = _restartRequested;
+            _restartRequested = false;
+            return requested;
+        }
+    }
+
+    private Task RunGuardedAsync(List<Task> after) =>
+        Task.Run(async () =>
         {
             try
             {
-                await Task.WhenAll(after.Select(s => s.FirstReady)).WaitAsync(_stop.Token).ConfigureAwait(false);
+                await Task.WhenAll(after).WaitAsync(_stop.Token).ConfigureAwait(false);
                 await SuperviseAsync().ConfigureAwait(false);
             }
             catch (OperationCanceledException)
@@ -80,7 +112,6 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
                 Log.Error($"service {Name}", e);
             }
         });
-    }
 
     public async Task StopAsync()
     {
@@ -99,6 +130,13 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
             LastExit = status.ToString();
             Pid = null;
             if (_stop.IsCancellationRequested) return;
+            if (TakeRestartRequest())
+            {
+                Log.Info($"service {Name} ended ({status}); restarting as requested");
+                Restarts++;
+                backoff = MinBackoff;
+                continue;
+            }
             bool failed = !(status.Exited && status.Code == 0);
             bool restart = Options.Restart == RestartPolicy.Always
                 || (Options.Restart == RestartPolicy.OnFailure && failed);
@@ -112,7 +150,22 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
             State = ServiceState.Backoff;
             Restarts++;
             Log.Warn($"service {Name} exited ({status}); restart {Restarts} in {backoff.TotalMilliseconds:F0} ms");
-            await Task.Delay(backoff, _stop.Token).ConfigureAwait(false);
+            using (var wake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
+            {
+                lock (_gate) _wake = wake;
+                try
+                {
+                    await Task.Delay(backoff, wake.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+                {
+                    TakeRestartRequest(); // woken by a restart request: start now
+                }
+                finally
+                {
+                    lock (_gate) _wake = null;
+                }
+            }
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
         }
     }
@@ -134,6 +187,7 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
         try
         {
             Pid = run.Pid;
+            lock (_gate) _current = run;
             State = ServiceState.Running;
             Log.Info($"service {Name} started (pid {run.Pid})");
             using var runEnded = new CancellationTokenSource();
@@ -160,6 +214,7 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
         }
         finally
         {
+            lock (_gate) _current = null;
             try
             {
                 run.Cleanup();
@@ -264,6 +319,7 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
 {
     public ServiceRun Start(IReadOnlyList<string> extraEnvironment)
     {
+        foreach (string d in definition.RuntimeDirectories) Directory.CreateDirectory(d);
         var environment = new List<string>(definition.Environment);
         if (!environment.Any(e => e.StartsWith("PATH=", StringComparison.Ordinal)))
         {

@@ -127,9 +127,18 @@ public sealed class ServiceDefinition
     /// <summary>The boot is healthy only if this service is ready.</summary>
     public bool Required { get; set; } = true;
     public int StopTimeoutSeconds { get; set; } = 10;
+    /// <summary>Directories under /run made (0755) before each start, as systemd's RuntimeDirectory.</summary>
+    public List<string> RuntimeDirectories { get; set; } = [];
 
     internal void Validate(string source)
     {
+        foreach (string d in RuntimeDirectories)
+        {
+            if (!d.StartsWith("/run/", StringComparison.Ordinal) || d.Split('/').Contains(".."))
+            {
+                throw new InvalidDataException($"{source}: service '{Name}': runtime directory '{d}' must be under /run/");
+            }
+        }
         if (Name.Length == 0 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
         {
             throw new InvalidDataException($"{source}: service name '{Name}' must be letters, digits, '-', '_' or '.'");

@@ -1,0 +1,88 @@
+using Tmds.DBus.Protocol;
+
+namespace HostOs.Ctl;
+
+internal sealed record ServiceInfo(string Name, string Kind, string State, int Pid, int Restarts, string Health, string LastExit);
+internal sealed record LogLine(long TimeUs, string Unit, int Priority, int Pid, string Message);
+
+/// <summary>org.hostos.Manager1 as a client sees it (the interface is in src/HostOs.Init/Api/ManagerApi.cs).</summary>
+internal sealed class ManagerClient(DBusConnection connection)
+{
+    private const string Destination = "org.hostos.Manager1", Path = "/org/hostos/Manager1", Interface = "org.hostos.Manager1";
+
+    public static async Task<ManagerClient> ConnectAsync(string address)
+    {
+        var connection = new DBusConnection(address);
+        await connection.ConnectAsync().ConfigureAwait(false);
+        return new ManagerClient(connection);
+    }
+
+    // MessageWriter is a ref struct: every call writes its arguments in place (handing the
+    // writer to a delegate would copy it, and the copy's writes would be lost from the message).
+    private MessageBuffer Call(string member)
+    {
+        using MessageWriter w = connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, member: member);
+        return w.CreateMessage();
+    }
+
+    private MessageBuffer Call(string member, string argument)
+    {
+        using MessageWriter w = connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "s", member: member);
+        w.WriteString(argument);
+        return w.CreateMessage();
+    }
+
+    private MessageBuffer CallGetLogs(string unit, long sinceUs, uint max)
+    {
+        using MessageWriter w = connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "sxu", member: "GetLogs");
+        w.WriteString(unit);
+        w.WriteInt64(sinceUs);
+        w.WriteUInt32(max);
+        return w.CreateMessage();
+    }
+
+    public Task<Dictionary<string, string>> StatusAsync() =>
+        connection.CallMethodAsync(Call("GetStatus"), static (Message m, object? _) =>
+        {
+            Reader r = m.GetBodyReader();
+            var result = new Dictionary<string, string>(StringComparer.Ordinal);
+            ArrayEnd end = r.ReadDictionaryStart();
+            while (r.HasNext(end)) result[r.ReadString()] = r.ReadString();
+            return result;
+        }, null);
+
+    public Task<List<ServiceInfo>> ServicesAsync() =>
+        connection.CallMethodAsync(Call("ListServices"), static (Message m, object? _) =>
+        {
+            Reader r = m.GetBodyReader();
+            var result = new List<ServiceInfo>();
+            ArrayEnd end = r.ReadArrayStart(DBusType.Struct);
+            while (r.HasNext(end))
+            {
+                r.AlignStruct();
+                result.Add(new ServiceInfo(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt32(), r.ReadInt32(), r.ReadString(), r.ReadString()));
+            }
+            return result;
+        }, null);
+
+    public Task<List<LogLine>> LogsAsync(string unit, long sinceUs, uint max) =>
+        connection.CallMethodAsync(CallGetLogs(unit, sinceUs, max), static (Message m, object? _) =>
+        {
+            Reader r = m.GetBodyReader();
+            var result = new List<LogLine>();
+            ArrayEnd end = r.ReadArrayStart(DBusType.Struct);
+            while (r.HasNext(end))
+            {
+                r.AlignStruct();
+                result.Add(new LogLine(r.ReadInt64(), r.ReadString(), r.ReadInt32(), r.ReadInt32(), r.ReadString()));
+            }
+            return result;
+        }, null);
+
+    public Task RestartAsync(string name) => connection.CallMethodAsync(Call("RestartService", name));
+    public Task RebootAsync() => connection.CallMethodAsync(Call("Reboot"));
+    public Task PowerOffAsync() => connection.CallMethodAsync(Call("PowerOff"));
+}

@@ -1,0 +1,213 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using HostOs.Ctl;
+using Tmds.DBus.Protocol;
+
+// hostctl: the operator's command line (docs/api.md). Human tables by default, --json for
+// machines. Talks to org.hostos.Manager1 on the system bus ($DBUS_SYSTEM_BUS_ADDRESS or
+// /run/dbus/system_bus_socket).
+var json = new Option<bool>("--json") { Description = "Machine-readable JSON output", Recursive = true };
+var root = new RootCommand("hostctl: operate a HostOS machine") { json };
+
+var status = new Command("status", "The machine: version, host name, boot assessment, address, services");
+status.SetAction((p, _) => Run(async m => Output.Status(await m.StatusAsync(), p.GetValue(json))));
+root.Add(status);
+
+var services = new Command("services", "Services and containers with their state, restarts and health");
+services.SetAction((p, _) => Run(async m => Output.Services(await m.ServicesAsync(), p.GetValue(json))));
+root.Add(services);
+
+var unit = new Argument<string?>("name") { Description = "A service or container (all when absent)", Arity = ArgumentArity.ZeroOrOne };
+var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines" };
+var since = new Option<string?>("--since") { Description = "Only lines after this: 10m, 2h, 1d, a Unix time or an ISO 8601 time" };
+var lines = new Option<uint>("--lines", "-n") { Description = "At most this many lines (newest)", DefaultValueFactory = _ => 200 };
+var logs = new Command("logs", "Lines of the journal") { unit, follow, since, lines };
+logs.SetAction((p, token) => Run(async m =>
+{
+    long sinceUs = Output.ParseSince(p.GetValue(since), DateTimeOffset.UtcNow);
+    string name = p.GetValue(unit) ?? "";
+    List<LogLine> batch = await m.LogsAsync(name, sinceUs, p.GetValue(lines));
+    Output.Logs(batch, p.GetValue(json));
+    if (!p.GetValue(follow)) return;
+    long last = batch.Count > 0 ? batch[^1].TimeUs : Math.Max(sinceUs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - 1);
+    while (!token.IsCancellationRequested)
+    {
+        await Task.Delay(500, token);
+        batch = await m.LogsAsync(name, last, 10000);
+        Output.Logs(batch, p.GetValue(json));
+        if (batch.Count > 0) last = batch[^1].TimeUs;
+    }
+}));
+root.Add(logs);
+
+var restartName = new Argument<string>("name") { Description = "The service or container" };
+var restart = new Command("restart", "Stop a service or container and start it again") { restartName };
+restart.SetAction((p, _) => Run(m => m.RestartAsync(p.GetValue(restartName)!)));
+root.Add(restart);
+
+var reboot = new Command("reboot", "Stop everything in order and reboot");
+reboot.SetAction((_, _) => Run(m => m.RebootAsync()));
+root.Add(reboot);
+var poweroff = new Command("poweroff", "Stop everything in order and power off");
+poweroff.SetAction((_, _) => Run(m => m.PowerOffAsync()));
+root.Add(poweroff);
+
+return await root.Parse(args).InvokeAsync();
+
+static async Task<int> Run(Func<ManagerClient, Task> action)
+{
+    string address = Environment.GetEnvironmentVariable("DBUS_SYSTEM_BUS_ADDRESS") is { Length: > 0 } a ? a : "unix:path=/run/dbus/system_bus_socket";
+    try
+    {
+        ManagerClient manager = await ManagerClient.ConnectAsync(address);
+        await action(manager);
+        return 0;
+    }
+    catch (DBusErrorReplyException e)
+    {
+        Output.Error(e.ErrorName == "org.freedesktop.DBus.Error.ServiceUnknown" ? "the init's API (org.hostos.Manager1) is not on the bus" : e.ErrorMessage);
+        return 1;
+    }
+    catch (Exception e) when (e is DBusConnectionException or DBusExceptionBase or System.Net.Sockets.SocketException or IOException)
+    {
+        Output.Error($"cannot reach the system bus at {address}: {e.Message}");
+        return 1;
+    }
+    catch (FormatException e)
+    {
+        Output.Error(e.Message);
+        return 2;
+    }
+    catch (OperationCanceledException)
+    {
+        return 0;
+    }
+}
+
+namespace HostOs.Ctl
+{
+    internal static class Output
+    {
+        private static readonly string[] StatusOrder = ["version", "hostname", "machine_id", "boot", "uptime_seconds", "address", "services"];
+
+        public static void Error(string message) => Console.Error.WriteLine($"hostctl: {message}");
+
+        public static void Status(Dictionary<string, string> status, bool json)
+        {
+            var keys = StatusOrder.Where(status.ContainsKey).Concat(status.Keys.Where(k => !StatusOrder.Contains(k)).Order()).ToList();
+            if (json)
+            {
+                WriteJson(w =>
+                {
+                    w.WriteStartObject();
+                    foreach (string k in keys) w.WriteString(k, status[k]);
+                    w.WriteEndObject();
+                });
+                return;
+            }
+            int width = keys.Max(k => k.Length);
+            foreach (string k in keys) Console.WriteLine($"{k.PadRight(width)}  {status[k]}");
+        }
+
+        public static void Services(List<ServiceInfo> list, bool json)
+        {
+            if (json)
+            {
+                WriteJson(w =>
+                {
+                    w.WriteStartArray();
+                    foreach (ServiceInfo s in list)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", s.Name);
+                        w.WriteString("kind", s.Kind);
+                        w.WriteString("state", s.State);
+                        if (s.Pid > 0) w.WriteNumber("pid", s.Pid); else w.WriteNull("pid");
+                        w.WriteNumber("restarts", s.Restarts);
+                        if (s.Health.Length > 0) w.WriteString("health", s.Health); else w.WriteNull("health");
+                        if (s.LastExit.Length > 0) w.WriteString("lastExit", s.LastExit); else w.WriteNull("lastExit");
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+                return;
+            }
+            Console.Write(Table(["NAME", "KIND", "STATE", "PID", "RESTARTS", "HEALTH", "LAST EXIT"],
+                list.Select(s => new[] { s.Name, s.Kind, s.State, s.Pid > 0 ? s.Pid.ToString(CultureInfo.InvariantCulture) : "-",
+                    s.Restarts.ToString(CultureInfo.InvariantCulture), s.Health.Length > 0 ? s.Health : "-", s.LastExit.Length > 0 ? s.LastExit : "-" })));
+        }
+
+        public static void Logs(List<LogLine> lines, bool json)
+        {
+            var output = new StringBuilder();
+            foreach (LogLine l in lines)
+            {
+                if (json)
+                {
+                    using var buffer = new MemoryStream();
+                    using (var w = new Utf8JsonWriter(buffer))
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("time", Time(l.TimeUs));
+                        w.WriteString("unit", l.Unit);
+                        w.WriteNumber("priority", l.Priority);
+                        if (l.Pid > 0) w.WriteNumber("pid", l.Pid);
+                        w.WriteString("message", l.Message);
+                        w.WriteEndObject();
+                    }
+                    output.Append(Encoding.UTF8.GetString(buffer.ToArray())).Append('\n');
+                }
+                else
+                {
+                    output.Append(Time(l.TimeUs)).Append(' ').Append(l.Unit);
+                    if (l.Pid > 0) output.Append('[').Append(l.Pid.ToString(CultureInfo.InvariantCulture)).Append(']');
+                    output.Append(": ").Append(l.Message).Append('\n');
+                }
+            }
+            Console.Out.Write(output.ToString());
+            Console.Out.Flush();
+        }
+
+        private static string Time(long us) =>
+            DateTimeOffset.FromUnixTimeMilliseconds(us / 1000).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
+        /// <summary>"10m", "2h", "1d", "30s" ago; a Unix time in seconds; or an ISO 8601 time. Null: the beginning.</summary>
+        public static long ParseSince(string? text, DateTimeOffset now)
+        {
+            if (string.IsNullOrEmpty(text)) return 0;
+            if (text.Length > 1 && "smhd".Contains(text[^1]) && double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out double n) && n >= 0)
+            {
+                TimeSpan ago = text[^1] switch { 's' => TimeSpan.FromSeconds(n), 'm' => TimeSpan.FromMinutes(n), 'h' => TimeSpan.FromHours(n), _ => TimeSpan.FromDays(n) };
+                return (now - ago).ToUnixTimeMilliseconds() * 1000;
+            }
+            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long seconds)) return seconds * 1_000_000;
+            if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out DateTimeOffset t)) return t.ToUnixTimeMilliseconds() * 1000;
+            throw new FormatException($"--since '{text}' is neither a duration (10m, 2h, 1d), a Unix time nor an ISO 8601 time");
+        }
+
+        public static string Table(string[] header, IEnumerable<string[]> rows)
+        {
+            var all = new List<string[]> { header };
+            all.AddRange(rows);
+            int[] widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+            var s = new StringBuilder();
+            foreach (string[] row in all)
+            {
+                s.Append(string.Join("  ", row.Select((c, i) => i == row.Length - 1 ? c : c.PadRight(widths[i]))).TrimEnd()).Append('\n');
+            }
+            return s.ToString();
+        }
+
+        private static void WriteJson(Action<Utf8JsonWriter> write)
+        {
+            using Stream stdout = Console.OpenStandardOutput();
+            using (var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true }))
+            {
+                write(w);
+            }
+            stdout.WriteByte((byte)'\n');
+        }
+    }
+}

@@ -1,0 +1,295 @@
+using System.Globalization;
+using HostOs.Init.Logging;
+using HostOs.Init.Phase2;
+using HostOs.Init.Services;
+using HostOs.Platform.Interop;
+using Tmds.DBus.Protocol;
+
+namespace HostOs.Init.Api;
+
+/// <summary>What the API needs from the running system.</summary>
+internal interface IManagedSystem
+{
+    IReadOnlyList<Service> Services { get; }
+    IReadOnlyDictionary<string, string> Status();
+    void RequestPower(PowerAction action);
+}
+
+/// <summary>
+/// <c>org.hostos.Manager1</c> at <c>/org/hostos/Manager1</c> on the system bus (docs/api.md):
+/// status, services and containers, logs, restarts and power. Reading is open to every
+/// local user; changing anything needs uid 0 or membership of the group
+/// <see cref="Authorization.AdminGroup"/>, checked against the caller's uid as the bus
+/// daemon knows it (GetConnectionUnixUser), never what the caller says.
+/// </summary>
+internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
+{
+    public const string BusName = "org.hostos.Manager1";
+    public const string ObjectPath = "/org/hostos/Manager1";
+    public const string Interface = "org.hostos.Manager1";
+    public const string ErrorPrefix = "org.hostos.Manager1.Error.";
+    private const int MaxLogRecords = 10000;
+
+    public string Path => ObjectPath;
+    public bool HandlesChildPaths => false;
+
+    private static readonly ReadOnlyMemory<byte> InterfaceXml = """
+        <interface name="org.hostos.Manager1">
+          <!-- version, hostname, machine_id, boot, uptime_seconds, address, ... -->
+          <method name="GetStatus"><arg direction="out" type="a{ss}" name="status"/></method>
+          <!-- (name, kind: service|container, state, pid, restarts, health, last_exit) -->
+          <method name="ListServices"><arg direction="out" type="a(sssiiss)" name="services"/></method>
+          <!-- unit ("" for all), records after since (µs since the epoch), at most max (newest kept):
+               (time µs, unit, priority, pid, message) -->
+          <method name="GetLogs">
+            <arg direction="in" type="s" name="unit"/><arg direction="in" type="x" name="since"/><arg direction="in" type="u" name="max"/>
+            <arg direction="out" type="a(xsiis)" name="records"/>
+          </method>
+          <method name="RestartService"><arg direction="in" type="s" name="name"/></method>
+          <method name="Reboot"/>
+          <method name="PowerOff"/>
+        </interface>
+
+        """u8.ToArray();
+
+    public ValueTask HandleMethodAsync(MethodContext context)
+    {
+        if (context.IsDBusIntrospectRequest)
+        {
+            context.ReplyIntrospectXml([InterfaceXml]);
+            return default;
+        }
+        Message request = context.Request;
+        if (request.InterfaceAsString != Interface)
+        {
+            context.ReplyUnknownMethodError();
+            return default;
+        }
+        try
+        {
+            switch ((request.MemberAsString, request.SignatureAsString ?? ""))
+            {
+                case ("GetStatus", ""):
+                    ReplyStatus(context);
+                    break;
+                case ("ListServices", ""):
+                    ReplyServices(context);
+                    break;
+                case ("GetLogs", "sxu"):
+                {
+                    Reader reader = request.GetBodyReader();
+                    string unit = reader.ReadString();
+                    long since = reader.ReadInt64();
+                    uint max = reader.ReadUInt32();
+                    ReplyLogs(context, unit, since, (int)Math.Min(max == 0 ? MaxLogRecords : max, MaxLogRecords));
+                    break;
+                }
+                case ("RestartService", "s"):
+                {
+                    string name = request.GetBodyReader().ReadString();
+                    return Privileged(context, () => Restart(context, name));
+                }
+                case ("Reboot", ""):
+                    return Privileged(context, () => Power(context, PowerAction.Reboot));
+                case ("PowerOff", ""):
+                    return Privileged(context, () => Power(context, PowerAction.PowerOff));
+                default:
+                    context.ReplyUnknownMethodError();
+                    break;
+            }
+        }
+        catch (Exception e)
+        {
+            // A fault of ours answers this call with an error; it never costs the API its connection.
+            Log.Error($"api: {request.MemberAsString}", e);
+            context.ReplyError(ErrorPrefix + "Failed", $"{e.GetType().Name}: {e.Message}");
+        }
+        return default;
+    }
+
+    private void ReplyStatus(MethodContext context)
+    {
+        using MessageWriter w = context.CreateReplyWriter("a{ss}");
+        ArrayStart dict = w.WriteDictionaryStart();
+        foreach (var (key, value) in system.Status())
+        {
+            w.WriteDictionaryEntryStart();
+            w.WriteString(key);
+            w.WriteString(value);
+        }
+        w.WriteDictionaryEnd(dict);
+        context.Reply(w.CreateMessage());
+    }
+
+    private void ReplyServices(MethodContext context)
+    {
+        using MessageWriter w = context.CreateReplyWriter("a(sssiiss)");
+        ArrayStart array = w.WriteArrayStart(DBusType.Struct);
+        foreach (Service s in system.Services)
+        {
+            w.WriteStructureStart();
+            w.WriteString(s.Name);
+            w.WriteString(s.Options.Kind);
+            w.WriteString(s.State.ToString().ToLowerInvariant());
+            w.WriteInt32(s.Pid ?? 0);
+            w.WriteInt32(s.Restarts);
+            w.WriteString(s.Health ?? "");
+            w.WriteString(s.LastExit ?? "");
+        }
+        w.WriteArrayEnd(array);
+        context.Reply(w.CreateMessage());
+    }
+
+    private static void ReplyLogs(MethodContext context, string unit, long since, int max)
+    {
+        List<LogRecord> records = Journal.Read(unit.Length == 0 ? null : unit, since, max);
+        using MessageWriter w = context.CreateReplyWriter("a(xsiis)");
+        ArrayStart array = w.WriteArrayStart(DBusType.Struct);
+        foreach (LogRecord r in records)
+        {
+            w.WriteStructureStart();
+            w.WriteInt64(r.RealtimeUs);
+            w.WriteString(r.Unit);
+            w.WriteInt32(r.Priority);
+            w.WriteInt32(r.Pid);
+            w.WriteString(r.Message);
+        }
+        w.WriteArrayEnd(array);
+        context.Reply(w.CreateMessage());
+    }
+
+    private void Restart(MethodContext context, string name)
+    {
+        Service? service = system.Services.FirstOrDefault(s => s.Name == name);
+        if (service is null)
+        {
+            context.ReplyError(ErrorPrefix + "NoSuchService", $"no service or container named '{name}'");
+            return;
+        }
+        Log.Info($"api: restart of {name} requested");
+        service.RequestRestart();
+        using MessageWriter w = context.CreateReplyWriter(null);
+        context.Reply(w.CreateMessage());
+    }
+
+    private void Power(MethodContext context, PowerAction action)
+    {
+        using (MessageWriter w = context.CreateReplyWriter(null))
+        {
+            context.Reply(w.CreateMessage());
+        }
+        system.RequestPower(action);
+    }
+
+    /// <summary>Runs <paramref name="action"/> once the caller is known to be allowed; otherwise an AccessDenied error.</summary>
+    private static ValueTask Privileged(MethodContext context, Action action)
+    {
+        context.DisposesAsynchronously = true;
+        string sender = context.Request.SenderAsString ?? "";
+        DBusConnection connection = context.DBusConnection;
+        _ = Task.Run(async () =>
+        {
+            using (context)
+            {
+                try
+                {
+                    uint uid = await CallerUid(connection, sender).ConfigureAwait(false);
+                    if (!Authorization.MayChange(uid))
+                    {
+                        context.ReplyError("org.freedesktop.DBus.Error.AccessDenied",
+                            $"uid {uid} may not change the system: root or members of '{Authorization.AdminGroup}' only");
+                        return;
+                    }
+                    action();
+                }
+                catch (Exception e)
+                {
+                    context.ReplyError(ErrorPrefix + "Failed", e.Message);
+                }
+            }
+        });
+        return default;
+    }
+
+    private static Task<uint> CallerUid(DBusConnection connection, string sender)
+    {
+        MessageBuffer message;
+        using (MessageWriter w = connection.GetMessageWriter())
+        {
+            w.WriteMethodCallHeader(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
+                @interface: "org.freedesktop.DBus", signature: "s", member: "GetConnectionUnixUser");
+            w.WriteString(sender);
+            message = w.CreateMessage();
+        }
+        return connection.CallMethodAsync(message, static (Message m, object? _) => m.GetBodyReader().ReadUInt32(), null);
+    }
+}
+
+/// <summary>Who may change the system through the API: root, and the members of one group.</summary>
+internal static class Authorization
+{
+    public const string AdminGroup = "hostos-admin";
+
+    public static bool MayChange(uint uid, string passwd = "/etc/passwd", string group = "/etc/group")
+    {
+        if (uid == 0) return true;
+        string? user = null;
+        string? primaryGid = null;
+        foreach (string line in ReadLines(passwd))
+        {
+            string[] f = line.Split(':');
+            if (f.Length >= 4 && f[2] == uid.ToString(CultureInfo.InvariantCulture))
+            {
+                user = f[0];
+                primaryGid = f[3];
+                break;
+            }
+        }
+        foreach (string line in ReadLines(group))
+        {
+            string[] f = line.Split(':');
+            if (f.Length < 4 || f[0] != AdminGroup) continue;
+            if (primaryGid is not null && f[2] == primaryGid) return true;
+            return user is not null && f[3].Split(',').Contains(user);
+        }
+        return false;
+    }
+
+    private static IEnumerable<string> ReadLines(string path) => File.Exists(path) ? File.ReadLines(path) : [];
+}
+
+/// <summary>
+/// Keeps <see cref="ManagerApi"/> on the system bus: connects (the bus is a service that
+/// may start later or restart), takes the well-known name, and reconnects whenever the
+/// connection is lost.
+/// </summary>
+internal static class ApiServer
+{
+    public const string SystemBus = "unix:path=/run/dbus/system_bus_socket";
+
+    public static void Start(IManagedSystem system) => _ = Task.Run(async () =>
+    {
+        var api = new ManagerApi(system);
+        bool announcedWait = false;
+        while (true)
+        {
+            try
+            {
+                using var connection = new DBusConnection(SystemBus);
+                await connection.ConnectAsync().ConfigureAwait(false);
+                connection.AddMethodHandler(api);
+                await connection.RequestNameAsync(ManagerApi.BusName, RequestNameOptions.Default).ConfigureAwait(false);
+                Log.Info($"api: {ManagerApi.BusName} on the system bus");
+                announcedWait = false;
+                Exception? why = await connection.DisconnectedAsync().ConfigureAwait(false);
+                Log.Warn($"api: system bus connection lost ({why?.Message ?? "closed"}); reconnecting");
+            }
+            catch (Exception e) when (e is DBusConnectionException or DBusExceptionBase or IOException or System.Net.Sockets.SocketException)
+            {
+                if (!announcedWait) Log.Info($"api: waiting for the system bus ({e.Message})");
+                announcedWait = true;
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+    });
+}
