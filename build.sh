@@ -37,6 +37,7 @@ publish src/HostOs.Runc hostos-runc
 publish src/HostOs.Ctl hostctl
 # The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
 publish tests/HostOs.GuestCheck hostos-guestcheck
+publish tests/HostOs.HostedDemo hostos-hosted-demo
 
 echo "== building the image builder"
 dotnet build src/HostOs.ImageBuilder -c Release -nologo -v quiet -o out/imagebuilder

@@ -28,6 +28,7 @@ internal static partial class Program
                 ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
                 ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),
+                ["notify-watchdog", string seconds] => NotifyWatchdog(double.Parse(seconds, CultureInfo.InvariantCulture)),
                 ["journal-send", string identifier, string priority, string message] => JournalSend(identifier, priority, message),
                 ["as-user", string uid, .. var command] when command.Length > 0 => AsUser(uint.Parse(uid, CultureInfo.InvariantCulture), command),
                 _ => Usage(),
@@ -160,6 +161,30 @@ internal static partial class Program
         using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
             System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
         socket.SendTo(b.ToArray(), new System.Net.Sockets.UnixDomainSocketEndPoint("/run/systemd/journal/socket"));
+        return 0;
+    }
+
+    /// <summary>
+    /// notify-watchdog SECONDS: READY=1, then WATCHDOG=1 every third of $WATCHDOG_USEC for
+    /// SECONDS seconds, then silence, as a hung service would be.
+    /// </summary>
+    private static int NotifyWatchdog(double seconds)
+    {
+        string socketPath = Environment.GetEnvironmentVariable("NOTIFY_SOCKET") ?? throw new InvalidOperationException("NOTIFY_SOCKET is not set");
+        long usec = long.Parse(Environment.GetEnvironmentVariable("WATCHDOG_USEC") ?? throw new InvalidOperationException("WATCHDOG_USEC is not set"), CultureInfo.InvariantCulture);
+        Console.WriteLine($"notify-watchdog: WATCHDOG_USEC={usec}, pinging for {seconds} s");
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
+            System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        var to = new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath);
+        socket.SendTo("READY=1\n"u8.ToArray(), to);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < seconds)
+        {
+            socket.SendTo("WATCHDOG=1\n"u8.ToArray(), to);
+            Thread.Sleep(TimeSpan.FromMicroseconds(usec / 3));
+        }
+        Console.WriteLine("notify-watchdog: silent from now on");
+        Thread.Sleep(Timeout.Infinite);
         return 0;
     }
 

@@ -35,6 +35,16 @@ public sealed class ServiceTests
         }
         await vm.Console.WaitForAsync(@"\[crash-loop\] crashing", TimeSpan.FromSeconds(5));
 
+        // A stock .NET worker (Microsoft.Extensions.Hosting.Systemd, unchanged) in a pid
+        // namespace of its own knows it is supervised and says READY=1.
+        await vm.Console.WaitForAsync(@"service hosted-demo ready", TimeSpan.FromSeconds(60));
+        Assert.Matches(@"\[hosted-demo\] Worker\[0\] hosted-demo working, systemd service: True", vm.Console.Since(0));
+
+        // The watchdog: pings for 3 s, then silence; stopped for it within its 2 s, restarted.
+        await vm.Console.WaitForAsync(@"\[watchdog-demo\] notify-watchdog: silent from now on", TimeSpan.FromSeconds(60));
+        await vm.Console.WaitForAsync(@"service watchdog-demo missed its watchdog \(no WATCHDOG=1 for 2 s\): stopping it", TimeSpan.FromSeconds(10));
+        await vm.Console.WaitForAsync(@"service watchdog-demo exited \(killed by signal (15|9)\); restart 1 in 100 ms", TimeSpan.FromSeconds(20));
+
         // Killing a service restarts it, and it becomes ready again.
         SerialShell sh = await vm.ShellAsync();
         int mark = vm.Console.Mark();

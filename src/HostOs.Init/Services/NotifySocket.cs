@@ -6,8 +6,8 @@ namespace HostOs.Init.Services;
 /// <summary>
 /// The sd_notify(3) receiving end for one service: a datagram socket at
 /// <c>/run/hostos/notify/NAME</c>, passed as <c>$NOTIFY_SOCKET</c>. One socket per service
-/// means the sender is known without SCM_CREDENTIALS. Acts on READY=1 and logs STOPPING=1;
-/// STATUS= and WATCHDOG=1 are accepted and ignored (no watchdog supervision yet).
+/// means the sender is known without SCM_CREDENTIALS. Acts on READY=1, WATCHDOG=1 (the
+/// time of the last ping) and WATCHDOG=trigger, logs STOPPING=1; STATUS= is accepted.
 /// </summary>
 internal sealed class NotifySocket : IDisposable
 {
@@ -27,6 +27,10 @@ internal sealed class NotifySocket : IDisposable
 
     public string SocketPath { get; }
     public Task Ready => _ready.Task;
+    /// <summary>Environment.TickCount64 of the last WATCHDOG=1, or 0.</summary>
+    public long LastPing => Interlocked.Read(ref _lastPing);
+    public bool WatchdogTriggered { get; private set; }
+    private long _lastPing;
 
     public static NotifySocket Create(string service)
     {
@@ -55,6 +59,8 @@ internal sealed class NotifySocket : IDisposable
             foreach (string line in Encoding.UTF8.GetString(buffer, 0, n).Split('\n', StringSplitOptions.RemoveEmptyEntries))
             {
                 if (line == "READY=1") _ready.TrySetResult();
+                else if (line == "WATCHDOG=1") Interlocked.Exchange(ref _lastPing, Environment.TickCount64);
+                else if (line == "WATCHDOG=trigger") WatchdogTriggered = true;
                 else if (line == "STOPPING=1") Log.Info($"{_service}: stopping");
             }
         }

@@ -53,7 +53,15 @@ internal static class OutputPump
     {
         string text = Encoding.UTF8.GetString(line.ToArray()).TrimEnd('\r');
         line.Clear();
-        Logging.Journal.Put(Logging.LogRecord.Now(name, Logging.LogRecord.Info, 0, text));
+        // "<3>text": the syslog priority prefix that sd-daemon(3) describes for stdout
+        // (systemd's SyslogLevelPrefix; .NET's systemd console formatter writes it).
+        int priority = Logging.LogRecord.Info;
+        if (text.Length >= 3 && text[0] == '<' && text[1] is >= '0' and <= '7' && text[2] == '>')
+        {
+            priority = text[1] - '0';
+            text = text[3..];
+        }
+        Logging.Journal.Put(Logging.LogRecord.Now(name, priority, 0, text));
         console.Show(name, text);
     }
 }

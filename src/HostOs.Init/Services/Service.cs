@@ -8,9 +8,10 @@ internal enum ServiceState { Waiting, Starting, Running, Ready, Backoff, Stoppin
 
 /// <summary>How a service is supervised, whether its program is a process or a container.</summary>
 internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadOnlyList<string> After, bool Required,
-    int StopTimeoutSeconds, bool Notify = false, HealthProbe? Health = null, string Kind = "service")
+    int StopTimeoutSeconds, bool Notify = false, HealthProbe? Health = null, string Kind = "service", int? WatchdogSeconds = null)
 {
-    public static ServiceOptions Of(ServiceDefinition d) => new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify);
+    public static ServiceOptions Of(ServiceDefinition d) =>
+        new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify, WatchdogSeconds: d.WatchdogSeconds);
     public static ServiceOptions Of(ServiceContainer c) => new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: "container");
 }
 
@@ -177,7 +178,9 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
         ServiceRun run;
         try
         {
-            run = launcher.Start(notify is null ? [] : [$"NOTIFY_SOCKET={notify.SocketPath}"]);
+            List<string> environment = notify is null ? [] : [$"NOTIFY_SOCKET={notify.SocketPath}"];
+            if (notify is not null && Options.WatchdogSeconds is int w) environment.Add($"WATCHDOG_USEC={w * 1_000_000L}");
+            run = launcher.Start(environment);
         }
         catch (Exception e)
         {
@@ -192,6 +195,7 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
             Log.Info($"service {Name} started (pid {run.Pid})");
             using var runEnded = new CancellationTokenSource();
             if (run.Probe is not null) _ = WatchHealthAsync(run, runEnded.Token);
+            if (notify is not null && Options.WatchdogSeconds is int seconds) _ = WatchdogAsync(run, notify, seconds, runEnded.Token);
             else if (notify is null) MarkReady();
             else _ = notify.Ready.ContinueWith(_ => MarkReady(), TaskScheduler.Default);
 
@@ -282,6 +286,35 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
         }
     }
 
+    /// <summary>
+    /// sd_notify's watchdog: from the start, a WATCHDOG=1 at least every N seconds; a missed
+    /// one (or WATCHDOG=trigger) stops the run as at shutdown and the restart policy applies.
+    /// </summary>
+    private async Task WatchdogAsync(ServiceRun run, NotifySocket notify, int seconds, CancellationToken ended)
+    {
+        long started = Environment.TickCount64;
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(250, ended).ConfigureAwait(false);
+                long last = Math.Max(started, notify.LastPing);
+                if (notify.WatchdogTriggered || Environment.TickCount64 - last > seconds * 1000L)
+                {
+                    Log.Warn(notify.WatchdogTriggered
+                        ? $"service {Name} asked for its watchdog to fire (WATCHDOG=trigger): stopping it"
+                        : $"service {Name} missed its watchdog (no WATCHDOG=1 for {seconds} s): stopping it");
+                    if (State == ServiceState.Ready) State = ServiceState.Running;
+                    _ = TerminateAsync(run);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     private void MarkReady()
     {
         if (State is ServiceState.Running)
@@ -342,7 +375,7 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
         Task<ExitStatus> exited;
         try
         {
-            (pid, exited) = processes.Start(new SpawnRequest
+            var request = new SpawnRequest
             {
                 Path = definition.Exec[0],
                 Args = definition.Exec,
@@ -350,7 +383,8 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
                 Stdin = stdin,
                 Stdout = stdout,
                 Stderr = stdout,
-            });
+            };
+            (pid, exited) = definition.OwnPidNamespace ? StartInOwnPidNamespace(request) : processes.Start(request);
         }
         catch
         {
@@ -365,6 +399,8 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
         }
         if (pumpRead is not null) OutputPump.Start(definition.Name, pumpRead);
         // The child leads its own session and process group (setsid): signal the group.
+        // (As PID 1 of its own pid namespace, it gets from us only the signals it handles,
+        // and SIGKILL.)
         return new ServiceRun
         {
             Pid = pid,
@@ -372,5 +408,28 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
             Terminate = () => Sys.TryKill(-pid, Sys.SIGTERM),
             Kill = () => Sys.TryKill(-pid, Sys.SIGKILL),
         };
+    }
+
+    /// <summary>A throwaway thread unshares a pid namespace (it applies to that thread's children) and spawns the service as its PID 1.</summary>
+    private (int Pid, Task<ExitStatus> Exited) StartInOwnPidNamespace(SpawnRequest request)
+    {
+        (int, Task<ExitStatus>) result = default;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                Sys.Unshare(CloneFlags.NewPid);
+                result = processes.Start(request);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }) { IsBackground = true, Name = "pidns-spawn" };
+        thread.Start();
+        thread.Join();
+        if (failure is not null) throw failure;
+        return result;
     }
 }

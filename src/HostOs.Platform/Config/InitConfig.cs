@@ -127,11 +127,23 @@ public sealed class ServiceDefinition
     /// <summary>The boot is healthy only if this service is ready.</summary>
     public bool Required { get; set; } = true;
     public int StopTimeoutSeconds { get; set; } = 10;
+    /// <summary>With notify: WATCHDOG=1 must come at least this often (WATCHDOG_USEC is set), or the service is stopped and its restart policy applies.</summary>
+    public int? WatchdogSeconds { get; init; }
+    /// <summary>
+    /// The service is PID 1 of a pid namespace of its own (mounts and network stay the host's):
+    /// how Microsoft.Extensions.Hosting.Systemd (and sd_notify users that check for a
+    /// containerised service) recognise a supervised service whose parent is not "systemd".
+    /// </summary>
+    public bool OwnPidNamespace { get; init; }
     /// <summary>Directories under /run made (0755) before each start, as systemd's RuntimeDirectory.</summary>
     public List<string> RuntimeDirectories { get; set; } = [];
 
     internal void Validate(string source)
     {
+        if (WatchdogSeconds is not null && (!Notify || WatchdogSeconds is < 1 or > 3600))
+        {
+            throw new InvalidDataException($"{source}: service '{Name}': watchdogSeconds needs notify and must be 1..3600");
+        }
         foreach (string d in RuntimeDirectories)
         {
             if (!d.StartsWith("/run/", StringComparison.Ordinal) || d.Split('/').Contains(".."))
