@@ -33,6 +33,8 @@ internal sealed class QemuMachine : IAsyncDisposable
     public bool IsRunning => _qemu is { HasExited: false };
     /// <summary>More raw disk images, attached read-only as /dev/vdb, /dev/vdc... in order.</summary>
     public List<string> ExtraDisks { get; } = [];
+    /// <summary>More QEMU arguments (e.g. -fw_cfg).</summary>
+    public List<string> ExtraArgs { get; } = [];
     /// <summary>The host port (on 127.0.0.1) forwarded to the guest's port 8080, the demo web container's.</summary>
     public int WebPort { get; } = FreePort();
     /// <summary>The host name QEMU's DHCP server hands out (none when null).</summary>
@@ -87,6 +89,7 @@ internal sealed class QemuMachine : IAsyncDisposable
         psi.ArgumentList.Add($"user,id=net0,hostfwd=tcp:127.0.0.1:{WebPort}-:8080" + (DhcpHostname is null ? "" : $",hostname={DhcpHostname}"));
         psi.ArgumentList.Add("-device");
         psi.ArgumentList.Add("virtio-net-pci,netdev=net0");
+        foreach (string arg in ExtraArgs) psi.ArgumentList.Add(arg);
         foreach (string disk in ExtraDisks)
         {
             psi.ArgumentList.Add("-drive");

@@ -228,7 +228,9 @@ internal sealed class DhcpClient(EthernetInterface nic, Action<string> info, Act
         Sys.AddAddress(nic.Index, lease.Address, lease.Prefix, lease.Broadcast, lifetime);
         if (lease.Router is not null) Sys.SetDefaultRoute(nic.Index, lease.Router, lease.Address);
         WriteResolvConf(lease);
-        if (lease.HostName is { Length: > 0 } name && name != previous?.HostName)
+        // A host name the operator configured (/etc/hostname, e.g. from first-boot
+        // configuration) wins over the lease's.
+        if (lease.HostName is { Length: > 0 } name && name != previous?.HostName && !File.Exists("/etc/hostname"))
         {
             try
             {

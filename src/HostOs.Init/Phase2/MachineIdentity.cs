@@ -59,8 +59,5 @@ internal static class MachineIdentity
         return "hostos-" + machineId[..8];
     }
 
-    public static bool IsValidHostname(string name) =>
-        name.Length is > 0 and <= 64 &&
-        name.Split('.').All(l => l.Length is > 0 and <= 63 && l[0] != '-' && l[^1] != '-' &&
-                                 l.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'));
+    public static bool IsValidHostname(string name) => HostOs.Platform.Config.FirstBootConfig.IsHostname(name);
 }

@@ -112,6 +112,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
         });
         string machineId = "";
         BootStep.Run("machine-id", () => machineId = MachineIdentity.EnsureMachineId());
+        BootStep.TryRun("first-boot", () => FirstBoot.Run(modules));
         BootStep.TryRun("hostname", () =>
         {
             string name = MachineIdentity.Hostname(machineId);

@@ -1,0 +1,125 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace HostOs.Platform.Config;
+
+/// <summary>
+/// The operator's first-boot configuration (docs/first-boot.md), from a config drive
+/// labelled "cidata" (cloud-init's NoCloud: files user-data and meta-data) or QEMU's
+/// fw_cfg (opt/org.hostos/user-data). user-data is JSON, parsed strictly: every problem is
+/// named with its field; '#cloud-config' YAML is refused by name.
+/// </summary>
+public sealed class FirstBootConfig
+{
+    public string? Hostname { get; init; }
+    /// <summary>Extra boot health checks, kept in /etc/hostos/health.d.</summary>
+    public List<HealthCheck> HealthChecks { get; set; } = [];
+    /// <summary>Credentials for image registries (for app containers).</summary>
+    public List<RegistryCredential> Registries { get; set; } = [];
+    /// <summary>Where updates come from and which keys sign them (for the updater).</summary>
+    public UpdateSettings? Update { get; init; }
+
+    public static FirstBootConfig Parse(string text, string source)
+    {
+        string trimmed = text.TrimStart();
+        if (trimmed.StartsWith("#cloud-config", StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{source}: '#cloud-config' YAML is not understood: HostOS reads JSON user-data (docs/first-boot.md)");
+        }
+        FirstBootConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize(text, FirstBootJson.Default.FirstBootConfig)
+                ?? throw new InvalidDataException($"{source}: empty document");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: {e.Message}", e);
+        }
+        var errors = new List<string>();
+        if (config.Hostname is string h && !IsHostname(h)) errors.Add($"hostname '{h}' is not a host name (RFC 1123 labels, at most 64 characters)");
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (HealthCheck c in config.HealthChecks)
+        {
+            try { c.Validate(source); } catch (InvalidDataException e) { errors.Add(e.Message[(source.Length + 2)..]); }
+            if (!c.Name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_')) errors.Add($"healthChecks: name '{c.Name}' must be letters, digits, '-' or '_'");
+            if (!names.Add(c.Name)) errors.Add($"healthChecks: '{c.Name}' is listed twice");
+        }
+        foreach (RegistryCredential r in config.Registries)
+        {
+            if (r.Host.Length == 0 || r.Host.Contains('/') || r.Host.Contains(' ')) errors.Add($"registries: host '{r.Host}' is not a host[:port]");
+            if (r.Username.Length == 0 || r.Password.Length == 0) errors.Add($"registries: '{r.Host}' needs a username and a password");
+        }
+        if (config.Update is UpdateSettings u)
+        {
+            if (!Uri.TryCreate(u.Server, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https")) errors.Add($"update.server '{u.Server}' is not an http(s) URL");
+            if (u.Channel.Length == 0 || !u.Channel.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.')) errors.Add($"update.channel '{u.Channel}' must be letters, digits, '-', '_' or '.'");
+            foreach (string k in u.Keys)
+            {
+                byte[]? key = null;
+                try { key = Convert.FromBase64String(k); } catch (FormatException) { }
+                if (key is not { Length: 32 }) errors.Add($"update.keys: '{k}' is not a base64 Ed25519 public key (32 bytes)");
+            }
+        }
+        if (errors.Count > 0) throw new InvalidDataException($"{source}: " + string.Join("; ", errors));
+        return config;
+    }
+
+    /// <summary>NoCloud meta-data: "key: value" lines (the YAML subset cloud providers write) or a JSON object; instance-id and local-hostname are used.</summary>
+    public static Dictionary<string, string> ParseMetaData(string text)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        string t = text.Trim();
+        if (t.StartsWith('{'))
+        {
+            using JsonDocument d = JsonDocument.Parse(t);
+            foreach (JsonProperty p in d.RootElement.EnumerateObject())
+            {
+                if (p.Value.ValueKind == JsonValueKind.String) result[p.Name] = p.Value.GetString()!;
+            }
+            return result;
+        }
+        foreach (string raw in t.Split('\n'))
+        {
+            string line = raw.Trim();
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            int colon = line.IndexOf(':');
+            if (colon <= 0) continue;
+            result[line[..colon].Trim()] = line[(colon + 1)..].Trim().Trim('"', '\'');
+        }
+        return result;
+    }
+
+    public static bool IsHostname(string name) =>
+        name.Length is > 0 and <= 64 &&
+        name.Split('.').All(l => l.Length is > 0 and <= 63 && l[0] != '-' && l[^1] != '-' && l.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'));
+
+    public static string ToJson(List<RegistryCredential> r) => JsonSerializer.Serialize(r, FirstBootJson.Default.ListRegistryCredential);
+    public static string ToJson(UpdateSettings u) => JsonSerializer.Serialize(u, FirstBootJson.Default.UpdateSettings);
+    public static string ToJson(HealthCheck c) => JsonSerializer.Serialize(c, FirstBootJson.Default.HealthCheck);
+}
+
+public sealed class RegistryCredential
+{
+    public required string Host { get; init; }
+    public required string Username { get; init; }
+    public required string Password { get; init; }
+}
+
+public sealed class UpdateSettings
+{
+    public required string Server { get; init; }
+    public string Channel { get; set; } = "stable";
+    public List<string> Keys { get; set; } = [];
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    WriteIndented = true,
+    ReadCommentHandling = JsonCommentHandling.Skip)]
+[JsonSerializable(typeof(FirstBootConfig))]
+[JsonSerializable(typeof(List<RegistryCredential>))]
+[JsonSerializable(typeof(UpdateSettings))]
+[JsonSerializable(typeof(HealthCheck))]
+internal sealed partial class FirstBootJson : JsonSerializerContext;
