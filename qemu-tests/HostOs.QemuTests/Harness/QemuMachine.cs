@@ -72,7 +72,8 @@ internal sealed class QemuMachine : IAsyncDisposable
         };
         foreach (string arg in new[]
         {
-            "-machine", "q35", "-accel", accel, "-m", "1024", "-smp", "2",
+            // TCG with one host thread for both vCPUs (no MTTCG): see docs/testing.md, guest lockups.
+            "-machine", "q35", "-accel", accel == "tcg" ? "tcg,thread=single" : accel, "-m", "1024", "-smp", "2",
             "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none",
             "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
             "-drive", $"if=pflash,format=raw,unit=1,file={Path.Combine(_dir, "vars.fd")}",
