@@ -60,6 +60,8 @@ public sealed class SystemContainerTests
         string privatePid = await sh.CheckAsync($"head -n 1 {Cgroups}/private-web/cgroup.procs");
         Assert.NotEqual(await sh.CheckAsync("readlink /proc/1/ns/net"), await sh.CheckAsync($"readlink /proc/{privatePid}/ns/net"));
         Assert.Contains("CapEff:\t0000000000000400", await sh.CheckAsync($"grep CapEff /proc/{privatePid}/status"));
+        // ... but its published port reaches it: host 8083 -> its 8081.
+        Assert.Contains("Hello from HostOS", await sh.CheckAsync("wget -q -O - http://127.0.0.1:8083/"));
 
         // Killing web's server: the service restarts it, and it serves again.
         int mark = vm.Console.Mark();

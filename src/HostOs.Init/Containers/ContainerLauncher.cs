@@ -29,6 +29,9 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     public const string CgroupParent = "hostos-system";
 
     private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
+    /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
+    private volatile int _runningPid;
+    private bool _publishing;
 
     /// <summary>
     /// One container set up or torn down at a time (mounts, cgroups, device programs,
@@ -87,6 +90,12 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         }
         OutputPump.Start(name, pumpRead);
         int pid = container.Pid;
+        _runningPid = pid;
+        if (!_publishing && definition.Ports.Count > 0)
+        {
+            _publishing = true;
+            Publish();
+        }
         return new ServiceRun
         {
             Pid = pid,
@@ -96,6 +105,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             Probe = definition is ServiceContainer { Health: HealthProbe probe } ? token => ProbeAsync(probe, container, token) : null,
             Cleanup = () =>
             {
+                _runningPid = 0;
                 _exits.TryRemove(pid, out _);
                 lock (Setup)
                 {
@@ -223,6 +233,85 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             Sys.Umount(rootfs, Sys.MNT_DETACH);
         }
         Directory.Delete(bundle, recursive: true);
+    }
+
+    // ----- published ports
+
+    /// <summary>
+    /// Published ports as a relay in the init, as docker-proxy does: a listener on the host
+    /// port for the life of the service, and per connection a socket made inside the
+    /// running container's network namespace to 127.0.0.1:PORT, bytes copied both ways.
+    /// Between runs a connection is closed at once. (No netfilter in the image; a bridge
+    /// with DNAT would spare the copy, and is open work: docs/workload.md.)
+    /// </summary>
+    private void Publish()
+    {
+        foreach (PortMapping port in definition.Ports)
+        {
+            var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, port.Host));
+            listener.Listen(128);
+            Log.Info($"container {definition.Name}: host port {port.Host} published to its port {port.Container}");
+            _ = AcceptAsync(listener, port);
+        }
+    }
+
+    private async Task AcceptAsync(Socket listener, PortMapping port)
+    {
+        while (true)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+            _ = RelayAsync(client, port);
+        }
+    }
+
+    private async Task RelayAsync(Socket client, PortMapping port)
+    {
+        using (client)
+        {
+            int pid = _runningPid;
+            if (pid == 0) return;
+            Socket upstream;
+            try
+            {
+                upstream = await ConnectInContainerAsync(pid, port.Container).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or ContainerProbeException)
+            {
+                return; // nothing listens there (yet): the client sees the connection closed
+            }
+            using (upstream)
+            {
+                await Task.WhenAll(CopyAsync(client, upstream), CopyAsync(upstream, client)).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>One direction; at its end the other side learns it (shutdown of sending).</summary>
+    private static async Task CopyAsync(Socket from, Socket to)
+    {
+        byte[] buffer = new byte[16384];
+        try
+        {
+            int n;
+            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false)) > 0)
+            {
+                await to.SendAsync(buffer.AsMemory(0, n), SocketFlags.None).ConfigureAwait(false);
+            }
+            to.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
     }
 
     // ----- health probes

@@ -61,6 +61,8 @@ public abstract class ContainerDefinition
     public ContainerNetwork Network { get; set; } = ContainerNetwork.None;
     /// <summary>The root is read-only unless this is false (then writes go to a tmpfs, lost at exit).</summary>
     public bool ReadonlyRootfs { get; set; } = true;
+    /// <summary>Host TCP ports relayed to ports of the container (network none only).</summary>
+    public List<PortMapping> Ports { get; set; } = [];
     public string? Hostname { get; init; }
     public ContainerResources? Resources { get; init; }
     public int StopTimeoutSeconds { get; set; } = 10;
@@ -103,6 +105,12 @@ public abstract class ContainerDefinition
             errors.Add($"{at}: hostname cannot be set with network 'host'");
         }
         Resources?.Validate(at, errors);
+        foreach (PortMapping p in Ports)
+        {
+            if (p.Host is < 1 or > 65535 || p.Container is < 1 or > 65535) errors.Add($"{at}: port {p.Host} -> {p.Container}: ports are 1..65535");
+        }
+        if (Ports.Count > 0 && Network != ContainerNetwork.None) errors.Add($"{at}: ports are published from a private network ('none'); with 'host' the container's ports are the host's");
+        if (Ports.Select(p => p.Host).Distinct().Count() != Ports.Count) errors.Add($"{at}: a host port is published twice");
         if (StopTimeoutSeconds is < 1 or > 600) errors.Add($"{at}: stopTimeoutSeconds must be 1..600");
     }
 
@@ -150,6 +158,12 @@ public sealed class ServiceContainer : ContainerDefinition
         base.Validate(source, images, errors);
         Health?.Validate($"{source}: container '{Name}'", errors);
     }
+}
+
+public sealed class PortMapping
+{
+    public required int Host { get; init; }
+    public required int Container { get; init; }
 }
 
 public sealed class BindMount

@@ -75,6 +75,9 @@ public class InitConfigTests
     [InlineData("""{ "name": "web", "image": "busybox", "after": ["nope"] }""", "is after 'nope'")]
     [InlineData("""{ "name": "web", "image": "busybox", "after": ["web"] }""", "circle: web -> web")]
     [InlineData("""{ "name": "web", "image": "busybox", "restart": "sometimes" }""", "restart")]
+    [InlineData("""{ "name": "web", "image": "busybox", "network": "host", "ports": [ { "host": 80, "container": 80 } ] }""", "ports are published from a private network")]
+    [InlineData("""{ "name": "web", "image": "busybox", "ports": [ { "host": 0, "container": 80 } ] }""", "ports are 1..65535")]
+    [InlineData("""{ "name": "web", "image": "busybox", "ports": [ { "host": 80, "container": 80 }, { "host": 80, "container": 81 } ] }""", "published twice")]
     public void RejectsBadContainers(string container, string expected)
     {
         var e = Assert.Throws<InvalidDataException>(() => InitConfig.Parse(
