@@ -1,5 +1,4 @@
 using System.IO.Compression;
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using HostOs.Images;
@@ -109,7 +108,7 @@ internal static class OciImageBuilder
 
     private static Descriptor Write(byte[] bytes, string blobs, string mediaType)
     {
-        string hex = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        string hex = Digest.Of(bytes).Hex;
         File.WriteAllBytes(Path.Combine(blobs, hex), bytes);
         return new Descriptor { MediaType = mediaType, Digest = "sha256:" + hex, Size = bytes.Length };
     }

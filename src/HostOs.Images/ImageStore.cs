@@ -336,12 +336,9 @@ public sealed class ImageStore
         string dir = Path.Combine(_containers, id);
         if (!Directory.Exists(dir)) return;
         string rootfs = Path.Combine(dir, "rootfs");
-        if (MountInfoContains(rootfs)) Sys.Umount(rootfs, Sys.MNT_DETACH);
+        if (HostOs.Platform.Kernel.MountInfo.IsMountPoint(rootfs)) Sys.Umount(rootfs, Sys.MNT_DETACH);
         Directory.Delete(dir, recursive: true);
     }
-
-    private static bool MountInfoContains(string path) =>
-        File.ReadAllLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == path);
 
     // ----- garbage collection
 

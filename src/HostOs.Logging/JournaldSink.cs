@@ -56,22 +56,30 @@ public sealed class JournaldSink : ILogEventSink, IDisposable
 
     public static byte[] Encode(LogEvent e, string identifier, int pid, IFormatProvider? formatProvider = null)
     {
-        var b = new MemoryStream();
         string message = e.RenderMessage(formatProvider);
         if (e.Exception is not null) message += Environment.NewLine + e.Exception;
-        Field(b, "MESSAGE", message);
-        Field(b, "PRIORITY", Priority(e.Level).ToString(System.Globalization.CultureInfo.InvariantCulture));
-        Field(b, "SYSLOG_IDENTIFIER", identifier);
-        Field(b, "SYSLOG_PID", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        Field(b, "SERILOG_LEVEL", e.Level.ToString());
-        Field(b, "MESSAGE_TEMPLATE", e.MessageTemplate.Text);
+        var fields = new List<(string, string)>
+        {
+            ("MESSAGE", message),
+            ("PRIORITY", Priority(e.Level).ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("SYSLOG_IDENTIFIER", identifier),
+            ("SYSLOG_PID", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("SERILOG_LEVEL", e.Level.ToString()),
+            ("MESSAGE_TEMPLATE", e.MessageTemplate.Text),
+        };
         foreach (var (name, value) in e.Properties)
         {
-            if (value is not ScalarValue scalar) continue;
             string key = FieldName(name);
-            if (key.Length == 0) continue;
-            Field(b, key, scalar.Value is string s ? s : scalar.ToString(null, formatProvider));
+            if (value is ScalarValue scalar && key.Length > 0) fields.Add((key, scalar.Value is string s ? s : scalar.ToString(null, formatProvider)));
         }
+        return EncodeFields(fields);
+    }
+
+    /// <summary>One datagram of journald's native protocol: KEY=value lines, the binary form for values with a newline.</summary>
+    public static byte[] EncodeFields(IEnumerable<(string Key, string Value)> fields)
+    {
+        var b = new MemoryStream();
+        foreach (var (key, value) in fields) Field(b, key, value);
         return b.ToArray();
     }
 

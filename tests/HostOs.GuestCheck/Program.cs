@@ -135,32 +135,13 @@ internal static partial class Program
     /// </summary>
     private static int JournalSend(string identifier, string priority, string message)
     {
-        message = message.Replace("\\n", "\n");
-        var b = new MemoryStream();
-        void Field(string key, string value)
-        {
-            byte[] v = System.Text.Encoding.UTF8.GetBytes(value);
-            b.Write(System.Text.Encoding.ASCII.GetBytes(key));
-            if (!value.Contains('\n'))
-            {
-                b.WriteByte((byte)'=');
-                b.Write(v);
-            }
-            else
-            {
-                b.WriteByte((byte)'\n');
-                b.Write(BitConverter.GetBytes((ulong)v.Length));
-                b.Write(v);
-            }
-            b.WriteByte((byte)'\n');
-        }
-        Field("PRIORITY", priority);
-        Field("SYSLOG_IDENTIFIER", identifier);
-        Field("SYSLOG_PID", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-        Field("MESSAGE", message);
+        byte[] datagram = HostOs.Logging.JournaldSink.EncodeFields([
+            ("PRIORITY", priority), ("SYSLOG_IDENTIFIER", identifier),
+            ("SYSLOG_PID", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)), ("MESSAGE", message.Replace("\\n", "\n")),
+        ]);
         using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
             System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
-        socket.SendTo(b.ToArray(), new System.Net.Sockets.UnixDomainSocketEndPoint("/run/systemd/journal/socket"));
+        socket.SendTo(datagram, new System.Net.Sockets.UnixDomainSocketEndPoint("/run/systemd/journal/socket"));
         return 0;
     }
 

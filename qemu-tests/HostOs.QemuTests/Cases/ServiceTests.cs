@@ -42,6 +42,7 @@ public sealed class ServiceTests
         await vm.Console.WaitForAsync(@"\[hosted-demo\] Worker\[0\] hosted-demo working, systemd service: True", TimeSpan.FromSeconds(30));
 
         // The watchdog: pings for 3 s, then silence; stopped for it within its 2 s, restarted.
+        await vm.Console.WaitForAsync(@"service watchdog-demo ready", TimeSpan.FromSeconds(60));
         await vm.Console.WaitForAsync(@"\[watchdog-demo\] notify-watchdog: silent from now on", TimeSpan.FromSeconds(60));
         await vm.Console.WaitForAsync(@"service watchdog-demo missed its watchdog \(no WATCHDOG=1 for 2 s\): stopping it", TimeSpan.FromSeconds(10));
         await vm.Console.WaitForAsync(@"service watchdog-demo exited \(killed by signal (15|9)\); restart 1 in 100 ms", TimeSpan.FromSeconds(20));

@@ -30,6 +30,10 @@ public sealed class SystemContainerTests
         // "HostOS ready" waited for the required containers' first healthy probe.
         await vm.Console.WaitForAsync(@"service web ready", TimeSpan.FromSeconds(1));
         await vm.Console.WaitForAsync(@"service private-web ready", TimeSpan.FromSeconds(1));
+        // Ready means probed healthy: the probe's verdict comes first.
+        log = vm.Console.Since(0);
+        Assert.True(log.IndexOf("service web is healthy", StringComparison.Ordinal) is int healthy && healthy > 0
+                    && healthy < log.IndexOf("service web ready", StringComparison.Ordinal), "web was ready before its probe passed");
 
         SerialShell sh = await vm.ShellAsync();
         Assert.Equal("onboot ran", await sh.CheckAsync("cat /tmp/onboot"));

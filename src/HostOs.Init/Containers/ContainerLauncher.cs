@@ -31,6 +31,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
     /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
     private volatile int _runningPid;
+    private BakedImage? _image;
     private bool _publishing;
 
     /// <summary>
@@ -53,7 +54,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         string bundle = Path.Combine(RunDirectory, name);
         string rootfs = Path.Combine(bundle, "rootfs");
         RemoveBundle(bundle, rootfs); // what a run before an init restart may have left
-        BakedImage image = LoadImage(definition.Image);
+        BakedImage image = _image ??= LoadImage(definition.Image);
         RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{CgroupParent}/{name}", environment);
 
         ContainerProcess container;
@@ -174,19 +175,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
 
     private int Spawn(SpawnRequest request)
     {
-        // Nothing a container starts may read PID 1's console.
-        using SafeFileHandle? devNull = request.Stdin is null ? File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read) : null;
-        var (pid, exited) = processes.Start(devNull is null ? request : new SpawnRequest
-        {
-            Path = request.Path,
-            Args = request.Args,
-            Environment = request.Environment,
-            Stdin = devNull,
-            Stdout = request.Stdout,
-            Stderr = request.Stderr,
-            ExtraFds = request.ExtraFds,
-            NewSession = request.NewSession,
-        });
+        var (pid, exited) = processes.Start(request);
         _exits[pid] = exited;
         return pid;
     }
@@ -228,7 +217,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     private static void RemoveBundle(string bundle, string rootfs)
     {
         if (!Directory.Exists(bundle)) return;
-        if (File.ReadAllLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == rootfs))
+        if (HostOs.Platform.Kernel.MountInfo.IsMountPoint(rootfs))
         {
             Sys.Umount(rootfs, Sys.MNT_DETACH);
         }

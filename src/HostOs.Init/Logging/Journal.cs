@@ -57,9 +57,6 @@ internal readonly record struct LogRecord(long RealtimeUs, long MonotonicMs, str
             return null; // a line torn by a power cut: skipped, the rest still reads
         }
     }
-
-    public string Format() =>
-        $"{DateTimeOffset.FromUnixTimeMilliseconds(RealtimeUs / 1000).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)} {Unit}{(Pid > 0 ? $"[{Pid}]" : "")}: {Message}";
 }
 
 /// <summary>
@@ -84,19 +81,17 @@ internal static class Journal
     private static readonly BlockingCollection<LogRecord> Queue = new(new ConcurrentQueue<LogRecord>(), QueueCapacity);
     private static long _dropped;
     private static string? _directory;
-    private static long _maxFileBytes = 4 << 20, _maxTotalBytes = 32 << 20;
+    private const long MaxFileBytes = 4 << 20, MaxTotalBytes = 32 << 20;
     private static readonly ManualResetEventSlim Opened = new(false);
     private static Thread? _writer;
     private static readonly Lock Gate = new();
     private static TaskCompletionSource? _flushed;
 
-    /// <summary>Starts writing to <paramref name="directory"/> (state's /var/log/hostos), keeping at most <paramref name="maxTotalBytes"/> there.</summary>
-    public static void Open(string directory = Directory, long maxFileBytes = 4 << 20, long maxTotalBytes = 32 << 20)
+    /// <summary>Starts writing to <paramref name="directory"/> (state's /var/log/hostos), 4 MiB files, 32 MiB in all.</summary>
+    public static void Open(string directory = Directory)
     {
         System.IO.Directory.CreateDirectory(directory);
         _directory = directory;
-        _maxFileBytes = maxFileBytes;
-        _maxTotalBytes = Math.Max(maxTotalBytes, 2 * maxFileBytes);
         Opened.Set();
     }
 
@@ -228,7 +223,7 @@ internal static class Journal
         {
             try
             {
-                files ??= new JournalFiles(_directory!, _maxFileBytes, _maxTotalBytes);
+                files ??= new JournalFiles(_directory!, MaxFileBytes, MaxTotalBytes);
                 batch.Add(Queue.Take());
                 while (batch.Count < 1024 && Queue.TryTake(out LogRecord more)) batch.Add(more);
                 bool flush = batch.RemoveAll(r => r.Unit is null) > 0; // Flush markers

@@ -75,8 +75,6 @@ internal sealed class DhcpClient(EthernetInterface nic, Action<string> info, Act
     private Lease? _lease;
 
     public Lease? Current => _lease;
-    public Task FirstLease => _first.Task;
-    private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public async Task RunAsync(CancellationToken stop)
     {
@@ -247,7 +245,6 @@ internal sealed class DhcpClient(EthernetInterface nic, Action<string> info, Act
             info($"network: {nic.Name}: lease of {lease.Address} renewed for {lease.Length.TotalSeconds:F0} s");
         }
         else info($"network: {nic.Name} {lease}");
-        _first.TrySetResult();
     }
 
     private void Drop(Lease lease)

@@ -131,6 +131,10 @@ internal static class FirstBoot
 
     private static (string, string?, string)? FromFwCfg(Task modules)
     {
+        // Without QEMU's fw_cfg device (ACPI QEMU0002) there is nothing to wait for: the boot
+        // does not wait for the modules on machines that are not QEMU VMs.
+        const string acpi = "/sys/bus/acpi/devices";
+        if (!Directory.Exists(acpi) || !Directory.EnumerateDirectories(acpi, "QEMU0002:*").Any()) return null;
         modules.Wait(); // qemu_fw_cfg
         string? user = ReadSmall(FwCfgUserData);
         return user is null ? null : (user, ReadSmall(FwCfgMetaData), "fw_cfg opt/org.hostos/user-data");

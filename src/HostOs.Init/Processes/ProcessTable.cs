@@ -1,5 +1,6 @@
 using HostOs.Platform;
 using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Init.Processes;
 
@@ -60,6 +61,9 @@ internal sealed class ProcessTable
     public (int Pid, Task<ExitStatus> Exited) Start(SpawnRequest request)
     {
         var exited = new TaskCompletionSource<ExitStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // PID 1's stdin is the console: a child that names no stdin gets /dev/null instead.
+        using SafeFileHandle? devNull = request.Stdin is null ? File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read) : null;
+        if (devNull is not null) request = request with { Stdin = devNull };
         int pid;
         lock (_gate)
         {

@@ -194,10 +194,11 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
             State = ServiceState.Running;
             Log.Info($"service {Name} started (pid {run.Pid})");
             using var runEnded = new CancellationTokenSource();
+            // Ready by its probe, by READY=1, or at once.
             if (run.Probe is not null) _ = WatchHealthAsync(run, runEnded.Token);
-            if (notify is not null && Options.WatchdogSeconds is int seconds) _ = WatchdogAsync(run, notify, seconds, runEnded.Token);
             else if (notify is null) MarkReady();
             else _ = notify.Ready.ContinueWith(_ => MarkReady(), TaskScheduler.Default);
+            if (notify is not null && Options.WatchdogSeconds is int seconds) _ = WatchdogAsync(run, notify, seconds, runEnded.Token);
 
             var stopped = new TaskCompletionSource();
             try
@@ -232,14 +233,18 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
 
     /// <summary>
     /// Probes every interval while the run lasts: the first success makes the service
-    /// ready; once it was, Retries failures in a row (not counting the start period) end
-    /// the run (SIGTERM, then SIGKILL after the grace), and the restart policy takes over.
+    /// ready; Retries failures in a row (not counting the start period) end the run
+    /// (SIGTERM, then SIGKILL after the grace), and the restart policy takes over. Until the
+    /// first success it probes every 0.25 s (readiness, and the boot, need not wait out an
+    /// interval for a server that took a moment to listen), counting at most one failure
+    /// per interval, so the cadence of failures is the same.
     /// </summary>
     private async Task WatchHealthAsync(ServiceRun run, CancellationToken ended)
     {
         HealthProbe probe = Options.Health!;
-        long startedAt = Environment.TickCount64;
+        long startedAt = Environment.TickCount64, lastCounted = startedAt;
         int failures = 0;
+        bool wasHealthy = false;
         Health = "starting";
         try
         {
@@ -259,16 +264,19 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
                     }
                 }
                 if (ended.IsCancellationRequested) return;
+                long now = Environment.TickCount64;
                 if (healthy)
                 {
                     if (failures > 0 || Health != "healthy") Log.Info($"service {Name} is healthy");
                     failures = 0;
+                    wasHealthy = true;
                     Health = "healthy";
                     MarkReady();
                 }
-                else if (Environment.TickCount64 - startedAt >= probe.StartPeriodSeconds * 1000L)
+                else if (now - startedAt >= probe.StartPeriodSeconds * 1000L && (wasHealthy || now - lastCounted >= probe.IntervalSeconds * 1000L))
                 {
                     failures++;
+                    lastCounted = now;
                     Health = $"unhealthy ({failures} failure{(failures == 1 ? "" : "s")} in a row)";
                     if (failures >= probe.Retries)
                     {
@@ -278,7 +286,7 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
                         return;
                     }
                 }
-                await Task.Delay(TimeSpan.FromSeconds(probe.IntervalSeconds), ended).ConfigureAwait(false);
+                await Task.Delay(wasHealthy ? TimeSpan.FromSeconds(probe.IntervalSeconds) : TimeSpan.FromMilliseconds(250), ended).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)

@@ -26,16 +26,7 @@ public sealed class FirstBootConfig
         {
             throw new InvalidDataException($"{source}: '#cloud-config' YAML is not understood: HostOS reads JSON user-data (docs/first-boot.md)");
         }
-        FirstBootConfig config;
-        try
-        {
-            config = JsonSerializer.Deserialize(text, FirstBootJson.Default.FirstBootConfig)
-                ?? throw new InvalidDataException($"{source}: empty document");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: {e.Message}", e);
-        }
+        FirstBootConfig config = StrictJson.Parse(text, FirstBootJson.Default.FirstBootConfig, source);
         var errors = new List<string>();
         if (config.Hostname is string h && !IsHostname(h)) errors.Add($"hostname '{h}' is not a host name (RFC 1123 labels, at most 64 characters)");
         var names = new HashSet<string>(StringComparer.Ordinal);

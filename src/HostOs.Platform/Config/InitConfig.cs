@@ -22,16 +22,7 @@ public sealed class InitConfig
 
     public static InitConfig Parse(string json, string source)
     {
-        InitConfig config;
-        try
-        {
-            config = JsonSerializer.Deserialize(json, ConfigJson.Default.InitConfig)
-                ?? throw new InvalidDataException($"{source}: empty document");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: {e.Message}", e);
-        }
+        InitConfig config = StrictJson.Parse(json, ConfigJson.Default.InitConfig, source);
         config.Validate(source);
         return config;
     }
@@ -90,20 +81,12 @@ public sealed class InitConfig
 
     public static BakedImage ParseBakedImage(string json, string source)
     {
-        try
+        BakedImage image = StrictJson.Parse(json, ConfigJson.Default.BakedImage, source);
+        if (image.Layers.Count == 0 || image.Layers.Any(l => l.Length != 64 || !l.All(char.IsAsciiHexDigitLower)))
         {
-            BakedImage image = JsonSerializer.Deserialize(json, ConfigJson.Default.BakedImage)
-                ?? throw new InvalidDataException($"{source}: empty document");
-            if (image.Layers.Count == 0 || image.Layers.Any(l => l.Length != 64 || !l.All(char.IsAsciiHexDigitLower)))
-            {
-                throw new InvalidDataException($"{source}: layers must be one or more sha256 hex digests");
-            }
-            return image;
+            throw new InvalidDataException($"{source}: layers must be one or more sha256 hex digests");
         }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: {e.Message}", e);
-        }
+        return image;
     }
 
     public static string ToJson(BakedImage image) => JsonSerializer.Serialize(image, ConfigJson.Default.BakedImage);
@@ -195,16 +178,7 @@ public sealed class HealthCheck
 
     public static HealthCheck Parse(string json, string source)
     {
-        HealthCheck check;
-        try
-        {
-            check = JsonSerializer.Deserialize(json, ConfigJson.Default.HealthCheck)
-                ?? throw new InvalidDataException($"{source}: empty document");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: {e.Message}", e);
-        }
+        HealthCheck check = StrictJson.Parse(json, ConfigJson.Default.HealthCheck, source);
         check.Validate(source);
         return check;
     }
@@ -231,12 +205,20 @@ public sealed class BootAssessmentSettings
 
     public static BootAssessmentSettings Parse(string json, string source)
     {
+        var settings = StrictJson.Parse(json, ConfigJson.Default.BootAssessmentSettings, source);
+        if (settings.DeadlineSeconds is < 1 or > 3600) throw new InvalidDataException($"{source}: deadlineSeconds must be 1..3600");
+        return settings;
+    }
+}
+
+/// <summary>Source-generated JSON read strictly: a malformed or empty document is an InvalidDataException naming its source.</summary>
+internal static class StrictJson
+{
+    public static T Parse<T>(string json, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string source) where T : class
+    {
         try
         {
-            var s = JsonSerializer.Deserialize(json, ConfigJson.Default.BootAssessmentSettings)
-                ?? throw new InvalidDataException($"{source}: empty document");
-            if (s.DeadlineSeconds is < 1 or > 3600) throw new InvalidDataException($"{source}: deadlineSeconds must be 1..3600");
-            return s;
+            return JsonSerializer.Deserialize(json, type) ?? throw new InvalidDataException($"{source}: empty document");
         }
         catch (JsonException e)
         {

@@ -3,7 +3,7 @@ using Microsoft.Win32.SafeHandles;
 namespace HostOs.Platform.Interop;
 
 /// <summary>What a child process gets. File descriptors are duplicated onto 0, 1, 2.</summary>
-public sealed class SpawnRequest
+public sealed record SpawnRequest
 {
     public required string Path { get; init; }
     public required IReadOnlyList<string> Args { get; init; }

@@ -33,6 +33,10 @@ public sealed record MountInfo(int Id, int ParentId, string Root, string MountPo
         return list;
     }
 
+    /// <summary>Whether something is mounted at <paramref name="path"/> (escapes decoded).</summary>
+    public static bool IsMountPoint(string path, string mountinfo = "/proc/self/mountinfo") =>
+        ParseAll(File.ReadAllText(mountinfo)).Any(m => m.MountPoint == path);
+
     private static string Unescape(string s)
     {
         if (!s.Contains('\\')) return s;

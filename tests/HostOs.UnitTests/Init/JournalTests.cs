@@ -47,7 +47,6 @@ public class JournalTests
         using (var w = new System.Text.Json.Utf8JsonWriter(buffer)) record.WriteJson(w);
         Assert.Equal(record, LogRecord.Parse(buffer.ToArray()));
         Assert.Null(LogRecord.Parse("{\"t\":1,\"msg\":\"cut in the mid"u8));
-        Assert.Equal("2023-11-14T22:13:20.123Z web[12]: x", (record with { Message = "x" }).Format());
     }
 
     [Fact]
