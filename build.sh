@@ -35,6 +35,7 @@ publish() { # project output-name
 publish src/HostOs.Init hostos-init
 publish src/HostOs.Runc hostos-runc
 publish src/HostOs.Ctl hostctl
+publish src/HostOs.ImageTool hostos-images
 # The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
 publish tests/HostOs.GuestCheck hostos-guestcheck
 publish tests/HostOs.HostedDemo hostos-hosted-demo

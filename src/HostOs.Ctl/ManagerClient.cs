@@ -3,6 +3,7 @@ using Tmds.DBus.Protocol;
 namespace HostOs.Ctl;
 
 internal sealed record ServiceInfo(string Name, string Kind, string State, int Pid, int Restarts, string Health, string LastExit);
+internal sealed record AppInfo(string Name, string Image, string State, string Health, int Restarts);
 internal sealed record LogLine(long TimeUs, string Unit, int Priority, int Pid, string Message);
 
 /// <summary>org.hostos.Manager1 as a client sees it (the interface is in src/HostOs.Init/Api/ManagerApi.cs).</summary>
@@ -33,6 +34,26 @@ internal sealed class ManagerClient(DBusConnection connection)
         w.WriteString(argument);
         return w.CreateMessage();
     }
+
+    private MessageBuffer Call(string member, string first, string second)
+    {
+        using MessageWriter w = connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "ss", member: member);
+        w.WriteString(first);
+        w.WriteString(second);
+        return w.CreateMessage();
+    }
+
+    private MessageBuffer CallRemoveApp(string name, bool keepVolumes)
+    {
+        using MessageWriter w = connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "sb", member: "RemoveApp");
+        w.WriteString(name);
+        w.WriteBool(keepVolumes);
+        return w.CreateMessage();
+    }
+
+    private static string ReadString(Message m, object? _) => m.GetBodyReader().ReadString();
 
     private MessageBuffer CallGetLogs(string unit, long sinceUs, uint max)
     {
@@ -81,6 +102,25 @@ internal sealed class ManagerClient(DBusConnection connection)
             }
             return result;
         }, null);
+
+    public Task<List<AppInfo>> AppsAsync() =>
+        connection.CallMethodAsync(Call("ListApps"), static (Message m, object? _) =>
+        {
+            Reader r = m.GetBodyReader();
+            var result = new List<AppInfo>();
+            ArrayEnd end = r.ReadArrayStart(DBusType.Struct);
+            while (r.HasNext(end))
+            {
+                r.AlignStruct();
+                result.Add(new AppInfo(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt32()));
+            }
+            return result;
+        }, null);
+
+    public Task<string> GetAppAsync(string name) => connection.CallMethodAsync(Call("GetApp", name), ReadString, null);
+    public Task<string> SetAppAsync(string definition) => connection.CallMethodAsync(Call("SetApp", definition), ReadString, null);
+    public Task<string> RemoveAppAsync(string name, bool keepVolumes) => connection.CallMethodAsync(CallRemoveApp(name, keepVolumes), ReadString, null);
+    public Task<string> ImportImageAsync(string path, string reference) => connection.CallMethodAsync(Call("ImportImage", path, reference), ReadString, null);
 
     public Task RestartAsync(string name) => connection.CallMethodAsync(Call("RestartService", name));
     public Task RebootAsync() => connection.CallMethodAsync(Call("Reboot"));

@@ -47,6 +47,43 @@ var restart = new Command("restart", "Stop a service or container and start it a
 restart.SetAction((p, _) => Run(m => m.RestartAsync(p.GetValue(restartName)!)));
 root.Add(restart);
 
+// App containers (docs/apps.md).
+var app = new Command("app", "App containers: the machine's workload, kept on state");
+var appList = new Command("list", "The apps with their image, state and health");
+appList.SetAction((p, _) => Run(async m => Output.Apps(await m.AppsAsync(), p.GetValue(json))));
+var appName = new Argument<string>("name") { Description = "The app" };
+var appShow = new Command("show", "An app's definition as stored (JSON)") { appName };
+appShow.SetAction((p, _) => Run(async m => Console.Out.Write(await m.GetAppAsync(p.GetValue(appName)!))));
+var appFile = new Argument<string>("file") { Description = "The app's definition (JSON), or - for standard input" };
+var appSet = new Command("set", "Add an app, or replace the one of its name (its volumes stay)") { appFile };
+appSet.SetAction((p, _) => Run(async m =>
+{
+    string file = p.GetValue(appFile)!;
+    string definition;
+    try
+    {
+        definition = file == "-" ? await Console.In.ReadToEndAsync() : await File.ReadAllTextAsync(file);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+    {
+        throw new FormatException($"cannot read {file}: {e.Message}");
+    }
+    Console.WriteLine(await m.SetAppAsync(definition));
+}));
+var keepVolumes = new Option<bool>("--keep-volumes") { Description = "Keep the app's volumes on state (for a later app of the same name)" };
+var appRemove = new Command("rm", "Stop an app and delete everything it owned: definition, writable layer, volumes; unused images are pruned") { appName, keepVolumes };
+appRemove.SetAction((p, _) => Run(async m => Console.WriteLine(await m.RemoveAppAsync(p.GetValue(appName)!, p.GetValue(keepVolumes)))));
+var importPath = new Argument<string>("path") { Description = "A docker save archive or OCI image layout, at an absolute path on the machine" };
+var importReference = new Argument<string>("reference") { Description = "The name apps use for it, e.g. registry.example/team/app:1.2" };
+var appImport = new Command("import", "Put an image into the store without a registry") { importPath, importReference };
+appImport.SetAction((p, _) => Run(async m => Console.WriteLine(await m.ImportImageAsync(Path.GetFullPath(p.GetValue(importPath)!), p.GetValue(importReference)!))));
+app.Add(appList);
+app.Add(appShow);
+app.Add(appSet);
+app.Add(appRemove);
+app.Add(appImport);
+root.Add(app);
+
 var reboot = new Command("reboot", "Stop everything in order and reboot");
 reboot.SetAction((_, _) => Run(m => m.RebootAsync()));
 root.Add(reboot);
@@ -137,6 +174,31 @@ namespace HostOs.Ctl
             Console.Write(Table(["NAME", "KIND", "STATE", "PID", "RESTARTS", "HEALTH", "LAST EXIT"],
                 list.Select(s => new[] { s.Name, s.Kind, s.State, s.Pid > 0 ? s.Pid.ToString(CultureInfo.InvariantCulture) : "-",
                     s.Restarts.ToString(CultureInfo.InvariantCulture), s.Health.Length > 0 ? s.Health : "-", s.LastExit.Length > 0 ? s.LastExit : "-" })));
+        }
+
+        public static void Apps(List<AppInfo> list, bool json)
+        {
+            if (json)
+            {
+                WriteJson(w =>
+                {
+                    w.WriteStartArray();
+                    foreach (AppInfo a in list)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", a.Name);
+                        w.WriteString("image", a.Image);
+                        w.WriteString("state", a.State);
+                        if (a.Health.Length > 0) w.WriteString("health", a.Health); else w.WriteNull("health");
+                        w.WriteNumber("restarts", a.Restarts);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+                return;
+            }
+            Console.Write(Table(["NAME", "IMAGE", "STATE", "HEALTH", "RESTARTS"],
+                list.Select(a => new[] { a.Name, a.Image, a.State, a.Health.Length > 0 ? a.Health : "-", a.Restarts.ToString(CultureInfo.InvariantCulture) })));
         }
 
         public static void Logs(List<LogLine> lines, bool json)

@@ -133,27 +133,13 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         foreach (StoredImage stored in store.Images())
         {
-            var config = JsonSerializer.Deserialize(store.Blobs.ReadAll(Digest.Parse(stored.Config, "config"), 4 << 20),
-                HostOs.Images.ImageJson.Default.ImageConfig)!;
-            var layers = new List<string>();
             foreach (StoredLayer layer in stored.Layers)
             {
                 Digest diffId = Digest.Parse(layer.DiffId, "diff id");
                 string target = staging + BakedImage.LayerPath(diffId.Hex);
                 if (!Directory.Exists(target)) Directory.Move(store.LayerPath(diffId), target);
-                layers.Add(diffId.Hex);
             }
-            var baked = new BakedImage
-            {
-                Name = stored.Name,
-                Manifest = stored.Manifest,
-                Layers = layers,
-                Entrypoint = config.Config?.Entrypoint,
-                Cmd = config.Config?.Cmd,
-                Env = config.Config?.Env ?? [],
-                WorkingDir = string.IsNullOrEmpty(config.Config?.WorkingDir) ? null : config.Config.WorkingDir,
-                User = string.IsNullOrEmpty(config.Config?.User) ? null : config.Config.User,
-            };
+            BakedImage baked = store.RunImage(stored, stored.Name);
             File.WriteAllText(staging + BakedImage.PathOf(stored.Name), InitConfig.ToJson(baked) + "\n");
         }
     }
@@ -209,6 +195,17 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
             foreach (string file in p.Files)
             {
                 string rel = file.TrimStart('/');
+                if (rel.EndsWith("/*", StringComparison.Ordinal))
+                {
+                    // Every file of a directory (e.g. the CA certificates), without subdirectories.
+                    string dir = Path.Combine(pkgTree, rel[..^2]);
+                    if (!Directory.Exists(dir)) throw new FileNotFoundException($"packages.{p.Name}: the package has no directory {file[..^2]}");
+                    foreach (string f in Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal))
+                    {
+                        ElfDependencies.AddWithLinks(tree, pkgTree, Path.GetRelativePath(pkgTree, f));
+                    }
+                    continue;
+                }
                 if (!File.Exists(Path.Combine(pkgTree, rel)) && new FileInfo(Path.Combine(pkgTree, rel)).LinkTarget is null)
                 {
                     throw new FileNotFoundException($"packages.{p.Name}: the package has no {file}");

@@ -162,8 +162,9 @@ public sealed class KernelDefinition
 public sealed class PackageDefinition
 {
     public required string Name { get; init; }
-    /// <summary>Files to install from the package (paths as the package has them). Empty:
-    /// the package only provides shared libraries that installed ELF files need.</summary>
+    /// <summary>Files to install from the package (paths as the package has them; DIR/* for
+    /// every file of a directory). Empty: the package only provides shared libraries that
+    /// installed ELF files need.</summary>
     public List<string> Files { get; set; } = [];
     /// <summary>For busybox: make a symlink per applet in this directory.</summary>
     public string? BusyboxApplets { get; init; }

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json;
 using HostOs.Platform;
+using HostOs.Platform.Config;
 using HostOs.Platform.Interop;
 
 namespace HostOs.Images;
@@ -75,6 +76,31 @@ public sealed class ImageStore
         {
             throw new ImageException($"{path} is unreadable: {e.Message}");
         }
+    }
+
+    /// <summary>The image's config (run defaults, diff ids), read back from its verified blob.</summary>
+    public ImageConfig ConfigOf(StoredImage image) =>
+        JsonSerializer.Deserialize(Blobs.ReadAll(Digest.Parse(image.Config, "config"), MaxDocument), ImageJson.Default.ImageConfig)
+        ?? throw new ImageException($"image {image.Name}: config {image.Config} is empty");
+
+    /// <summary>
+    /// How a container runs the image (the init's view, <see cref="BakedImage"/>): its layers
+    /// bottom first by diff id hex, and the config's run defaults.
+    /// </summary>
+    public BakedImage RunImage(StoredImage stored, string name)
+    {
+        ImageConfig config = ConfigOf(stored);
+        return new BakedImage
+        {
+            Name = name,
+            Manifest = stored.Manifest,
+            Layers = stored.Layers.Select(l => Digest.Parse(l.DiffId, "diff id").Hex).ToList(),
+            Entrypoint = config.Config?.Entrypoint,
+            Cmd = config.Config?.Cmd,
+            Env = config.Config?.Env ?? [],
+            WorkingDir = string.IsNullOrEmpty(config.Config?.WorkingDir) ? null : config.Config.WorkingDir,
+            User = string.IsNullOrEmpty(config.Config?.User) ? null : config.Config.User,
+        };
     }
 
     public StoredImage Find(string name) =>

@@ -48,7 +48,7 @@ public sealed class FirstBootTests
                     """, "instance-id: iid-test-1\nlocal-hostname: ignored-when-user-data-names-one\n"));
                 vm.Start();
                 await vm.WaitForReadyAsync();
-                await vm.Console.WaitForAsync(@"first boot: config drive /dev/vd[b-z]: instance iid-test-1 applied, hostname edge-1, 1 health check\(s\), 1 registry, updates from https://updates\.example/hostos \(beta\)", TimeSpan.FromSeconds(5));
+                await vm.Console.WaitForAsync(@"first boot: config drive /dev/vd[b-z]: instance iid-test-1 applied, hostname edge-1, 1 health check\(s\), 1 registry, 0 app\(s\), updates from https://updates\.example/hostos \(beta\)", TimeSpan.FromSeconds(5));
                 await vm.Console.WaitForAsync(@"boot assessment: healthy", TimeSpan.FromSeconds(60));
                 SerialShell sh = await vm.ShellAsync();
                 // The configured name wins over the lease's.

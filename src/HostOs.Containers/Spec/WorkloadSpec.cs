@@ -27,7 +27,7 @@ public static class WorkloadSpec
     public const string DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
     /// <summary>The spec; <paramref name="cgroupsPath"/> is relative to the cgroup root. Throws <see cref="SpecException"/> naming what is wrong.</summary>
-    public static RuntimeSpec Build(ContainerDefinition def, ImageDefaults image, string cgroupsPath, IReadOnlyList<string>? extraEnv = null)
+    public static RuntimeSpec Build(ContainerDefinition def, ImageDefaults image, string cgroupsPath, IReadOnlyList<string>? extraEnv = null, IReadOnlyList<BindMount>? volumes = null)
     {
         string where = $"container '{def.Name}'";
         List<string> args = def.Entrypoint is not null
@@ -64,7 +64,7 @@ public static class WorkloadSpec
         spec.Root = new Root { Path = "rootfs", Readonly = def.ReadonlyRootfs };
         bool hostNetwork = def.Network == ContainerNetwork.Host;
         spec.Hostname = hostNetwork ? null : def.Hostname ?? def.Name;
-        foreach (BindMount b in def.Binds)
+        foreach (BindMount b in def.Binds.Concat(volumes ?? []))
         {
             spec.Mounts!.Add(new Mount
             {

@@ -13,6 +13,7 @@ internal interface IManagedSystem
     IReadOnlyList<Service> Services { get; }
     IReadOnlyDictionary<string, string> Status();
     void RequestPower(PowerAction action);
+    Containers.AppManager Apps { get; }
 }
 
 /// <summary>
@@ -46,6 +47,16 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
             <arg direction="out" type="a(xsiis)" name="records"/>
           </method>
           <method name="RestartService"><arg direction="in" type="s" name="name"/></method>
+          <!-- App containers (docs/apps.md). (name, image, state, health, restarts) -->
+          <method name="ListApps"><arg direction="out" type="a(ssssi)" name="apps"/></method>
+          <!-- The definition as stored (JSON). -->
+          <method name="GetApp"><arg direction="in" type="s" name="name"/><arg direction="out" type="s" name="definition"/></method>
+          <!-- Adds the app, or replaces the one of its name; returns what was done. -->
+          <method name="SetApp"><arg direction="in" type="s" name="definition"/><arg direction="out" type="s" name="result"/></method>
+          <!-- Stops and deletes the app and all it owned (volumes too unless keep_volumes); unused images are pruned. -->
+          <method name="RemoveApp"><arg direction="in" type="s" name="name"/><arg direction="in" type="b" name="keep_volumes"/><arg direction="out" type="s" name="result"/></method>
+          <!-- A docker-save archive or OCI layout at a path on the machine, stored as reference. -->
+          <method name="ImportImage"><arg direction="in" type="s" name="path"/><arg direction="in" type="s" name="reference"/><arg direction="out" type="s" name="result"/></method>
           <method name="Reboot"/>
           <method name="PowerOff"/>
         </interface>
@@ -89,6 +100,34 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
                     string name = request.GetBodyReader().ReadString();
                     return Privileged(context, () => Restart(context, name));
                 }
+                case ("ListApps", ""):
+                    ReplyApps(context);
+                    break;
+                case ("GetApp", "s"):
+                {
+                    string name = request.GetBodyReader().ReadString();
+                    ReplyString(context, system.Apps.Get(name));
+                    break;
+                }
+                case ("SetApp", "s"):
+                {
+                    string definition = request.GetBodyReader().ReadString();
+                    return Privileged(context, () => system.Apps.SetAsync(definition));
+                }
+                case ("RemoveApp", "sb"):
+                {
+                    Reader reader = request.GetBodyReader();
+                    string name = reader.ReadString();
+                    bool keep = reader.ReadBool();
+                    return Privileged(context, () => system.Apps.RemoveAsync(name, keep));
+                }
+                case ("ImportImage", "ss"):
+                {
+                    Reader reader = request.GetBodyReader();
+                    string path = reader.ReadString();
+                    string reference = reader.ReadString();
+                    return Privileged(context, () => system.Apps.ImportAsync(path, reference));
+                }
                 case ("Reboot", ""):
                     return Privileged(context, () => Power(context, PowerAction.Reboot));
                 case ("PowerOff", ""):
@@ -97,6 +136,10 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
                     context.ReplyUnknownMethodError();
                     break;
             }
+        }
+        catch (Containers.AppException e)
+        {
+            context.ReplyError(ErrorPrefix + e.ErrorName, e.Message);
         }
         catch (Exception e)
         {
@@ -137,6 +180,30 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
             w.WriteString(s.LastExit ?? "");
         }
         w.WriteArrayEnd(array);
+        context.Reply(w.CreateMessage());
+    }
+
+    private void ReplyApps(MethodContext context)
+    {
+        using MessageWriter w = context.CreateReplyWriter("a(ssssi)");
+        ArrayStart array = w.WriteArrayStart(DBusType.Struct);
+        foreach (var (app, service) in system.Apps.List())
+        {
+            w.WriteStructureStart();
+            w.WriteString(app.Name);
+            w.WriteString(app.Image);
+            w.WriteString(service?.State.ToString().ToLowerInvariant() ?? "not started");
+            w.WriteString(service?.Health ?? "");
+            w.WriteInt32(service?.Restarts ?? 0);
+        }
+        w.WriteArrayEnd(array);
+        context.Reply(w.CreateMessage());
+    }
+
+    private static void ReplyString(MethodContext context, string value)
+    {
+        using MessageWriter w = context.CreateReplyWriter("s");
+        w.WriteString(value);
         context.Reply(w.CreateMessage());
     }
 
@@ -181,8 +248,32 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
         system.RequestPower(action);
     }
 
+    /// <summary>An asynchronous change whose result string is the reply, once the caller is known to be allowed.</summary>
+    private static ValueTask Privileged(MethodContext context, Func<Task<string>> change) =>
+        PrivilegedAsync(context, async () =>
+        {
+            string result;
+            try
+            {
+                result = await change().ConfigureAwait(false);
+            }
+            catch (Containers.AppException e)
+            {
+                context.ReplyError(ErrorPrefix + e.ErrorName, e.Message);
+                return;
+            }
+            ReplyString(context, result);
+        });
+
     /// <summary>Runs <paramref name="action"/> once the caller is known to be allowed; otherwise an AccessDenied error.</summary>
-    private static ValueTask Privileged(MethodContext context, Action action)
+    private static ValueTask Privileged(MethodContext context, Action action) =>
+        PrivilegedAsync(context, () =>
+        {
+            action();
+            return Task.CompletedTask;
+        });
+
+    private static ValueTask PrivilegedAsync(MethodContext context, Func<Task> action)
     {
         context.DisposesAsynchronously = true;
         string sender = context.Request.SenderAsString ?? "";
@@ -200,7 +291,7 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
                             $"uid {uid} may not change the system: root or members of '{Authorization.AdminGroup}' only");
                         return;
                     }
-                    action();
+                    await action().ConfigureAwait(false);
                 }
                 catch (Exception e)
                 {

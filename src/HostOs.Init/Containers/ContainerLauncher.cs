@@ -21,18 +21,20 @@ namespace HostOs.Init.Containers;
 /// and the container's stdout/stderr in the log under its name. Each run is created from
 /// scratch and removed entirely (cgroup, mounts, directory) once its init has exited.
 /// </summary>
-internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessTable processes) : IServiceLauncher
+internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessTable processes, ContainerStorage? storage = null) : IServiceLauncher
 {
+    private readonly ContainerStorage _storage = storage ?? ContainerStorage.Baked;
     public const string RunDirectory = "/run/hostos/containers";
     /// <summary>The stage is our own binary (docs/containers.md): no other program is needed.</summary>
     public const string StagePath = "/usr/sbin/hostos-init";
-    public const string CgroupParent = "hostos-system";
 
     private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
     /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
     private volatile int _runningPid;
     private BakedImage? _image;
     private bool _publishing;
+    private readonly List<Socket> _listeners = [];
+    private string Kind => definition is AppContainer ? "app" : "container";
 
     /// <summary>
     /// One container set up or torn down at a time (mounts, cgroups, device programs,
@@ -42,6 +44,8 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     /// costs its ~0.1-0.3 s after the one before, and the kernel never runs two at once.
     /// </summary>
     private static readonly Lock Setup = new();
+
+    public Task PrepareAsync(CancellationToken stop) => _storage.PrepareAsync(stop);
 
     public ServiceRun Start(IReadOnlyList<string> environment)
     {
@@ -54,8 +58,21 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         string bundle = Path.Combine(RunDirectory, name);
         string rootfs = Path.Combine(bundle, "rootfs");
         RemoveBundle(bundle, rootfs); // what a run before an init restart may have left
-        BakedImage image = _image ??= LoadImage(definition.Image);
-        RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{CgroupParent}/{name}", environment);
+        BakedImage image = _image ??= _storage.LoadImage(definition);
+        if (!_publishing && definition.Ports.Count > 0)
+        {
+            // Listening before the container exists: connections meanwhile are closed at once.
+            try
+            {
+                Publish();
+            }
+            catch (SocketException e)
+            {
+                Release();
+                throw new InvalidOperationException($"cannot publish its ports: {e.Message}", e);
+            }
+            _publishing = true;
+        }
 
         ContainerProcess container;
         var (pumpRead, output) = Sys.Pipe();
@@ -65,6 +82,8 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             MountRoot(image, bundle, rootfs);
             try
             {
+                IReadOnlyList<BindMount> volumes = _storage.Volumes(rootfs);
+                RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{_storage.CgroupParent}/{name}", environment, volumes);
                 container = ContainerProcess.Create(name, bundle, StagePath, Spawn, output, waitHook: WaitHook, inMemory: spec);
             }
             finally
@@ -92,11 +111,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         OutputPump.Start(name, pumpRead);
         int pid = container.Pid;
         _runningPid = pid;
-        if (!_publishing && definition.Ports.Count > 0)
-        {
-            _publishing = true;
-            Publish();
-        }
+
         return new ServiceRun
         {
             Pid = pid,
@@ -112,6 +127,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
                 {
                     container.Delete();
                     RemoveBundle(bundle, rootfs);
+                    if (_storage.WritableLayer is string w && Directory.Exists(w)) Directory.Delete(w, recursive: true);
                 }
             },
         };
@@ -156,7 +172,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         if (ProcessTable.Catches(status, Sys.SIGTERM)) Sys.TryKill(pid, Sys.SIGTERM);
         else
         {
-            Log.Info($"container {definition.Name}: its init does not handle SIGTERM, SIGKILL instead");
+            Log.Info($"{Kind} {definition.Name}: its init does not handle SIGTERM, SIGKILL instead");
             KillAll(cgroup, pid);
         }
     }
@@ -194,24 +210,24 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         return exited.Result;
     }
 
-    public static BakedImage LoadImage(string name)
+    /// <summary>
+    /// The overlay root: the image's layers (top first) under an empty upper directory, in
+    /// the bundle (tmpfs) or in the storage's writable layer (state), emptied first.
+    /// </summary>
+    private void MountRoot(BakedImage image, string bundle, string rootfs)
     {
-        string path = BakedImage.PathOf(name);
-        if (!File.Exists(path)) throw new InvalidDataException($"image '{name}' is not baked into this root ({path} is missing)");
-        return InitConfig.ParseBakedImage(File.ReadAllText(path), path);
-    }
-
-    /// <summary>The overlay root: the image's layers (top first) under a tmpfs upper directory.</summary>
-    private static void MountRoot(BakedImage image, string bundle, string rootfs)
-    {
-        string upper = Path.Combine(bundle, "upper"), work = Path.Combine(bundle, "work");
+        string writable = _storage.WritableLayer ?? bundle;
+        if (_storage.WritableLayer is not null && Directory.Exists(writable)) Directory.Delete(writable, recursive: true);
+        string upper = Path.Combine(writable, "upper"), work = Path.Combine(writable, "work");
         foreach (string d in new[] { upper, work, rootfs }) Directory.CreateDirectory(d);
-        var lowers = Enumerable.Reverse(image.Layers).Select(BakedImage.LayerPath).ToList();
+        var lowers = Enumerable.Reverse(image.Layers).Select(_storage.LayerPath).ToList();
         foreach (string l in lowers)
         {
-            if (!Directory.Exists(l)) throw new InvalidDataException($"image '{image.Name}': layer {l} is missing from the root");
+            if (!Directory.Exists(l)) throw new InvalidDataException($"image '{image.Name}': layer {l} is missing");
         }
-        Sys.Mount("overlay", rootfs, "overlay", MountFlags.None, $"lowerdir={string.Join(':', lowers)},upperdir={upper},workdir={work}");
+        string options = $"lowerdir={string.Join(':', lowers)},upperdir={upper},workdir={work}";
+        if (options.Length > 4000) throw new InvalidDataException($"image '{image.Name}': {lowers.Count} layers make overlay options longer than a page");
+        Sys.Mount("overlay", rootfs, "overlay", MountFlags.None, options);
     }
 
     private static void RemoveBundle(string bundle, string rootfs)
@@ -241,7 +257,8 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, port.Host));
             listener.Listen(128);
-            Log.Info($"container {definition.Name}: host port {port.Host} published to its port {port.Container}");
+            lock (_listeners) _listeners.Add(listener);
+            Log.Info($"{Kind} {definition.Name}: host port {port.Host} published to its port {port.Container}");
             _ = AcceptAsync(listener, port);
         }
     }
@@ -255,9 +272,13 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             {
                 client = await listener.AcceptAsync().ConfigureAwait(false);
             }
-            catch (SocketException)
+            catch (SocketException e) when (e.SocketErrorCode != SocketError.OperationAborted)
             {
                 continue;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return; // released
             }
             _ = RelayAsync(client, port);
         }
@@ -282,6 +303,16 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             {
                 await Task.WhenAll(CopyAsync(client, upstream), CopyAsync(upstream, client)).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>The service is removed: its published ports close (a later one of the same name may take them).</summary>
+    public void Release()
+    {
+        lock (_listeners)
+        {
+            foreach (Socket l in _listeners) l.Dispose();
+            _listeners.Clear();
         }
     }
 

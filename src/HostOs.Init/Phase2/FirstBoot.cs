@@ -50,7 +50,7 @@ internal static class FirstBoot
         Directory.CreateDirectory(Path.GetDirectoryName(AppliedRecord)!);
         AtomicFile.Write(AppliedRecord, Encoding.UTF8.GetBytes(instance + "\n"), durable: true);
         Log.Info($"first boot: {c.Source}: instance {instance} applied" + (hostname is null ? "" : $", hostname {hostname}") +
-                 $", {config.HealthChecks.Count} health check(s), {config.Registries.Count} registr{(config.Registries.Count == 1 ? "y" : "ies")}" +
+                 $", {config.HealthChecks.Count} health check(s), {config.Registries.Count} registr{(config.Registries.Count == 1 ? "y" : "ies")}, {config.Apps.Count} app(s)" +
                  (config.Update is null ? "" : $", updates from {config.Update.Server} ({config.Update.Channel})"));
     }
 
@@ -82,6 +82,15 @@ internal static class FirstBoot
         if (config.Update is UpdateSettings u)
         {
             AtomicFile.Write("/etc/hostos/update.json", Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(u) + "\n"), durable: true);
+        }
+        // App containers: each replaces the definition of its name (its volumes stay); the
+        // app manager starts them later in the boot, pulling their images.
+        const UnixFileMode RootOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        foreach (AppContainer app in config.Apps)
+        {
+            Directory.CreateDirectory(AppPaths.Root, RootOnly);
+            Directory.CreateDirectory(AppPaths.Directory(app.Name), RootOnly);
+            AtomicFile.Write(AppPaths.Definition(app.Name), Encoding.UTF8.GetBytes(app.ToJson() + "\n"), durable: true);
         }
     }
 

@@ -26,6 +26,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
     private Supervisor? _supervisor;
     private BootAssessment? _assessment;
     private DhcpClient? _dhcp;
+    private AppManager? _apps;
 
     public SystemBoot() => _state = new StateVolume(_processes);
 
@@ -128,6 +129,13 @@ internal sealed class SystemBoot : Api.IManagedSystem
             config.Services.Select(d => new Service(ServiceOptions.Of(d), new ProcessLauncher(d, _processes)))
             .Concat(config.Containers.Services.Select(c => new Service(ServiceOptions.Of(c), new ContainerLauncher(c, _processes)))));
         BootStep.Run("start-services", _supervisor.StartAll);
+        var apps = new AppManager(_supervisor, _processes);
+        BootStep.TryRun("start-apps", () =>
+        {
+            int n = apps.StartAll();
+            if (n > 0) Log.Info($"apps: {n} started");
+        });
+        _apps = apps;
         var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk);
         _assessment = assessment;
         Api.ApiServer.Start(this);
@@ -229,6 +237,8 @@ internal sealed class SystemBoot : Api.IManagedSystem
     // ----- what the API (org.hostos.Manager1) shows and does
 
     public IReadOnlyList<Service> Services => _supervisor?.Services ?? [];
+
+    public AppManager Apps => _apps ?? throw new AppException("NotReady", "the machine is still starting; apps come after the services");
 
     public IReadOnlyDictionary<string, string> Status()
     {

@@ -4,7 +4,7 @@ using HostOs.Platform.Interop;
 
 namespace HostOs.Init.Services;
 
-internal enum ServiceState { Waiting, Starting, Running, Ready, Backoff, Stopping, Stopped, Failed }
+internal enum ServiceState { Waiting, Preparing, Starting, Running, Ready, Backoff, Stopping, Stopped, Failed }
 
 /// <summary>How a service is supervised, whether its program is a process or a container.</summary>
 internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadOnlyList<string> After, bool Required,
@@ -12,7 +12,8 @@ internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadO
 {
     public static ServiceOptions Of(ServiceDefinition d) =>
         new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify, WatchdogSeconds: d.WatchdogSeconds);
-    public static ServiceOptions Of(ServiceContainer c) => new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: "container");
+    public static ServiceOptions Of(ServiceContainer c) =>
+        new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: c is AppContainer ? "app" : "container");
 }
 
 /// <summary>One run of a service's program, as its launcher started it.</summary>
@@ -34,6 +35,17 @@ internal sealed class ServiceRun
 internal interface IServiceLauncher
 {
     ServiceRun Start(IReadOnlyList<string> environment);
+
+    /// <summary>
+    /// What must be done once before the first run and may take long or need retrying
+    /// (an app's image pull); completes when it is done or the service is stopped.
+    /// </summary>
+    Task PrepareAsync(CancellationToken stop) => Task.CompletedTask;
+
+    /// <summary>The service is gone for good (removed at run time): let go of what outlives runs (listeners).</summary>
+    void Release()
+    {
+    }
 }
 
 /// <summary>
@@ -102,6 +114,8 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
             try
             {
                 await Task.WhenAll(after).WaitAsync(_stop.Token).ConfigureAwait(false);
+                State = ServiceState.Preparing;
+                await launcher.PrepareAsync(_stop.Token).ConfigureAwait(false);
                 await SuperviseAsync().ConfigureAwait(false);
             }
             catch (OperationCanceledException)
@@ -113,6 +127,9 @@ internal sealed class Service(ServiceOptions options, IServiceLauncher launcher)
                 Log.Error($"service {Name}", e);
             }
         });
+
+    /// <summary>After <see cref="StopAsync"/>, when the service is removed for good.</summary>
+    public void Release() => launcher.Release();
 
     public async Task StopAsync()
     {

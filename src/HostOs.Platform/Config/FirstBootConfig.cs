@@ -18,6 +18,8 @@ public sealed class FirstBootConfig
     public List<RegistryCredential> Registries { get; set; } = [];
     /// <summary>Where updates come from and which keys sign them (for the updater).</summary>
     public UpdateSettings? Update { get; init; }
+    /// <summary>App containers to install (each replaces an app of its name).</summary>
+    public List<AppContainer> Apps { get; set; } = [];
 
     public static FirstBootConfig Parse(string text, string source)
     {
@@ -39,7 +41,15 @@ public sealed class FirstBootConfig
         foreach (RegistryCredential r in config.Registries)
         {
             if (r.Host.Length == 0 || r.Host.Contains('/') || r.Host.Contains(' ')) errors.Add($"registries: host '{r.Host}' is not a host[:port]");
-            if (r.Username.Length == 0 || r.Password.Length == 0) errors.Add($"registries: '{r.Host}' needs a username and a password");
+            if ((r.Username is null) != (r.Password is null) || r.Username is "" || r.Password is "") errors.Add($"registries: '{r.Host}' needs both a username and a password, or neither");
+        }
+        var apps = new HashSet<string>(StringComparer.Ordinal);
+        foreach (AppContainer a in config.Apps)
+        {
+            var appErrors = new List<string>();
+            a.Validate("apps", appErrors);
+            errors.AddRange(appErrors);
+            if (!apps.Add(a.Name)) errors.Add($"apps: '{a.Name}' is listed twice");
         }
         if (config.Update is UpdateSettings u)
         {
@@ -90,11 +100,17 @@ public sealed class FirstBootConfig
     public static string ToJson(HealthCheck c) => JsonSerializer.Serialize(c, FirstBootJson.Default.HealthCheck);
 }
 
+/// <summary>How to reach a registry: credentials (basic auth, or for a token service) and whether it speaks plain HTTP.</summary>
 public sealed class RegistryCredential
 {
     public required string Host { get; init; }
-    public required string Username { get; init; }
-    public required string Password { get; init; }
+    public string? Username { get; init; }
+    public string? Password { get; init; }
+    /// <summary>Plain HTTP instead of HTTPS (a registry on a private network, as Docker's insecure-registries).</summary>
+    public bool Insecure { get; init; }
+
+    public static List<RegistryCredential> ParseList(string json, string source) =>
+        StrictJson.Parse(json, FirstBootJson.Default.ListRegistryCredential, source);
 }
 
 public sealed class UpdateSettings
@@ -107,6 +123,8 @@ public sealed class UpdateSettings
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    UseStringEnumConverter = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     WriteIndented = true,
     ReadCommentHandling = JsonCommentHandling.Skip)]
 [JsonSerializable(typeof(FirstBootConfig))]

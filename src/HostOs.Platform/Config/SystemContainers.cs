@@ -71,7 +71,7 @@ public abstract class ContainerDefinition
     {
         string at = $"{source}: container '{Name}'";
         if (!IsName(Name)) errors.Add($"{at}: the name must be lower-case letters, digits, '_', '.' or '-' (at most 63)");
-        if (!images.Contains(Image)) errors.Add($"{at}: image '{Image}' is not among the image's baked images ({string.Join(", ", images.Order())})");
+        ValidateImage(at, images, errors);
         if (Entrypoint is { Count: 0 }) errors.Add($"{at}: entrypoint is empty");
         foreach (string e in Env)
         {
@@ -114,12 +114,18 @@ public abstract class ContainerDefinition
         if (StopTimeoutSeconds is < 1 or > 600) errors.Add($"{at}: stopTimeoutSeconds must be 1..600");
     }
 
+    /// <summary>A system container's image is one of the baked ones.</summary>
+    private protected virtual void ValidateImage(string at, ISet<string> images, List<string> errors)
+    {
+        if (!images.Contains(Image)) errors.Add($"{at}: image '{Image}' is not among the image's baked images ({string.Join(", ", images.Order())})");
+    }
+
     /// <summary>^[a-z0-9][a-z0-9_.-]{0,62}$ (no Regex: PID 1 parses this, and Regex costs it a megabyte).</summary>
-    private static bool IsName(string name) =>
+    internal static bool IsName(string name) =>
         name.Length is > 0 and <= 63 && (char.IsAsciiLetterLower(name[0]) || char.IsAsciiDigit(name[0]))
         && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '_' or '.' or '-');
 
-    private static bool HasDotDot(string path) => path.Split('/').Contains("..");
+    internal static bool HasDotDot(string path) => path.Split('/').Contains("..");
 
     /// <summary>(uid, gid) from "UID" or "UID:GID"; null when it is neither.</summary>
     public static (uint Uid, uint Gid)? ParseUser(string user)
@@ -146,7 +152,7 @@ public sealed class OnbootContainer : ContainerDefinition
 }
 
 /// <summary>A long-running container, supervised as a service.</summary>
-public sealed class ServiceContainer : ContainerDefinition
+public class ServiceContainer : ContainerDefinition
 {
     public RestartPolicy Restart { get; set; } = RestartPolicy.Always;
     public List<string> After { get; set; } = [];

@@ -54,6 +54,25 @@ public static unsafe partial class Sys
     /// <summary>lchown(2): never follows a symbolic link.</summary>
     public static void Chown(string path, uint uid, uint gid) => Check(LchownRaw(path, uid, gid), "lchown", path);
 
+    [LibraryImport(Libc, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int StatxRaw(int dirFd, string path, int flags, uint mask, byte* buffer);
+
+    /// <summary>Owner and mode bits (type included) of a path, not following a final symbolic link; null if it does not exist.</summary>
+    public static (uint Uid, uint Gid, uint Mode)? LStat(string path)
+    {
+        const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
+        const uint STATX_TYPE = 1, STATX_MODE = 2, STATX_UID = 8, STATX_GID = 16;
+        byte* buffer = stackalloc byte[256];
+        if (StatxRaw(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID, buffer) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Errno.ENOENT or Errno.ENOTDIR) return null;
+            throw new SysException("statx", path, errno);
+        }
+        // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (u16) at 28.
+        return (*(uint*)(buffer + 20), *(uint*)(buffer + 24), *(ushort*)(buffer + 28));
+    }
+
     public static void MakeFifo(string path, int mode) => Check(MkfifoRaw(path, mode), "mkfifo", path);
 
     /// <summary>open(2) with raw flags (O_CLOEXEC always added).</summary>

@@ -26,7 +26,7 @@ public class FirstBootTests
     [InlineData("""{ "hostnme": "x" }""", "hostnme")]
     [InlineData("""{ "healthChecks": [ { "name": "a", "exec": ["rel"] } ] }""", "exec must start with an absolute path")]
     [InlineData("""{ "healthChecks": [ { "name": "a/b", "exec": ["/x"] } ] }""", "name 'a/b'")]
-    [InlineData("""{ "registries": [ { "host": "r", "username": "", "password": "p" } ] }""", "needs a username and a password")]
+    [InlineData("""{ "registries": [ { "host": "r", "username": "", "password": "p" } ] }""", "needs both a username and a password, or neither")]
     [InlineData("""{ "update": { "server": "ftp://x" } }""", "update.server 'ftp://x'")]
     [InlineData("""{ "update": { "server": "https://x", "keys": ["c2hvcnQ="] } }""", "not a base64 Ed25519 public key")]
     [InlineData("""{ "hostname": "ok", "update": { "server": "nope" } """, "user-data")]
