@@ -14,6 +14,7 @@ namespace HostOs.ImageTool;
 /// image.json, which the init mounts from. Nothing is recorded until every blob is
 /// verified and every layer unpacked.</item>
 /// <item><c>import FILE|DIR REFERENCE</c>: a `docker save` archive or OCI layout, stored as REFERENCE.</item>
+/// <item><c>push FILE|DIR REFERENCE [--insecure]</c>: the same, then uploaded to a registry (image pipelines, run.sh's demo).</item>
 /// <item><c>prune</c>: images no app names are dropped, then unreferenced blobs and layers.</item>
 /// <item><c>list</c>: the images in the store.</item>
 /// </list>
@@ -37,6 +38,9 @@ internal static class Program
                 case ["import", string path, string reference]:
                     tool.Import(path, reference);
                     return 0;
+                case ["push", string source, string reference, .. var flags] when flags.All(f => f == "--insecure"):
+                    tool.PushAsync(source, reference, insecure: flags.Length > 0).GetAwaiter().GetResult();
+                    return 0;
                 case ["prune"]:
                     tool.Prune();
                     return 0;
@@ -47,7 +51,7 @@ internal static class Program
                     }
                     return 0;
                 default:
-                    Console.Error.WriteLine("usage: hostos-images prepare APP | import FILE|DIR REFERENCE | prune | list");
+                    Console.Error.WriteLine("usage: hostos-images prepare APP | import FILE|DIR REFERENCE | push FILE|DIR REFERENCE [--insecure] | prune | list");
                     return 2;
             }
         }
@@ -96,6 +100,22 @@ internal sealed class ImageTool(ImageStore store, string appsRoot, string regist
             ? ImageImport.FromOciLayout(store, path, reference)
             : ImageImport.FromArchive(store, path, reference);
         foreach (StoredImage i in added) say($"imported {i.Name} ({i.Manifest})");
+    }
+
+    /// <summary>
+    /// Pushes a `docker save` archive or OCI layout to a registry as REFERENCE (image
+    /// pipelines; run.sh's demo registry): imported into this tool's store first, so every
+    /// blob is verified before it leaves, then uploaded blob by blob and the manifest last.
+    /// </summary>
+    public async Task PushAsync(string source, string reference, bool insecure)
+    {
+        ImageReference r = ImageReference.Parse(reference);
+        Import(source, reference);
+        RegistryOptions options = LoadRegistries();
+        if (insecure) options.Insecure.Add(r.Registry);
+        using var client = new RegistryClient(options);
+        await client.PushAsync(store, reference, reference).ConfigureAwait(false);
+        say($"pushed {reference}");
     }
 
     /// <summary>Drops store names no app definition uses, then collects what nothing references.</summary>

@@ -158,6 +158,21 @@ public sealed class ImageToolTests : IDisposable
         }
     }
 
+    [RootFact]
+    public async Task PushSendsALayoutToARegistry()
+    {
+        using var registry = new Registry();
+        string layout = Path.Combine(_work, "layout");
+        ImageStoreTests.MakeLayout(layout, "demo:1", [ImageStoreTests.BaseLayer]);
+        var store = new ImageStore(Path.Combine(_work, "store"));
+        string reference = $"{registry.Host}/pipeline/demo:7";
+        await Tool(store, "/nonexistent").PushAsync(layout, reference, insecure: true);
+        Assert.Contains($"pushed {reference}", _said);
+        using var client = new RegistryClient(new RegistryOptions { Insecure = [registry.Host] });
+        StoredImage pulled = await client.PullAsync(reference, new ImageStore(Path.Combine(_work, "pulled")));
+        Assert.Equal(store.Find(reference).Manifest, pulled.Manifest);
+    }
+
     [Fact]
     public async Task AnAppWithoutDefinitionOrWithABadReferenceIsNamed()
     {
