@@ -72,7 +72,8 @@ public sealed class AppTests
             vm.Forwards.Add((published, 8090));
             // Each run counts itself in its volume and serves the count.
             vm.ExtraDisks.Add(ConfigDrive(work, $$"""
-                { "registries": [ { "host": "10.0.2.2:{{registry.Port}}", "insecure": true } ],
+                { "hostname": "app-host",
+                  "registries": [ { "host": "10.0.2.2:{{registry.Port}}", "insecure": true } ],
                   "apps": [ {
                     "name": "demo", "image": "{{image}}",
                     "command": ["sh", "-c", "n=$(cat /data/runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/runs; mkdir -p /srv; echo \"$GREETING run $n\" > /srv/index.html; exec httpd -f -p 80 -h /srv"],
@@ -84,12 +85,13 @@ public sealed class AppTests
                 """));
             vm.Start();
             await vm.WaitForReadyAsync(timeout: TimeSpan.FromSeconds(180));
-            await vm.Console.WaitForAsync(@"first boot: .*instance iid-apps-1 applied.*1 registry, 1 app\(s\)", TimeSpan.FromSeconds(5));
+            await vm.Console.WaitForAsync(@"first boot: .*instance iid-apps-1 applied, hostname app-host, .*1 registry, 1 app\(s\)", TimeSpan.FromSeconds(5));
             await vm.Console.WaitForAsync(@"service demo is healthy", TimeSpan.FromSeconds(120));
 
             // Published from its private network to the host's 8090, forwarded out of the VM.
             Assert.Equal("hello from an app run 1", await Page(published));
             SerialShell sh = await vm.ShellAsync();
+            Assert.Equal("app-host", await sh.CheckAsync("hostname"));
             var apps = await Apps(sh);
             Assert.Equal(image, apps["demo"].GetProperty("image").GetString());
             Assert.Equal("ready", apps["demo"].GetProperty("state").GetString());

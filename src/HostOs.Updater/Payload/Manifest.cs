@@ -1,0 +1,261 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace HostOs.Updater.Payload;
+
+/// <summary>
+/// What a payload produces and how (docs/updates.md): the signed part of a payload. Every
+/// operation names its input and output by SHA-256; the target image and the boot files
+/// by size and SHA-256. Parsed only after its signature has been checked, then validated
+/// strictly (<see cref="Validate"/>): a signed manifest is trusted to be ours, never to be
+/// well-formed.
+/// </summary>
+public sealed class PayloadManifest
+{
+    public const int CurrentFormat = 1;
+    /// <summary>Bounds that keep apply's memory small whatever the payload says.</summary>
+    public const long MaxOperationBytes = 4 << 20, MaxReferenceBytes = 16 << 20, MaxDataBytes = 8 << 20;
+    public const long MaxImageBytes = 64L << 30;
+
+    public int Format { get; set; } = CurrentFormat;
+    /// <summary>The version this payload installs.</summary>
+    public required string Version { get; init; }
+    public string Created { get; set; } = "";
+    /// <summary>The exact image a delta applies to; null for a full payload.</summary>
+    public ImageIdentity? Source { get; init; }
+    public required ImageIdentity Target { get; init; }
+    /// <summary>The kernel command line of the new version, without hostos.slot/hostos.version (the applier adds them).</summary>
+    public string Cmdline { get; set; } = "";
+    public int BlockSize { get; set; } = 4096;
+    public List<Operation> Operations { get; set; } = [];
+    /// <summary>For the ESP: vmlinuz and initrd.img.</summary>
+    public List<BootFile> BootFiles { get; set; } = [];
+
+    [JsonIgnore] public bool IsDelta => Source is not null;
+
+    public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, PayloadJson.Default.PayloadManifest);
+
+    public static PayloadManifest Parse(ReadOnlySpan<byte> json)
+    {
+        PayloadManifest manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize(json, PayloadJson.Default.PayloadManifest)
+                ?? throw new PayloadException("the manifest is empty");
+        }
+        catch (JsonException e)
+        {
+            throw new PayloadException($"the manifest is not valid: {e.Message}");
+        }
+        manifest.Validate();
+        return manifest;
+    }
+
+    /// <summary>Every bound apply relies on; the first violation is named.</summary>
+    public void Validate()
+    {
+        if (Format != CurrentFormat) throw new PayloadException($"manifest format {Format} is not understood (this updater reads {CurrentFormat})");
+        if (!SemanticVersion.TryParse(Version, out _)) throw new PayloadException($"version '{Version}' is not MAJOR.MINOR.PATCH");
+        if (BlockSize is < 512 or > 1 << 20 || (BlockSize & (BlockSize - 1)) != 0) throw new PayloadException($"block size {BlockSize} is not a power of two from 512 to 1 MiB");
+        Target.Validate("target", BlockSize);
+        Source?.Validate("source", BlockSize);
+        long targetBlocks = Target.Size / BlockSize;
+        long sourceBlocks = Source is null ? 0 : Source.Size / BlockSize;
+        var covered = new List<(long Start, long Count)>();
+        long data = 0;
+        for (int i = 0; i < Operations.Count; i++)
+        {
+            Operation op = Operations[i];
+            string at = $"operation {i} ({op.Type})";
+            long dst = CheckExtents(op.Dst, targetBlocks, at, "dst");
+            if (dst == 0) throw new PayloadException($"{at}: no destination");
+            if (dst * BlockSize > MaxOperationBytes) throw new PayloadException($"{at}: writes {dst * BlockSize} bytes, more than {MaxOperationBytes}");
+            covered.AddRange(op.Dst.Select(e => (e[0], e[1])));
+            CheckHash(op.DstSha256, at, "dstSha256");
+            switch (op.Type)
+            {
+                case OperationType.Copy:
+                case OperationType.Patch:
+                    if (Source is null) throw new PayloadException($"{at}: reads the source, but this is a full payload");
+                    long src = CheckExtents(op.Src, sourceBlocks, at, "src");
+                    if (op.Type == OperationType.Copy && src != dst) throw new PayloadException($"{at}: copies {src} blocks into {dst}");
+                    if (src == 0 || src * BlockSize > MaxReferenceBytes) throw new PayloadException($"{at}: reads {src * BlockSize} source bytes (1 to {MaxReferenceBytes})");
+                    CheckHash(op.SrcSha256, at, "srcSha256");
+                    break;
+                default:
+                    if (op.Src is not null || op.SrcSha256 is not null) throw new PayloadException($"{at}: reads no source, yet names one");
+                    break;
+            }
+            bool hasData = op.Type is OperationType.Data or OperationType.Patch;
+            if (hasData)
+            {
+                if (op.DataLength is < 1 or > MaxDataBytes) throw new PayloadException($"{at}: data length {op.DataLength} (1 to {MaxDataBytes})");
+                CheckHash(op.DataSha256, at, "dataSha256");
+            }
+            else if (op.DataLength != 0 || op.DataSha256 is not null) throw new PayloadException($"{at}: carries data it does not use");
+            if (op.DataOffset != data) throw new PayloadException($"{at}: data at {op.DataOffset}, expected {data} (data is in operation order)");
+            data += op.DataLength;
+        }
+        // Every block of the target written exactly once.
+        long next = 0;
+        foreach (var (start, count) in covered.OrderBy(c => c.Start))
+        {
+            if (start != next) throw new PayloadException(start < next ? $"target block {start} is written twice" : $"target blocks {next}..{start - 1} are never written");
+            next = start + count;
+        }
+        if (next != targetBlocks) throw new PayloadException($"target blocks {next}..{targetBlocks - 1} are never written");
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (BootFile f in BootFiles)
+        {
+            if (f.Name is not ("vmlinuz" or "initrd.img")) throw new PayloadException($"boot file '{f.Name}' is not vmlinuz or initrd.img");
+            if (!names.Add(f.Name)) throw new PayloadException($"boot file '{f.Name}' is listed twice");
+            if (f.Size is < 1 or > 512 << 20) throw new PayloadException($"boot file {f.Name}: size {f.Size}");
+            CheckHash(f.Sha256, $"boot file {f.Name}", "sha256");
+            switch (f.Type)
+            {
+                case OperationType.Data or OperationType.Patch:
+                    if (f.DataLength is < 1 or > 512 << 20) throw new PayloadException($"boot file {f.Name}: data length {f.DataLength}");
+                    CheckHash(f.DataSha256, $"boot file {f.Name}", "dataSha256");
+                    break;
+                case OperationType.Copy:
+                    if (f.DataLength != 0 || f.DataSha256 is not null) throw new PayloadException($"boot file {f.Name}: a copy carries no data");
+                    break;
+                default:
+                    throw new PayloadException($"boot file {f.Name}: type {f.Type} is not data, copy or patch");
+            }
+            if (f.Type == OperationType.Data) { if (f.SrcSha256 is not null) throw new PayloadException($"boot file {f.Name}: data names a source"); }
+            else
+            {
+                if (Source is null) throw new PayloadException($"boot file {f.Name}: reads the running version's file, but this is a full payload");
+                CheckHash(f.SrcSha256, $"boot file {f.Name}", "srcSha256");
+            }
+            if (f.DataOffset != data) throw new PayloadException($"boot file {f.Name}: data at {f.DataOffset}, expected {data}");
+            data += f.DataLength;
+        }
+        if (!names.SetEquals(["vmlinuz", "initrd.img"])) throw new PayloadException("the payload must carry vmlinuz and initrd.img");
+        if (Cmdline.Contains("hostos.slot=", StringComparison.Ordinal) || Cmdline.Any(c => c is '\n' or '\r'))
+        {
+            throw new PayloadException("cmdline must be one line without hostos.slot= (the applier adds it)");
+        }
+    }
+
+    /// <summary>The data section's length, as the operations and boot files add up.</summary>
+    [JsonIgnore] public long DataLength => Operations.Sum(o => o.DataLength) + BootFiles.Sum(f => f.DataLength);
+
+    private static long CheckExtents(List<long[]>? extents, long limit, string at, string field)
+    {
+        if (extents is null) throw new PayloadException($"{at}: {field} is missing");
+        long total = 0;
+        foreach (long[] e in extents)
+        {
+            if (e.Length != 2 || e[0] < 0 || e[1] < 1 || e[0] > limit || e[1] > limit - e[0])
+            {
+                throw new PayloadException($"{at}: {field} extent [{string.Join(",", e)}] is not [start, count] within {limit} blocks");
+            }
+            total += e[1];
+        }
+        return total;
+    }
+
+    internal static void CheckHash(string? hex, string at, string field)
+    {
+        if (hex is null || hex.Length != 64 || !hex.All(char.IsAsciiHexDigitLower)) throw new PayloadException($"{at}: {field} is not a lower-case SHA-256 in hex");
+    }
+}
+
+public sealed class ImageIdentity
+{
+    public required string Version { get; init; }
+    public required long Size { get; init; }
+    public required string Sha256 { get; init; }
+    /// <summary>The dm-verity root hash of the image, when it has a hash tree (not yet: docs/updates.md).</summary>
+    public string? VerityRootHash { get; init; }
+
+    internal void Validate(string what, int blockSize)
+    {
+        if (!SemanticVersion.TryParse(Version, out _)) throw new PayloadException($"{what}: version '{Version}' is not MAJOR.MINOR.PATCH");
+        if (Size < blockSize || Size > PayloadManifest.MaxImageBytes || Size % blockSize != 0) throw new PayloadException($"{what}: size {Size} is not a whole number of {blockSize}-byte blocks up to 64 GiB");
+        PayloadManifest.CheckHash(Sha256, what, "sha256");
+    }
+}
+
+public enum OperationType { Copy, Zero, Data, Patch }
+
+/// <summary>
+/// One step of the target's construction. Extents are [start block, block count].
+/// Copy: the source's <c>src</c> blocks, as they are. Zero: zeros. Data: the zstd frame in
+/// the data section. Patch: the zstd frame, decompressed with the source's <c>src</c>
+/// blocks as its dictionary (raw content), as <c>zstd --patch-from</c> does for a whole file.
+/// The bytes produced go to <c>dst</c> in order.
+/// </summary>
+public sealed class Operation
+{
+    public required OperationType Type { get; init; }
+    public required List<long[]> Dst { get; init; }
+    public List<long[]>? Src { get; init; }
+    public string? SrcSha256 { get; init; }
+    public long DataOffset { get; set; }
+    public long DataLength { get; set; }
+    public string? DataSha256 { get; set; }
+    public required string DstSha256 { get; init; }
+}
+
+/// <summary>
+/// A file for the ESP. Data: the zstd frame. Copy: the running version's file of that
+/// name, unchanged (no data). Patch: the zstd frame, with the running version's file as
+/// its dictionary. The running version's file is checked against <c>srcSha256</c> first.
+/// </summary>
+public sealed class BootFile
+{
+    public required string Name { get; init; }
+    public OperationType Type { get; init; } = OperationType.Data;
+    public required long Size { get; init; }
+    public required string Sha256 { get; init; }
+    public string? SrcSha256 { get; init; }
+    public long DataOffset { get; set; }
+    public required long DataLength { get; init; }
+    public string? DataSha256 { get; init; }
+}
+
+public sealed class PayloadException(string message) : Exception(message);
+
+/// <summary>MAJOR.MINOR.PATCH, compared numerically (downgrades are refused by it).</summary>
+public readonly record struct SemanticVersion(int Major, int Minor, int Patch) : IComparable<SemanticVersion>
+{
+    public static bool TryParse(string? text, out SemanticVersion version)
+    {
+        version = default;
+        string[] p = (text ?? "").Split('.');
+        if (p.Length != 3) return false;
+        int[] n = new int[3];
+        for (int i = 0; i < 3; i++)
+        {
+            if (p[i].Length is 0 or > 9 || !p[i].All(char.IsAsciiDigit) || (p[i].Length > 1 && p[i][0] == '0')) return false;
+            n[i] = int.Parse(p[i], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        version = new SemanticVersion(n[0], n[1], n[2]);
+        return true;
+    }
+
+    public static SemanticVersion Parse(string text) =>
+        TryParse(text, out var v) ? v : throw new PayloadException($"version '{text}' is not MAJOR.MINOR.PATCH");
+
+    public int CompareTo(SemanticVersion other) =>
+        Major != other.Major ? Major.CompareTo(other.Major) : Minor != other.Minor ? Minor.CompareTo(other.Minor) : Patch.CompareTo(other.Patch);
+
+    public static bool operator <(SemanticVersion a, SemanticVersion b) => a.CompareTo(b) < 0;
+    public static bool operator >(SemanticVersion a, SemanticVersion b) => a.CompareTo(b) > 0;
+    public static bool operator <=(SemanticVersion a, SemanticVersion b) => a.CompareTo(b) <= 0;
+    public static bool operator >=(SemanticVersion a, SemanticVersion b) => a.CompareTo(b) >= 0;
+
+    public override string ToString() => $"{Major}.{Minor}.{Patch}";
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    UseStringEnumConverter = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(PayloadManifest))]
+[JsonSerializable(typeof(SignatureBlock))]
+internal sealed partial class PayloadJson : JsonSerializerContext;

@@ -1,0 +1,313 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using NSec.Cryptography;
+using ZstdSharp;
+using ZstdSharp.Unsafe;
+
+namespace HostOs.Updater.Payload;
+
+/// <summary>The inputs of a payload: an image build's root image, kernel, initramfs and identity.</summary>
+public sealed record ImageBuild(string Version, string RootImage, string Kernel, string Initrd, string Cmdline)
+{
+    /// <summary>A build output directory of build.sh (out/NAME: root.img, vmlinuz, initrd.img, manifest.json).</summary>
+    public static ImageBuild FromDirectory(string dir)
+    {
+        string manifest = Path.Combine(dir, "manifest.json");
+        if (!File.Exists(manifest)) throw new PayloadException($"{dir} is not an image build (no manifest.json)");
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(manifest));
+        string version = doc.RootElement.GetProperty("version").GetString() ?? throw new PayloadException($"{manifest}: no version");
+        string cmdline = doc.RootElement.GetProperty("cmdline").GetString() ?? "";
+        // The build's command line names its slot and version; the payload's leaves them to the applier.
+        cmdline = string.Join(' ', cmdline.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Where(a => !a.StartsWith("hostos.slot=", StringComparison.Ordinal) && !a.StartsWith("hostos.version=", StringComparison.Ordinal)));
+        return new ImageBuild(version, Path.Combine(dir, "root.img"), Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline);
+    }
+}
+
+/// <summary>
+/// Makes payloads (docs/updates.md). Full: every target block zero or in 1 MiB zstd
+/// frames. Delta against an exact source image: each target block is found, by content,
+/// anywhere in the source (a copy: an extent of block numbers, nothing else), or is zero,
+/// or is new; runs of new blocks become zstd frames compressed with the source bytes
+/// around the same place as a raw dictionary (what <c>zstd --patch-from</c> does for a
+/// whole file, here within a bounded window) or without one, whichever is smaller. Every
+/// operation is bounded (4 MiB out, 16 MiB of source in), so applying needs little memory.
+/// </summary>
+public sealed class PayloadBuilder(int level = 19)
+{
+    private const int ChunkBlocks = 1024;             // new data per frame: 4 MiB of 4 KiB blocks
+    private const int CopyBlocks = 1024;              // a copy's extent: 4 MiB
+    private const long WindowBytes = 4 << 20;         // source on each side of a new run, as its dictionary
+
+    public sealed record Result(PayloadManifest Manifest, long PayloadBytes, int Copies, int Zeros, int Data, int Patches);
+
+    public Result Create(ImageBuild target, ImageBuild? source, IReadOnlyList<Key> keys, string output)
+    {
+        if (keys.Count == 0) throw new PayloadException("no signing key");
+        if (source is not null && SemanticVersion.Parse(target.Version) <= SemanticVersion.Parse(source.Version))
+        {
+            throw new PayloadException($"a delta goes forward: {source.Version} -> {target.Version} does not");
+        }
+        const int bs = 4096;
+        using SafeFileHandleReader tgt = new(target.RootImage);
+        using SafeFileHandleReader? src = source is null ? null : new(source.RootImage);
+        if (tgt.Length % bs != 0) throw new PayloadException($"{target.RootImage}: {tgt.Length} bytes is not a whole number of {bs}-byte blocks");
+        if (src is not null && src.Length % bs != 0) throw new PayloadException($"{source!.RootImage}: {src.Length} bytes is not a whole number of {bs}-byte blocks");
+
+        string dataFile = output + ".data.tmp";
+        var ops = new List<Operation>();
+        int copies = 0, zeros = 0, datas = 0, patches = 0;
+        using (var data = new FileStream(dataFile, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose))
+        {
+            Dictionary<ulong, long>? index = src is null ? null : Index(src, bs);
+            long blocks = tgt.Length / bs;
+            byte[] block = new byte[bs], other = new byte[bs];
+            // Classify every target block, then emit runs.
+            var kinds = new (char Kind, long Src)[blocks];
+            for (long b = 0; b < blocks; b++)
+            {
+                tgt.Read(b * bs, block);
+                if (block.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+                {
+                    // Zeros where the source has zeros too: part of a copy run, so that runs of
+                    // unchanged blocks are not cut into pieces at every hole of the file system.
+                    bool sourceZero = false;
+                    if (src is not null && b * bs < src.Length)
+                    {
+                        src.Read(b * bs, other);
+                        sourceZero = other.AsSpan().IndexOfAnyExcept((byte)0) < 0;
+                    }
+                    kinds[b] = sourceZero ? ('c', b) : ('z', 0);
+                    continue;
+                }
+                if (src is not null && index is not null)
+                {
+                    // The same place first (most blocks of an unchanged file), then anywhere.
+                    if (b * bs < src.Length)
+                    {
+                        src.Read(b * bs, other);
+                        if (block.AsSpan().SequenceEqual(other)) { kinds[b] = ('c', b); continue; }
+                    }
+                    if (index.TryGetValue(BlockKey(block), out long at))
+                    {
+                        src.Read(at * bs, other);
+                        if (block.AsSpan().SequenceEqual(other)) { kinds[b] = ('c', at); continue; }
+                    }
+                }
+                kinds[b] = ('n', 0);
+            }
+            MergeNearbyChanges(kinds);
+            long i = 0;
+            while (i < blocks)
+            {
+                char kind = kinds[i].Kind;
+                long start = i;
+                if (kind == 'c')
+                {
+                    while (i < blocks && i - start < CopyBlocks && kinds[i].Kind == 'c' && kinds[i].Src == kinds[start].Src + (i - start)) i++;
+                    byte[] bytes = tgt.ReadRange(start * bs, (i - start) * bs);
+                    string hash = Sha256(bytes);
+                    ops.Add(new Operation
+                    {
+                        Type = OperationType.Copy, Dst = [[start, i - start]], Src = [[kinds[start].Src, i - start]],
+                        SrcSha256 = hash, DstSha256 = hash, DataOffset = data.Position,
+                    });
+                    copies++;
+                }
+                else if (kind == 'z')
+                {
+                    while (i < blocks && i - start < CopyBlocks && kinds[i].Kind == 'z') i++;
+                    ops.Add(new Operation { Type = OperationType.Zero, Dst = [[start, i - start]], DstSha256 = Sha256(new byte[(i - start) * bs]), DataOffset = data.Position });
+                    zeros++;
+                }
+                else
+                {
+                    while (i < blocks && i - start < ChunkBlocks && kinds[i].Kind == 'n') i++;
+                    byte[] bytes = tgt.ReadRange(start * bs, (i - start) * bs);
+                    if (src is not null)
+                    {
+                        // A dictionary never makes zstd's output meaningfully larger: a delta patches every new run.
+                        long refStart = Math.Max(0, Math.Min(start, src.Length / bs - 1) - WindowBytes / bs);
+                        long refEnd = Math.Min(src.Length / bs, i + WindowBytes / bs);
+                        long refCount = refEnd - refStart;
+                        if (refCount > 0)
+                        {
+                            byte[] reference = src.ReadRange(refStart * bs, refCount * bs);
+                            byte[] patch = Compress(bytes, reference);
+                            {
+                                ops.Add(new Operation
+                                {
+                                    Type = OperationType.Patch, Dst = [[start, i - start]], Src = [[refStart, refCount]], SrcSha256 = Sha256(reference),
+                                    DataOffset = data.Position, DataLength = patch.Length, DataSha256 = Sha256(patch), DstSha256 = Sha256(bytes),
+                                });
+                                data.Write(patch);
+                                patches++;
+                                continue;
+                            }
+                        }
+                    }
+                    byte[] plain = Compress(bytes, null);
+                    ops.Add(new Operation
+                    {
+                        Type = OperationType.Data, Dst = [[start, i - start]],
+                        DataOffset = data.Position, DataLength = plain.Length, DataSha256 = Sha256(plain), DstSha256 = Sha256(bytes),
+                    });
+                    data.Write(plain);
+                    datas++;
+                }
+            }
+            var bootFiles = new List<BootFile>();
+            foreach (var (name, path, previous) in new[] { ("vmlinuz", target.Kernel, source?.Kernel), ("initrd.img", target.Initrd, source?.Initrd) })
+            {
+                byte[] content = File.ReadAllBytes(path);
+                byte[]? old = previous is null ? null : File.ReadAllBytes(previous);
+                if (old is not null && content.AsSpan().SequenceEqual(old))
+                {
+                    bootFiles.Add(new BootFile { Name = name, Type = OperationType.Copy, Size = content.Length, Sha256 = Sha256(content), SrcSha256 = Sha256(old), DataOffset = data.Position, DataLength = 0 });
+                    continue;
+                }
+                byte[] packed = Compress(content, null);
+                byte[]? patch = old is null || old.Length > PayloadManifest.MaxReferenceBytes * 2 ? null : Compress(content, old);
+                bool patched = patch is not null && patch.Length < packed.Length;
+                byte[] frame = patched ? patch! : packed;
+                bootFiles.Add(new BootFile
+                {
+                    Name = name, Type = patched ? OperationType.Patch : OperationType.Data, Size = content.Length, Sha256 = Sha256(content),
+                    SrcSha256 = patched ? Sha256(old) : null,
+                    DataOffset = data.Position, DataLength = frame.Length, DataSha256 = Sha256(frame),
+                });
+                data.Write(frame);
+            }
+            var manifest = new PayloadManifest
+            {
+                Version = target.Version,
+                Created = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                Source = source is null ? null : new ImageIdentity { Version = source.Version, Size = src!.Length, Sha256 = src.Sha256() },
+                Target = new ImageIdentity { Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256() },
+                Cmdline = target.Cmdline,
+                BlockSize = bs,
+                Operations = ops,
+                BootFiles = bootFiles,
+            };
+            manifest.Validate(); // what we write is what a reader accepts
+            byte[] manifestBytes = PayloadFile.PackManifest(manifest.ToJsonBytes());
+            // The signatures' length goes into the signed header: sign with a placeholder of the final size.
+            byte[] probe = PayloadFile.SignatureBlockFor(PayloadFile.Signed(PayloadFile.Header(manifestBytes.Length, 0), manifestBytes), keys);
+            byte[] header = PayloadFile.Header(manifestBytes.Length, probe.Length);
+            byte[] signatures = PayloadFile.SignatureBlockFor(PayloadFile.Signed(header, manifestBytes), keys);
+            if (signatures.Length != probe.Length) throw new InvalidOperationException("signature block length changed");
+            string tmp = output + ".tmp";
+            using (var outStream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                outStream.Write(header);
+                outStream.Write(manifestBytes);
+                outStream.Write(signatures);
+                data.Position = 0;
+                data.CopyTo(outStream);
+                outStream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, output, overwrite: true);
+            return new Result(manifest, new FileInfo(output).Length, copies, zeros, datas, patches);
+        }
+    }
+
+    /// <summary>
+    /// New runs a few blocks apart become one (the copies between them cost next to nothing
+    /// inside a patch, whose dictionary holds them): fewer operations, less manifest.
+    /// </summary>
+    private static void MergeNearbyChanges((char Kind, long Src)[] kinds)
+    {
+        const int Gap = 256;
+        long lastNewEnd = -1, runStart = -1;
+        for (long b = 0; b < kinds.Length; b++)
+        {
+            if (kinds[b].Kind != 'n') continue;
+            if (lastNewEnd >= 0 && b - lastNewEnd <= Gap && b - runStart < ChunkBlocks)
+            {
+                for (long g = lastNewEnd; g < b; g++) kinds[g] = ('n', 0);
+            }
+            else runStart = b;
+            lastNewEnd = b + 1;
+        }
+    }
+
+    /// <summary>The first source block of each content (8 bytes of its SHA-256); zero blocks left out.</summary>
+    private static Dictionary<ulong, long> Index(SafeFileHandleReader src, int bs)
+    {
+        var index = new Dictionary<ulong, long>();
+        byte[] block = new byte[bs];
+        for (long b = 0; b < src.Length / bs; b++)
+        {
+            src.Read(b * bs, block);
+            if (block.AsSpan().IndexOfAnyExcept((byte)0) < 0) continue;
+            index.TryAdd(BlockKey(block), b);
+        }
+        return index;
+    }
+
+    private static ulong BlockKey(byte[] block) => BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(block));
+
+    internal static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
+
+    /// <summary>One zstd frame (with its content size); with a dictionary, that raw content as its prefix.</summary>
+    internal byte[] Compress(byte[] data, byte[]? dictionary)
+    {
+        using var c = new Compressor(level);
+        c.SetParameter(ZSTD_cParameter.ZSTD_c_windowLog, 24);
+        c.SetParameter(ZSTD_cParameter.ZSTD_c_enableLongDistanceMatching, 1);
+        c.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 1);
+        if (dictionary is not null) c.LoadDictionary(dictionary);
+        return c.Wrap(data).ToArray();
+    }
+}
+
+/// <summary>Positional reads of an image file.</summary>
+internal sealed class SafeFileHandleReader : IDisposable
+{
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
+    public long Length { get; }
+    public string Path { get; }
+
+    public SafeFileHandleReader(string path)
+    {
+        Path = path;
+        if (!File.Exists(path)) throw new PayloadException($"{path} does not exist");
+        _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+        Length = RandomAccess.GetLength(_handle);
+    }
+
+    public void Read(long offset, Span<byte> buffer)
+    {
+        int read = 0;
+        while (read < buffer.Length)
+        {
+            int n = RandomAccess.Read(_handle, buffer[read..], offset + read);
+            if (n == 0) throw new PayloadException($"{Path}: ends at {offset + read}");
+            read += n;
+        }
+    }
+
+    public byte[] ReadRange(long offset, long length)
+    {
+        byte[] b = new byte[length];
+        Read(offset, b);
+        return b;
+    }
+
+    /// <summary>SHA-256 of the first <paramref name="size"/> bytes (all of them by default).</summary>
+    public string Sha256(long? size = null)
+    {
+        long end = size ?? Length;
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = new byte[1 << 20];
+        for (long at = 0; at < end; at += buffer.Length)
+        {
+            int n = (int)Math.Min(buffer.Length, end - at);
+            Read(at, buffer.AsSpan(0, n));
+            hash.AppendData(buffer, 0, n);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    public void Dispose() => _handle.Dispose();
+}

@@ -1,0 +1,232 @@
+using System.Text;
+using HostOs.Updater.Payload;
+using NSec.Cryptography;
+
+namespace HostOs.UnitTests.Updater;
+
+/// <summary>
+/// Payloads on image files (issue 5): full and delta round trips, and every way a payload
+/// can be wrong, each refused by name before anything it says is used.
+/// </summary>
+public sealed class PayloadTests : IDisposable
+{
+    private readonly string _work = Directory.CreateTempSubdirectory("payload-test-").FullName;
+
+    public void Dispose() => Directory.Delete(_work, recursive: true);
+
+    /// <summary>A build directory as build.sh makes it: root.img, vmlinuz, initrd.img, manifest.json.</summary>
+    private string MakeBuild(string version, byte[] root, string kernel = "kernel-1", string initrd = "initrd-1")
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(_work, "build-" + version)).FullName;
+        File.WriteAllBytes(Path.Combine(dir, "root.img"), root);
+        File.WriteAllText(Path.Combine(dir, "vmlinuz"), kernel);
+        File.WriteAllText(Path.Combine(dir, "initrd.img"), initrd);
+        File.WriteAllText(Path.Combine(dir, "manifest.json"),
+            $$"""{ "name": "hostos", "version": "{{version}}", "cmdline": "console=ttyS0 quiet hostos.slot=a hostos.version={{version}}" }""");
+        return dir;
+    }
+
+    /// <summary>Blocks half text, half random bytes (as binaries are), zero blocks in between.</summary>
+    private static byte[] Image(int blocks, int seed)
+    {
+        var image = new byte[blocks * 4096];
+        var random = new Random(seed);
+        for (int b = 0; b < blocks; b++)
+        {
+            if (b % 7 == 3) continue; // zeros
+            string line = $"block {b} of image {seed}: ";
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat(line + "\n", 2048 / line.Length + 1)));
+            text.AsSpan(0, 2048).CopyTo(image.AsSpan(b * 4096));
+            random.NextBytes(image.AsSpan(b * 4096 + 2048, 2048));
+        }
+        return image;
+    }
+
+    /// <summary>v2 from v1: a few blocks edited, one moved far away, and a longer image.</summary>
+    private static byte[] NextVersion(byte[] v1)
+    {
+        var v2 = new byte[v1.Length + 8 * 4096];
+        v1.CopyTo(v2, 0);
+        v2[10 * 4096 + 100] ^= 0x55;                                 // an edit
+        Encoding.ASCII.GetBytes("a new line in block 40").CopyTo(v2, 40 * 4096 + 7);
+        v1.AsSpan(5 * 4096, 4096).CopyTo(v2.AsSpan(v1.Length + 3 * 4096)); // moved content
+        return v2;
+    }
+
+    private (Key Key, PublicKey Public) NewKey(string name)
+    {
+        var (priv, pub) = UpdateKeys.Generate(Path.Combine(_work, "keys"), name);
+        return (UpdateKeys.LoadPrivate(priv), UpdateKeys.ParsePublic(File.ReadAllText(pub), pub));
+    }
+
+    private PayloadManifest Apply(string payload, PublicKey[] trusted, string? source, string? current = null, bool downgrade = false, string target = "applied.img")
+    {
+        using FileStream f = File.OpenRead(payload);
+        string? sourceBoot = source is null ? null : Path.GetDirectoryName(source);
+        return new PayloadApplier(trusted).Apply(f, new ApplyTarget(Path.Combine(_work, target), source, Path.Combine(_work, "boot"), sourceBoot), current, downgrade);
+    }
+
+    [Fact]
+    public void KeysAreWrittenPrivateAndRefusedWhenMalformed()
+    {
+        var (priv, pub) = UpdateKeys.Generate(Path.Combine(_work, "k"), "signer");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(priv));
+        Assert.Equal(44, File.ReadAllText(pub).Trim().Length);
+        Assert.Throws<PayloadException>(() => UpdateKeys.Generate(Path.Combine(_work, "k"), "signer"));
+        File.WriteAllText(Path.Combine(_work, "bad.key"), "something else\nAAAA\n");
+        Assert.Contains("is not a HostOS update signing key", Assert.Throws<PayloadException>(() => UpdateKeys.LoadPrivate(Path.Combine(_work, "bad.key"))).Message);
+        Assert.Contains("not the base64 of a 32-byte", Assert.Throws<PayloadException>(() => UpdateKeys.ParsePublic("AAAA", "x.pub")).Message);
+    }
+
+    [Fact]
+    public void FullThenDelta_RoundTrip_TheDeltaSmallAndCopying()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] v1 = Image(200, 1), v2 = NextVersion(v1);
+        string b1 = MakeBuild("1.0.0", v1), b2 = MakeBuild("1.1.0", v2, kernel: "kernel-2");
+        string full = Path.Combine(_work, "full.hup"), delta = Path.Combine(_work, "delta.hup");
+
+        var fullResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), null, [key], full);
+        Assert.Equal(0, fullResult.Copies);
+        PayloadManifest m = Apply(full, [pub], null);
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "applied.img")));
+        Assert.Equal("kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
+        Assert.Equal("console=ttyS0 quiet", m.Cmdline);
+
+        var deltaResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        Assert.True(deltaResult.Copies > 0);
+        Assert.True(deltaResult.PayloadBytes < fullResult.PayloadBytes / 3, $"delta {deltaResult.PayloadBytes} vs full {fullResult.PayloadBytes}");
+        File.Delete(Path.Combine(_work, "applied.img"));
+        m = Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0");
+        Assert.True(m.IsDelta);
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "applied.img")));
+        // Boot files: the unchanged initramfs comes from the running version's, by hash.
+        Assert.Equal(OperationType.Copy, m.BootFiles.Single(f => f.Name == "initrd.img").Type);
+        Assert.Equal("initrd-1", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
+        Assert.Equal("kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
+        File.WriteAllText(Path.Combine(b1, "initrd.img"), "initrd-X");
+        Assert.Contains("is not the one this delta was made from", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(b1, "root.img"))).Message);
+    }
+
+    [Fact]
+    public void ADeltaNeedsItsExactSource()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] v1 = Image(40, 1);
+        string b1 = MakeBuild("1.0.0", v1), b2 = MakeBuild("1.1.0", NextVersion(v1));
+        string delta = Path.Combine(_work, "delta.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        byte[] other = (byte[])v1.Clone();
+        other[5] ^= 1;
+        File.WriteAllBytes(Path.Combine(_work, "other.img"), other);
+        Assert.Contains("is not version 1.0.0", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(_work, "other.img"))).Message);
+        Assert.Contains("needs the source image", Assert.Throws<PayloadException>(() => Apply(delta, [pub], null)).Message);
+        Assert.Contains("a delta goes forward", Assert.Throws<PayloadException>(() =>
+            new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b1), ImageBuild.FromDirectory(b2), [key], delta)).Message);
+    }
+
+    [Fact]
+    public void TamperedTruncatedUnknownAndDowngradeAreRefusedByName()
+    {
+        var (key, pub) = NewKey("k1");
+        var (_, stranger) = NewKey("k2");
+        string b = MakeBuild("2.0.0", Image(30, 2));
+        string payload = Path.Combine(_work, "p.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b), null, [key], payload);
+        byte[] good = File.ReadAllBytes(payload);
+
+        string Refusal(byte[] bytes, PublicKey[]? trusted = null, string? current = null)
+        {
+            string f = Path.Combine(_work, "bad.hup");
+            File.WriteAllBytes(f, bytes);
+            return Assert.Throws<PayloadException>(() => Apply(f, trusted ?? [pub], null, current)).Message;
+        }
+
+        // A flipped bit in the data: its hash; in the manifest: the signature.
+        byte[] flipped = (byte[])good.Clone();
+        flipped[^100] ^= 0x10;
+        Assert.Contains("does not match its hash: the payload is corrupt", Refusal(flipped));
+        flipped = (byte[])good.Clone();
+        flipped[PayloadFile.HeaderLength + 20] ^= 0x01;
+        Assert.Contains("does not match: the payload was altered", Refusal(flipped));
+        Assert.Contains("truncated", Refusal(good[..(good.Length - 10)]));
+        Assert.Contains("truncated", Refusal(good[..30]));
+        Assert.Contains("signed only by unknown key", Refusal(good, [stranger]));
+        Assert.Contains("not a HostOS update payload", Refusal(Encoding.ASCII.GetBytes("GIF89a..............................")));
+        Assert.Contains("not newer than the running 2.0.0", Refusal(good, current: "2.0.0"));
+        Assert.Contains("not newer than the running 3.1.0", Refusal(good, current: "3.1.0"));
+        Assert.Contains("bytes after its last boot file", Refusal([.. good, 0]));
+        // Allowed explicitly, the downgrade goes through.
+        Apply(payload, [pub], null, current: "3.1.0", downgrade: true);
+    }
+
+    [Fact]
+    public void SignedByTwoKeys_EitherIsEnough()
+    {
+        var (oldKey, oldPub) = NewKey("old");
+        var (newKey, newPub) = NewKey("new");
+        string b = MakeBuild("1.2.3", Image(20, 3));
+        string payload = Path.Combine(_work, "rotated.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b), null, [oldKey, newKey], payload);
+        Assert.Equal("1.2.3", Apply(payload, [oldPub], null).Version);
+        Assert.Equal("1.2.3", Apply(payload, [newPub], null).Version);
+    }
+
+    /// <summary>A payload whose manifest says what the test wants, properly signed: validation, not the signature, must refuse it.</summary>
+    private byte[] Signed(PayloadManifest manifest, Key key, byte[] data)
+    {
+        byte[] m = PayloadFile.PackManifest(manifest.ToJsonBytes());
+        byte[] probe = PayloadFile.SignatureBlockFor(PayloadFile.Signed(PayloadFile.Header(m.Length, 0), m), [key]);
+        byte[] header = PayloadFile.Header(m.Length, probe.Length);
+        return [.. header, .. m, .. PayloadFile.SignatureBlockFor(PayloadFile.Signed(header, m), [key]), .. data];
+    }
+
+    private static string Hash(byte[] b) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(b));
+
+    [Theory]
+    [InlineData("overlap", "target block 0 is written twice")]
+    [InlineData("gap", "are never written")]
+    [InlineData("outside", "is not [start, count] within 4 blocks")]
+    [InlineData("copy-in-full", "reads the source, but this is a full payload")]
+    [InlineData("huge-data", "data length")]
+    [InlineData("no-boot", "must carry vmlinuz and initrd.img")]
+    [InlineData("slot-in-cmdline", "without hostos.slot=")]
+    [InlineData("bad-version", "is not MAJOR.MINOR.PATCH")]
+    public void SignedButMalformedManifestsAreRefused(string what, string expected)
+    {
+        var (key, pub) = NewKey("k1");
+        string zero = Hash(new byte[4096]);
+        Operation Zero(long start, long count) => new() { Type = OperationType.Zero, Dst = [[start, count]], DstSha256 = Hash(new byte[count * 4096]) };
+        List<Operation> ops = what switch
+        {
+            "overlap" => [Zero(0, 4), Zero(0, 1)],
+            "gap" => [Zero(0, 2)],
+            "outside" => [Zero(0, 4), Zero(4, 2)],
+            "copy-in-full" => [Zero(0, 3), new() { Type = OperationType.Copy, Dst = [[3, 1]], Src = [[0, 1]], SrcSha256 = zero, DstSha256 = zero }],
+            "huge-data" => [Zero(0, 3), new() { Type = OperationType.Data, Dst = [[3, 1]], DataLength = 1L << 40, DataSha256 = zero, DstSha256 = zero }],
+            _ => [Zero(0, 4)],
+        };
+        var boot = what == "no-boot" ? new List<BootFile>() : [
+            new BootFile { Name = "vmlinuz", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero },
+            new BootFile { Name = "initrd.img", Size = 1, Sha256 = zero, DataOffset = 1, DataLength = 1, DataSha256 = zero }];
+        var manifest = new PayloadManifest
+        {
+            Version = what == "bad-version" ? "1.0" : "1.0.0",
+            Target = new ImageIdentity { Version = "1.0.0", Size = 4 * 4096, Sha256 = zero },
+            Cmdline = what == "slot-in-cmdline" ? "quiet hostos.slot=b" : "quiet",
+            Operations = ops,
+            BootFiles = boot,
+        };
+        string f = Path.Combine(_work, "crafted.hup");
+        File.WriteAllBytes(f, Signed(manifest, key, [1, 2]));
+        Assert.Contains(expected, Assert.Throws<PayloadException>(() => Apply(f, [pub], null)).Message);
+    }
+
+    [Fact]
+    public void VersionsCompareNumerically()
+    {
+        Assert.True(SemanticVersion.Parse("1.10.0") > SemanticVersion.Parse("1.9.9"));
+        Assert.False(SemanticVersion.TryParse("1.02.0", out _));
+        Assert.False(SemanticVersion.TryParse("v1.0.0", out _));
+    }
+}
