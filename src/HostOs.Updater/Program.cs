@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using HostOs.Updater.Payload;
+using HostOs.Updater.Repository;
 using NSec.Cryptography;
 
 namespace HostOs.Updater;
@@ -18,7 +19,11 @@ internal static class Program
           hostos-updater payload verify FILE --trust DIR|PUBFILE... [--from BUILD]
           hostos-updater payload apply FILE --target IMAGE --boot-dir DIR --trust DIR|PUBFILE... [--from BUILD]
                                        [--current-version V] [--allow-downgrade]
+          hostos-updater repo publish --dir REPO --channel NAME --key KEY [--key KEY...] [--valid-days N]
+          hostos-updater install --server URL --channel NAME --trust DIR|PUBFILE... --current-version V
+                                 --target IMAGE --boot-dir DIR [--from BUILD] [--allow-downgrade]
         BUILD: a build.sh output directory (out/NAME) or its root.img
+        REPO: a directory served by any HTTP server; payloads in REPO/payloads/*.hup
         """;
 
     private static int Main(string[] args)
@@ -97,6 +102,40 @@ internal static class Program
                     Console.WriteLine($"applied {m.Version}");
                     return 0;
                 }
+                case ["repo", "publish"]:
+                {
+                    var keys = a.All("key").Select(UpdateKeys.LoadPrivate).ToList();
+                    if (keys.Count == 0) throw new UsageException("--key is required");
+                    int days = a.One("valid-days") is string d ? int.Parse(d, System.Globalization.CultureInfo.InvariantCulture) : 30;
+                    UpdateIndex index = UpdateIndex.Publish(a.Required("dir"), a.Required("channel"), keys, TimeSpan.FromDays(days), DateTimeOffset.UtcNow);
+                    foreach (UpdateIndex.Release r in index.Releases)
+                    {
+                        Console.WriteLine($"{r.Version}: {(r.Full is null ? "no full payload" : r.Full.Path)}{string.Concat(r.Deltas.Select(x => $", delta from {x.From}: {x.Path}"))}");
+                    }
+                    Console.WriteLine($"{a.Required("channel")}/index.json signed, expires {index.Expires:u}");
+                    return 0;
+                }
+                case ["install"]:
+                {
+                    // The whole path a machine takes, against image files: index, choice, streamed apply.
+                    string server = a.Required("server");
+                    using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+                    var client = new UpdateClient(http, new Uri(server.EndsWith('/') ? server : server + "/"), Trusted(a), Console.WriteLine);
+                    string current = a.Required("current-version");
+                    UpdateIndex index = client.FetchIndex(a.Required("channel"), DateTimeOffset.UtcNow);
+                    if (index.Choose(current) is not var (release, payload))
+                    {
+                        Console.WriteLine($"{current} is the newest on channel {index.Channel}");
+                        return 0;
+                    }
+                    Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
+                    ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                    using ResumingDownload download = client.Open(payload);
+                    new PayloadApplier(Trusted(a), Console.WriteLine).Apply(download,
+                        new ApplyTarget(a.Required("target"), source?.RootImage, a.Required("boot-dir"), SourceBoot(source)), current, a.Has("allow-downgrade"));
+                    Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}");
+                    return 0;
+                }
                 default:
                     throw new UsageException("unknown command");
             }
@@ -106,7 +145,8 @@ internal static class Program
             Console.Error.WriteLine($"hostos-updater: {e.Message}\n{Usage}");
             return 2;
         }
-        catch (Exception e) when (e is PayloadException or IOException or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException)
+        catch (Exception e) when (e is PayloadException or IOException or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException
+                                      or HttpRequestException or TaskCanceledException)
         {
             Console.Error.WriteLine($"hostos-updater: {e.Message}");
             return 1;

@@ -96,28 +96,32 @@ public static class PayloadFile
     {
         if (trusted.Count == 0) throw new PayloadException("no trusted update keys: nothing can be verified");
         var (header, manifest, block) = ReadRaw(payload);
-        byte[] signed = Signed(header, manifest);
-        string? signer = null;
+        string signer = Signer(block, Signed(header, manifest), trusted, "the payload");
+        return (PayloadManifest.Parse(UnpackManifest(manifest)), signer);
+    }
+
+    /// <summary>
+    /// The id of the trusted key whose signature in <paramref name="block"/> verifies
+    /// <paramref name="signed"/>. A trusted key's signature that does not verify is tampering,
+    /// refused at once; no trusted signature at all is refused naming who did sign.
+    /// </summary>
+    internal static string Signer(SignatureBlock block, byte[] signed, IReadOnlyList<PublicKey> trusted, string what)
+    {
         foreach (Signature s in block.Signatures)
         {
             PublicKey? key = trusted.FirstOrDefault(k => UpdateKeys.KeyId(k) == s.KeyId);
             if (key is null) continue;
             byte[]? value = null;
             try { value = Convert.FromHexString(s.Value); } catch (FormatException) { }
-            if (value is not null && UpdateKeys.Algorithm.Verify(key, signed, value))
+            if (value is null || !UpdateKeys.Algorithm.Verify(key, signed, value))
             {
-                signer = s.KeyId;
-                break;
+                throw new PayloadException($"the signature of {what} by key {s.KeyId} does not match: {what} was altered or corrupted");
             }
-            throw new PayloadException($"the signature by key {s.KeyId} does not match: the payload was altered or corrupted");
+            return s.KeyId;
         }
-        if (signer is null)
-        {
-            throw new PayloadException(block.Signatures.Count == 0
-                ? "the payload is not signed"
-                : $"signed only by unknown key(s) {string.Join(", ", block.Signatures.Select(s => s.KeyId))}; trusted: {string.Join(", ", trusted.Select(UpdateKeys.KeyId))}");
-        }
-        return (PayloadManifest.Parse(UnpackManifest(manifest)), signer);
+        throw new PayloadException(block.Signatures.Count == 0
+            ? $"{what} is not signed"
+            : $"{what} is signed only by unknown key(s) {string.Join(", ", block.Signatures.Select(s => s.KeyId))}; trusted: {string.Join(", ", trusted.Select(UpdateKeys.KeyId))}");
     }
 
     /// <summary>The head without checking signatures, for <c>payload inspect</c>: never for applying.</summary>

@@ -1,0 +1,180 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using HostOs.Updater.Payload;
+
+namespace HostOs.Updater.Repository;
+
+/// <summary>
+/// A payload as a stream straight from the repository (docs/updates.md): read once, in
+/// order, by the applier, so the payload is never on disk. A broken connection, a stall or
+/// a short body is resumed where it stopped with an HTTP range request (If-Range on the
+/// first response's validator, so a payload replaced on the server meanwhile is a
+/// refusal, not a splice of two files), up to a number of attempts. Every byte goes into
+/// a SHA-256, and the end is checked against the size and hash the signed index gives:
+/// a second check, independent of the payload's own.
+/// </summary>
+public sealed class ResumingDownload : Stream
+{
+    private readonly HttpClient _http;
+    private readonly Uri _uri;
+    private readonly UpdateIndex.PayloadRef _expected;
+    private readonly int _attempts;
+    private readonly TimeSpan _retryDelay;
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly Action<string>? _say;
+    private Stream? _body;
+    private HttpResponseMessage? _response;
+    private EntityTagHeaderValue? _etag;
+    private DateTimeOffset? _lastModified;
+    private long _position;
+    private int _failures;
+
+    public ResumingDownload(HttpClient http, Uri uri, UpdateIndex.PayloadRef expected, int attempts = 8, TimeSpan? retryDelay = null, Action<string>? say = null)
+    {
+        _http = http;
+        _uri = uri;
+        _expected = expected;
+        _attempts = attempts;
+        _retryDelay = retryDelay ?? TimeSpan.FromSeconds(1);
+        _say = say;
+    }
+
+    /// <summary>How many times the download was resumed.</summary>
+    public int Resumptions { get; private set; }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (_position == _expected.Size || buffer.Length == 0) return 0;
+        if (buffer.Length > _expected.Size - _position) buffer = buffer[..(int)(_expected.Size - _position)];
+        while (true)
+        {
+            try
+            {
+                _body ??= Open();
+                int n = _body.Read(buffer);
+                if (n == 0) throw new IOException($"the server ended the body at {_position} of {_expected.Size} bytes");
+                _hash.AppendData(buffer[..n]);
+                _position += n;
+                if (_position == _expected.Size)
+                {
+                    string sha = Convert.ToHexStringLower(_hash.GetHashAndReset());
+                    if (sha != _expected.Sha256) throw new PayloadException($"{_uri}: downloaded {_expected.Size} bytes with sha256 {sha}, the index says {_expected.Sha256}");
+                }
+                return n;
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException or TaskCanceledException)
+            {
+                CloseBody();
+                if (++_failures >= _attempts) throw new PayloadException($"{_uri}: download failed at byte {_position} of {_expected.Size} after {_failures} attempts: {e.Message}");
+                _say?.Invoke($"download interrupted at {_position} of {_expected.Size} bytes ({e.Message}); resuming");
+                Resumptions++;
+                Thread.Sleep(_retryDelay);
+            }
+        }
+    }
+
+    private Stream Open()
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _uri);
+        if (_position > 0)
+        {
+            request.Headers.Range = new RangeHeaderValue(_position, null);
+            if (_etag is not null) request.Headers.IfRange = new RangeConditionHeaderValue(_etag);
+            else if (_lastModified is DateTimeOffset lm) request.Headers.IfRange = new RangeConditionHeaderValue(lm);
+        }
+        HttpResponseMessage response = _http.Send(request, HttpCompletionOption.ResponseHeadersRead);
+        try
+        {
+            if (response.StatusCode == HttpStatusCode.NotFound) throw new PayloadException($"{_uri}: not found (404)");
+            if (_position == 0)
+            {
+                if (response.StatusCode != HttpStatusCode.OK) throw new HttpRequestException($"{_uri}: HTTP {(int)response.StatusCode}");
+                if (response.Content.Headers.ContentLength is long length && length != _expected.Size)
+                {
+                    throw new PayloadException($"{_uri}: the server has {length} bytes, the index says {_expected.Size}");
+                }
+                _etag = response.Headers.ETag;
+                _lastModified = response.Content.Headers.LastModified;
+            }
+            else if (response.StatusCode == HttpStatusCode.OK)
+            {
+                // If-Range failed: the file changed on the server since the first byte.
+                throw new PayloadException($"{_uri}: the payload changed on the server during the download");
+            }
+            else if (response.StatusCode != HttpStatusCode.PartialContent || response.Content.Headers.ContentRange?.From != _position)
+            {
+                throw new HttpRequestException($"{_uri}: asked for bytes from {_position}, got HTTP {(int)response.StatusCode} {response.Content.Headers.ContentRange}");
+            }
+            _response = response;
+            return response.Content.ReadAsStream();
+        }
+        catch
+        {
+            response.Dispose();
+            throw;
+        }
+    }
+
+    private void CloseBody()
+    {
+        _body?.Dispose();
+        _body = null;
+        _response?.Dispose();
+        _response = null;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            CloseBody();
+            _hash.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => _expected.Size;
+    public override long Position { get => _position; set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
+
+/// <summary>Fetches and verifies a channel's index, and opens the payload to install.</summary>
+public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec.Cryptography.PublicKey> trusted, Action<string>? say = null)
+{
+    public UpdateIndex FetchIndex(string channel, DateTimeOffset now)
+    {
+        byte[] index = Get($"{channel}/index.json");
+        byte[] signature = Get($"{channel}/index.json.sig");
+        return UpdateIndex.Verify(index, signature, trusted, channel, now);
+    }
+
+    public ResumingDownload Open(UpdateIndex.PayloadRef payload, int attempts = 8, TimeSpan? retryDelay = null) =>
+        new(http, new Uri(server, payload.Path), payload, attempts, retryDelay, say);
+
+    private byte[] Get(string path)
+    {
+        var uri = new Uri(server, path);
+        using HttpResponseMessage r = http.Send(new HttpRequestMessage(HttpMethod.Get, uri));
+        if (!r.IsSuccessStatusCode) throw new PayloadException($"{uri}: HTTP {(int)r.StatusCode}");
+        if (r.Content.Headers.ContentLength is > UpdateIndex.MaxBytes) throw new PayloadException($"{uri}: larger than {UpdateIndex.MaxBytes} bytes");
+        using Stream s = r.Content.ReadAsStream();
+        using var copy = new MemoryStream();
+        byte[] buffer = new byte[65536];
+        int n;
+        while ((n = s.Read(buffer)) > 0)
+        {
+            copy.Write(buffer, 0, n);
+            if (copy.Length > UpdateIndex.MaxBytes) throw new PayloadException($"{uri}: larger than {UpdateIndex.MaxBytes} bytes");
+        }
+        return copy.ToArray();
+    }
+}

@@ -1,0 +1,241 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using HostOs.Updater.Payload;
+using HostOs.Updater.Repository;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Logging;
+using NSec.Cryptography;
+
+namespace HostOs.UnitTests.Updater;
+
+/// <summary>
+/// The update repository (issue 5): a signed, expiring index per channel; payloads served
+/// by a real HTTP server (Kestrel's static files, with ranges) and streamed into the
+/// applier; a cut download resumed with a range request; every refusal named.
+/// </summary>
+public sealed class RepositoryTests : IDisposable
+{
+    private readonly string _work = Directory.CreateTempSubdirectory("repo-test-").FullName;
+    private static readonly DateTimeOffset Now = new(2026, 11, 29, 12, 0, 0, TimeSpan.Zero);
+
+    public void Dispose() => Directory.Delete(_work, recursive: true);
+
+    private (Key Key, PublicKey Public) NewKey(string name)
+    {
+        var (priv, pub) = UpdateKeys.Generate(Path.Combine(_work, "keys"), name);
+        return (UpdateKeys.LoadPrivate(priv), UpdateKeys.ParsePublic(File.ReadAllText(pub), pub));
+    }
+
+    private string Build(string version, byte[] root)
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(_work, "build-" + version)).FullName;
+        File.WriteAllBytes(Path.Combine(dir, "root.img"), root);
+        File.WriteAllText(Path.Combine(dir, "vmlinuz"), "kernel");
+        File.WriteAllText(Path.Combine(dir, "initrd.img"), "initrd " + version);
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), $$"""{ "version": "{{version}}", "cmdline": "quiet" }""");
+        return dir;
+    }
+
+    private static byte[] Root(int seed, int blocks = 64)
+    {
+        var b = new byte[blocks * 4096];
+        new Random(seed).NextBytes(b.AsSpan(0, b.Length / 2));
+        return b;
+    }
+
+    /// <summary>A repository with 1.0.0 full, 1.1.0 full and a 1.0.0 -> 1.1.0 delta, published for "stable".</summary>
+    private (string Repo, string B1, string B2, Key Key, PublicKey Public) Repository()
+    {
+        var (key, pub) = NewKey("k");
+        byte[] v1 = Root(1), v2 = (byte[])v1.Clone();
+        v2[1000] ^= 0xff;
+        string b1 = Build("1.0.0", v1), b2 = Build("1.1.0", v2);
+        string repo = Directory.CreateDirectory(Path.Combine(_work, "repo", "payloads")).Parent!.FullName;
+        var builder = new PayloadBuilder(3);
+        builder.Create(ImageBuild.FromDirectory(b1), null, [key], Path.Combine(repo, "payloads", "1.0.0-full.hup"));
+        builder.Create(ImageBuild.FromDirectory(b2), null, [key], Path.Combine(repo, "payloads", "1.1.0-full.hup"));
+        builder.Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], Path.Combine(repo, "payloads", "1.0.0-1.1.0.hup"));
+        UpdateIndex.Publish(repo, "stable", [key], TimeSpan.FromDays(7), Now);
+        return (repo, b1, b2, key, pub);
+    }
+
+    private static (byte[] Index, byte[] Sig) Files(string repo) =>
+        (File.ReadAllBytes(Path.Combine(repo, "stable", "index.json")), File.ReadAllBytes(Path.Combine(repo, "stable", "index.json.sig")));
+
+    [Fact]
+    public void TheIndexChoosesADeltaFromTheRunningVersion_ElseTheFullPayload()
+    {
+        var (repo, _, _, _, pub) = Repository();
+        var (index, sig) = Files(repo);
+        UpdateIndex i = UpdateIndex.Verify(index, sig, [pub], "stable", Now);
+        Assert.Equal(["1.0.0", "1.1.0"], i.Releases.Select(r => r.Version));
+        Assert.Equal(("1.1.0", "payloads/1.0.0-1.1.0.hup"), (i.Choose("1.0.0")!.Value.Release.Version, i.Choose("1.0.0")!.Value.Payload.Path));
+        Assert.Equal("payloads/1.1.0-full.hup", i.Choose("0.9.0")!.Value.Payload.Path);
+        Assert.Null(i.Choose("1.1.0"));
+    }
+
+    [Fact]
+    public void ExpiredAlteredForeignAndUnknownIndexesAreRefusedByName()
+    {
+        var (repo, _, _, _, pub) = Repository();
+        var (_, stranger) = NewKey("stranger");
+        var (index, sig) = Files(repo);
+        Assert.Contains("expired at 2026-12-06", Assert.Throws<PayloadException>(() => UpdateIndex.Verify(index, sig, [pub], "stable", Now.AddDays(8))).Message);
+        Assert.Contains("stale or frozen mirror", Assert.Throws<PayloadException>(() => UpdateIndex.Verify(index, sig, [pub], "stable", Now.AddDays(8))).Message);
+        byte[] altered = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(index).Replace("1.1.0", "1.9.0"));
+        Assert.Contains("the index was altered", Assert.Throws<PayloadException>(() => UpdateIndex.Verify(altered, sig, [pub], "stable", Now)).Message);
+        Assert.Contains("is for channel 'stable', not 'beta'", Assert.Throws<PayloadException>(() => UpdateIndex.Verify(index, sig, [pub], "beta", Now)).Message);
+        Assert.Contains("is signed only by unknown key", Assert.Throws<PayloadException>(() => UpdateIndex.Verify(index, sig, [stranger], "stable", Now)).Message);
+    }
+
+    /// <summary>Kestrel serving the repository's files (static files answer range requests).</summary>
+    private static async Task<WebApplication> Serve(string root, int port)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        builder.Logging.ClearProviders();
+        WebApplication app = builder.Build();
+        app.UseStaticFiles(new StaticFileOptions
+        {
+            FileProvider = new PhysicalFileProvider(root),
+            ServeUnknownFileTypes = true,
+        });
+        await app.StartAsync();
+        return app;
+    }
+
+    private static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    [Fact]
+    public async Task InstallStreamsADeltaFromARealHttpServer()
+    {
+        var (repo, b1, b2, _, pub) = Repository();
+        int port = FreePort();
+        await using WebApplication server = await Serve(repo, port);
+        using var http = new HttpClient();
+        var client = new UpdateClient(http, new Uri($"http://127.0.0.1:{port}/"), [pub]);
+        // Not "now": the index's own clock, so that the test's date does not expire it.
+        UpdateIndex index = client.FetchIndex("stable", Now);
+        var (release, payload) = index.Choose("1.0.0")!.Value;
+        Assert.NotNull(payload.From);
+        string target = Path.Combine(_work, "slot.img");
+        await Task.Run(() =>
+        {
+            using ResumingDownload download = client.Open(payload);
+            new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, Path.Combine(b1, "root.img"), Path.Combine(_work, "boot"), b1), "1.0.0", false);
+        });
+        Assert.Equal("1.1.0", release.Version);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(target));
+        Assert.Equal("initrd 1.1.0", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
+    }
+
+    /// <summary>
+    /// A deliberately bad HTTP server: answers ranges, but cuts the first response after
+    /// <paramref name="cutAfter"/> bytes; with <paramref name="changeAfterFirst"/>, later
+    /// answers carry another validator and the whole file (the file "changed").
+    /// </summary>
+    private static async Task FlakyServer(TcpListener listener, byte[] file, int cutAfter, bool changeAfterFirst, CancellationToken stop)
+    {
+        int requests = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            using TcpClient c = await listener.AcceptTcpClientAsync(stop);
+            using NetworkStream s = c.GetStream();
+            var head = new StringBuilder();
+            var one = new byte[1];
+            while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal) && await s.ReadAsync(one, stop) == 1) head.Append((char)one[0]);
+            string text = head.ToString();
+            long from = 0;
+            int at = text.IndexOf("Range: bytes=", StringComparison.OrdinalIgnoreCase);
+            if (at >= 0) from = long.Parse(text[(at + 13)..text.IndexOf('-', at + 13)], System.Globalization.CultureInfo.InvariantCulture);
+            requests++;
+            string etag = changeAfterFirst && requests > 1 ? "\"v2\"" : "\"v1\"";
+            bool ranged = from > 0 && !(changeAfterFirst && requests > 1);
+            if (!ranged) from = 0;
+            string status = ranged ? "206 Partial Content" : "200 OK";
+            string range = ranged ? $"Content-Range: bytes {from}-{file.Length - 1}/{file.Length}\r\n" : "";
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nContent-Length: {file.Length - from}\r\nETag: {etag}\r\n{range}Connection: close\r\n\r\n"), stop);
+            int length = (int)(file.Length - from);
+            if (requests == 1) length = Math.Min(length, cutAfter);
+            await s.WriteAsync(file.AsMemory((int)from, length), stop);
+        }
+    }
+
+    [Fact]
+    public async Task ACutDownloadIsResumedWithARange_AndAChangedFileIsRefused()
+    {
+        var (repo, b1, b2, _, pub) = Repository();
+        var (index, sig) = Files(repo);
+        UpdateIndex.PayloadRef payload = UpdateIndex.Verify(index, sig, [pub], "stable", Now).Choose("0.1.0")!.Value.Payload;
+        byte[] file = File.ReadAllBytes(Path.Combine(repo, payload.Path));
+        using var http = new HttpClient();
+
+        foreach (bool change in new[] { false, true })
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            using var stop = new CancellationTokenSource();
+            Task server = FlakyServer(listener, file, cutAfter: file.Length / 3, change, stop.Token);
+            var uri = new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/{payload.Path}");
+            string target = Path.Combine(_work, $"slot-{change}.img");
+            try
+            {
+                await Task.Run(() =>
+                {
+                    using var download = new ResumingDownload(http, uri, payload, retryDelay: TimeSpan.FromMilliseconds(10));
+                    if (!change)
+                    {
+                        new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), null, false);
+                        Assert.Equal(1, download.Resumptions);
+                        Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(target));
+                    }
+                    else
+                    {
+                        var e = Assert.Throws<PayloadException>(() =>
+                            new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), null, false));
+                        Assert.Contains("the payload changed on the server during the download", e.Message);
+                    }
+                });
+            }
+            finally
+            {
+                await stop.CancelAsync();
+                listener.Stop();
+                try { await server; } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+            }
+        }
+    }
+
+    [Fact]
+    public void APayloadOtherThanTheIndexSaysIsRefused()
+    {
+        var (repo, _, _, _, pub) = Repository();
+        var (index, sig) = Files(repo);
+        UpdateIndex.PayloadRef payload = UpdateIndex.Verify(index, sig, [pub], "stable", Now).Choose("0.1.0")!.Value.Payload;
+        var wrong = new UpdateIndex.PayloadRef { Path = payload.Path, Size = payload.Size, Sha256 = new string('0', 64) };
+        string path = Path.Combine(repo, payload.Path);
+        using var download = new ResumingDownload(new HttpClient(new FileHandler(path)), new Uri("http://repo.invalid/" + payload.Path), wrong);
+        var e = Assert.Throws<PayloadException>(() => download.CopyTo(Stream.Null));
+        Assert.Contains("the index says 0000", e.Message);
+    }
+
+    /// <summary>Answers every request with the file (no network).</summary>
+    private sealed class FileHandler(string path) : HttpMessageHandler
+    {
+        protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            new(HttpStatusCode.OK) { Content = new ByteArrayContent(File.ReadAllBytes(path)) };
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromResult(Send(request, cancellationToken));
+    }
+}
