@@ -91,6 +91,25 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
         say?.Invoke($"root image {manifest.Target.Version} written and verified ({manifest.Target.Size} bytes)");
         Directory.CreateDirectory(where.BootDirectory);
+        // Each boot file is written under a temporary name and synced; only when all are
+        // verified do they take their names: never a new kernel beside an old initramfs.
+        var staged = new List<(string Temporary, string Final)>();
+        try
+        {
+            StageBootFiles(payload, manifest, where, staged);
+            foreach (var (temporary, final) in staged) File.Move(temporary, final, overwrite: true);
+            HostOs.Platform.Interop.Sys.FsyncDirectory(where.BootDirectory);
+        }
+        finally
+        {
+            foreach (var (temporary, _) in staged) File.Delete(temporary);
+        }
+        if (payload.ReadByte() >= 0) throw new PayloadException("the payload has bytes after its last boot file");
+        return manifest;
+    }
+
+    private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, List<(string, string)> staged)
+    {
         foreach (BootFile f in manifest.BootFiles)
         {
             string at = $"boot file {f.Name}";
@@ -111,17 +130,22 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 content = Decompress(packed, old, f.Size, at);
             }
             if (PayloadBuilder.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
-            HostOs.Platform.AtomicFile.Write(Path.Combine(where.BootDirectory, f.Name), content, durable: true);
+            string final = Path.Combine(where.BootDirectory, f.Name), temporary = final + ".new";
+            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                file.Write(content);
+                file.Flush(flushToDisk: true);
+            }
+            staged.Add((temporary, final));
         }
-        if (payload.ReadByte() >= 0) throw new PayloadException("the payload has bytes after its last boot file");
-        return manifest;
     }
 
     private static SafeFileHandle OpenTarget(string path, long size)
     {
         bool device = path.StartsWith("/dev/", StringComparison.Ordinal);
         SafeFileHandle h = File.OpenHandle(path, device ? FileMode.Open : FileMode.OpenOrCreate, FileAccess.ReadWrite);
-        long length = RandomAccess.GetLength(h);
+        // A block device's size is not its stat size: sysfs counts it in 512-byte sectors.
+        long length = device ? SafeFileHandleReader.BlockDeviceSize(path) : RandomAccess.GetLength(h);
         if (device && length < size)
         {
             h.Dispose();

@@ -271,9 +271,17 @@ internal sealed class SafeFileHandleReader : IDisposable
     public SafeFileHandleReader(string path)
     {
         Path = path;
-        if (!File.Exists(path)) throw new PayloadException($"{path} does not exist");
+        if (!File.Exists(path) && !path.StartsWith("/dev/", StringComparison.Ordinal)) throw new PayloadException($"{path} does not exist");
         _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        Length = RandomAccess.GetLength(_handle);
+        Length = path.StartsWith("/dev/", StringComparison.Ordinal) ? BlockDeviceSize(path) : RandomAccess.GetLength(_handle);
+    }
+
+    internal static long BlockDeviceSize(string path)
+    {
+        string name = System.IO.Path.GetFileName(new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path);
+        string sys = $"/sys/class/block/{name}/size";
+        if (!File.Exists(sys)) throw new PayloadException($"{path} is not a block device this updater can size ({sys} is missing)");
+        return long.Parse(File.ReadAllText(sys).Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512;
     }
 
     public void Read(long offset, Span<byte> buffer)

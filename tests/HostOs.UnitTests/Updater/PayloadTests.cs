@@ -146,6 +146,11 @@ public sealed class PayloadTests : IDisposable
         byte[] flipped = (byte[])good.Clone();
         flipped[^100] ^= 0x10;
         Assert.Contains("does not match its hash: the payload is corrupt", Refusal(flipped));
+        // A flip in the last boot file: the first one was verified, yet is not put in place alone.
+        flipped = (byte[])good.Clone();
+        flipped[^3] ^= 0x10;
+        Assert.Contains("boot file initrd.img: its data does not match its hash", Refusal(flipped));
+        Assert.Empty(Directory.GetFiles(Path.Combine(_work, "boot")));
         flipped = (byte[])good.Clone();
         flipped[PayloadFile.HeaderLength + 20] ^= 0x01;
         Assert.Contains("does not match: the payload was altered", Refusal(flipped));
