@@ -15,7 +15,7 @@ namespace HostOs.ImageTool;
 /// verified and every layer unpacked.</item>
 /// <item><c>import FILE|DIR REFERENCE</c>: a `docker save` archive or OCI layout, stored as REFERENCE.</item>
 /// <item><c>push FILE|DIR REFERENCE [--insecure]</c>: the same, then uploaded to a registry (image pipelines, run.sh's demo).</item>
-/// <item><c>prune</c>: images no app names are dropped, then unreferenced blobs and layers.</item>
+/// <item><c>prune [REFERENCE...]</c>: the images named (all, when none is) that no app names are dropped, then unreferenced blobs and layers.</item>
 /// <item><c>list</c>: the images in the store.</item>
 /// </list>
 /// Exit code 0 on success, 1 with one line naming the problem on stderr, 2 on bad usage.
@@ -41,8 +41,8 @@ internal static class Program
                 case ["push", string source, string reference, .. var flags] when flags.All(f => f == "--insecure"):
                     tool.PushAsync(source, reference, insecure: flags.Length > 0).GetAwaiter().GetResult();
                     return 0;
-                case ["prune"]:
-                    tool.Prune();
+                case ["prune", .. var candidates]:
+                    tool.Prune(candidates);
                     return 0;
                 case ["list"]:
                     foreach (StoredImage i in tool.Store.Images())
@@ -51,7 +51,7 @@ internal static class Program
                     }
                     return 0;
                 default:
-                    Console.Error.WriteLine("usage: hostos-images prepare APP | import FILE|DIR REFERENCE | push FILE|DIR REFERENCE [--insecure] | prune | list");
+                    Console.Error.WriteLine("usage: hostos-images prepare APP | import FILE|DIR REFERENCE | push FILE|DIR REFERENCE [--insecure] | prune [REFERENCE...] | list");
                     return 2;
             }
         }
@@ -118,8 +118,12 @@ internal sealed class ImageTool(ImageStore store, string appsRoot, string regist
         say($"pushed {reference}");
     }
 
-    /// <summary>Drops store names no app definition uses, then collects what nothing references.</summary>
-    public void Prune()
+    /// <summary>
+    /// Drops the <paramref name="candidates"/> (every image when empty) that no app
+    /// definition uses, then collects what nothing references. The init names the image an
+    /// app let go of, so an image imported for an app not yet set is not swept away.
+    /// </summary>
+    public void Prune(IReadOnlyCollection<string> candidates)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         if (Directory.Exists(appsRoot))
@@ -139,7 +143,7 @@ internal sealed class ImageTool(ImageStore store, string appsRoot, string regist
                 }
             }
         }
-        foreach (StoredImage i in store.Images().Where(i => !used.Contains(i.Name)).ToList())
+        foreach (StoredImage i in store.Images().Where(i => !used.Contains(i.Name) && (candidates.Count == 0 || candidates.Contains(i.Name))).ToList())
         {
             store.Remove(i.Name);
             say($"removed image {i.Name}");

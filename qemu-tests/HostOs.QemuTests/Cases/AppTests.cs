@@ -29,22 +29,6 @@ public sealed class AppTests
         await client.PushAsync(store, "busybox", $"{registry.Host}/hostos/busybox:1");
     }
 
-    private static string ConfigDrive(string dir, string userData)
-    {
-        string img = Path.Combine(dir, "cidata.img");
-        File.WriteAllText(Path.Combine(dir, "user-data"), userData);
-        File.WriteAllText(Path.Combine(dir, "meta-data"), "instance-id: iid-apps-1\n");
-        Registry.Run("mkfs.vfat", "-n", "cidata", "-C", img, "2048");
-        var psi = new ProcessStartInfo("mcopy", ["-i", img, Path.Combine(dir, "user-data"), Path.Combine(dir, "meta-data"), "::/"]) { RedirectStandardError = true };
-        psi.Environment["MTOOLS_SKIP_CHECK"] = "1";
-        using (Process p = Process.Start(psi)!)
-        {
-            p.WaitForExit();
-            if (p.ExitCode != 0) throw new InvalidOperationException("mcopy: " + p.StandardError.ReadToEnd());
-        }
-        return img;
-    }
-
     private static async Task<string> Page(int port)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
@@ -71,7 +55,7 @@ public sealed class AppTests
             int published = QemuMachine.HostPort();
             vm.Forwards.Add((published, 8090));
             // Each run counts itself in its volume and serves the count.
-            vm.ExtraDisks.Add(ConfigDrive(work, $$"""
+            vm.ExtraDisks.Add(ConfigDrive.Make(work, $$"""
                 { "hostname": "app-host",
                   "registries": [ { "host": "10.0.2.2:{{registry.Port}}", "insecure": true } ],
                   "apps": [ {
@@ -82,7 +66,7 @@ public sealed class AppTests
                     "volumes": [ { "name": "data", "target": "/data" } ],
                     "resources": { "memoryMiB": 64, "pids": 32 },
                     "health": { "type": "http", "port": 80, "intervalSeconds": 2 } } ] }
-                """));
+                """, "instance-id: iid-apps-1\n"));
             vm.Start();
             await vm.WaitForReadyAsync(timeout: TimeSpan.FromSeconds(180));
             await vm.Console.WaitForAsync(@"first boot: .*instance iid-apps-1 applied, hostname app-host, .*1 registry, 1 app\(s\)", TimeSpan.FromSeconds(5));

@@ -10,27 +10,6 @@ namespace HostOs.QemuTests.Cases;
 /// </summary>
 public sealed class FirstBootTests
 {
-    private static string ConfigDrive(string dir, string userData, string metaData)
-    {
-        string img = Path.Combine(dir, $"cidata-{Guid.NewGuid():N}.img");
-        File.WriteAllText(Path.Combine(dir, "user-data"), userData);
-        File.WriteAllText(Path.Combine(dir, "meta-data"), metaData);
-        Run("mkfs.vfat", "-n", "cidata", "-C", img, "2048");
-        Run("mcopy", "-i", img, Path.Combine(dir, "user-data"), Path.Combine(dir, "meta-data"), "::/");
-        return img;
-    }
-
-    private static void Run(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args) psi.ArgumentList.Add(a);
-        psi.Environment["MTOOLS_SKIP_CHECK"] = "1";
-        using Process p = Process.Start(psi)!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} failed: {err}");
-    }
-
     [Fact]
     public async Task ConfigDriveIsHonoured_AndABrokenOneIsRefusedWithoutBreakingTheBoot()
     {
@@ -40,7 +19,7 @@ public sealed class FirstBootTests
             await using (var vm = QemuMachine.Create("first-boot"))
             {
                 vm.DhcpHostname = "from-dhcp";
-                vm.ExtraDisks.Add(ConfigDrive(dir, """
+                vm.ExtraDisks.Add(ConfigDrive.Make(dir, """
                     { "hostname": "edge-1",
                       "healthChecks": [ { "name": "tmp-writable", "exec": ["/usr/bin/sh", "-c", "touch /tmp/.probe"] } ],
                       "registries": [ { "host": "registry.local:5000", "username": "ops", "password": "s3cret" } ],
@@ -68,7 +47,7 @@ public sealed class FirstBootTests
             // A broken configuration: refused by name, the boot healthy with what it had.
             await using (var vm = QemuMachine.Create("first-boot-broken"))
             {
-                vm.ExtraDisks.Add(ConfigDrive(dir, """{ "hostname": "bad_name!", "healthChecks": [ { "name": "x", "exec": ["relative"] } ] }""", "instance-id: iid-test-2\n"));
+                vm.ExtraDisks.Add(ConfigDrive.Make(dir, """{ "hostname": "bad_name!", "healthChecks": [ { "name": "x", "exec": ["relative"] } ] }""", "instance-id: iid-test-2\n"));
                 vm.Start();
                 await vm.WaitForReadyAsync();
                 await vm.Console.WaitForAsync(@"first boot: configuration REFUSED, nothing of it applied; booting with what this machine had: .*hostname 'bad_name!'.*exec must start with an absolute path", TimeSpan.FromSeconds(5));

@@ -250,20 +250,7 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
 
     /// <summary>An asynchronous change whose result string is the reply, once the caller is known to be allowed.</summary>
     private static ValueTask Privileged(MethodContext context, Func<Task<string>> change) =>
-        PrivilegedAsync(context, async () =>
-        {
-            string result;
-            try
-            {
-                result = await change().ConfigureAwait(false);
-            }
-            catch (Containers.AppException e)
-            {
-                context.ReplyError(ErrorPrefix + e.ErrorName, e.Message);
-                return;
-            }
-            ReplyString(context, result);
-        });
+        PrivilegedAsync(context, async () => ReplyString(context, await change().ConfigureAwait(false)));
 
     /// <summary>Runs <paramref name="action"/> once the caller is known to be allowed; otherwise an AccessDenied error.</summary>
     private static ValueTask Privileged(MethodContext context, Action action) =>
@@ -292,6 +279,10 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
                         return;
                     }
                     await action().ConfigureAwait(false);
+                }
+                catch (Containers.AppException e)
+                {
+                    context.ReplyError(ErrorPrefix + e.ErrorName, e.Message);
                 }
                 catch (Exception e)
                 {

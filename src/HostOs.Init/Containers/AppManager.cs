@@ -1,4 +1,3 @@
-using System.Text;
 using HostOs.Init.Processes;
 using HostOs.Init.Services;
 using HostOs.Platform;
@@ -24,6 +23,8 @@ internal sealed class AppException(string errorName, string message) : Exception
 internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
 {
     private readonly SemaphoreSlim _changes = new(1, 1);
+    /// <summary>The apps whose definitions are valid, by name: read from state once at boot, then kept in step with every change.</summary>
+    private readonly Dictionary<string, AppContainer> _apps = new(StringComparer.Ordinal);
 
     /// <summary>
     /// The apps on state, at boot, each after those it names (in passes, so the order on
@@ -33,7 +34,6 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
     public int StartAll()
     {
         if (!Directory.Exists(AppPaths.Root)) return 0;
-        var pending = new List<AppContainer>();
         foreach (string dir in Directory.EnumerateDirectories(AppPaths.Root).Order(StringComparer.Ordinal))
         {
             string path = Path.Combine(dir, "app.json");
@@ -43,14 +43,14 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
                 AppContainer app = AppContainer.Parse(File.ReadAllText(path), path);
                 if (app.Name != Path.GetFileName(dir)) throw new InvalidDataException($"{path}: names app '{app.Name}', not '{Path.GetFileName(dir)}'");
                 CheckAgainstSystem(app, path);
-                pending.Add(app);
+                _apps[app.Name] = app;
             }
             catch (Exception e) when (e is InvalidDataException or IOException or AppException)
             {
                 Log.Error($"app {Path.GetFileName(dir)}: not started: {e.Message}");
             }
         }
-        int started = 0;
+        var pending = _apps.Values.ToList();
         while (pending.Count > 0)
         {
             var names = supervisor.Services.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
@@ -60,42 +60,31 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
             {
                 supervisor.Add(Service(app));
                 pending.Remove(app);
-                started++;
             }
         }
         foreach (AppContainer app in pending)
         {
             Log.Error($"app {app.Name}: not started: it is after {string.Join(", ", app.After)}, which did not start (missing, or waiting in a circle)");
         }
-        return started;
+        return _apps.Count - pending.Count;
     }
 
     public IEnumerable<(AppContainer App, Service? Service)> List()
     {
-        if (!Directory.Exists(AppPaths.Root)) yield break;
         var services = supervisor.Services;
-        foreach (string dir in Directory.EnumerateDirectories(AppPaths.Root).Order(StringComparer.Ordinal))
+        lock (_apps)
         {
-            string path = Path.Combine(dir, "app.json");
-            AppContainer app;
-            try
-            {
-                if (!File.Exists(path)) continue;
-                app = AppContainer.Parse(File.ReadAllText(path), path);
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException)
-            {
-                continue;
-            }
-            yield return (app, services.FirstOrDefault(s => s.Name == app.Name && s.Options.Kind == "app"));
+            return _apps.Values.OrderBy(a => a.Name, StringComparer.Ordinal)
+                .Select(a => (a, services.FirstOrDefault(s => s.Name == a.Name && s.Options.Kind == a.Kind))).ToList();
         }
     }
 
     public string Get(string name)
     {
-        string path = AppPaths.Definition(CheckName(name));
-        if (!File.Exists(path)) throw new AppException("NoSuchApp", $"no app named '{name}'");
-        return File.ReadAllText(path);
+        lock (_apps)
+        {
+            return _apps.TryGetValue(name, out AppContainer? app) ? app.ToJson() + "\n" : throw new AppException("NoSuchApp", $"no app named '{name}'");
+        }
     }
 
     /// <summary>Adds the app, or replaces the one of its name (stopped first; its volumes stay).</summary>
@@ -114,28 +103,16 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
         try
         {
             CheckAgainstSystem(app, "app definition");
-            string? previousImage = null;
-            string path = AppPaths.Definition(app.Name);
-            if (File.Exists(path))
-            {
-                try { previousImage = AppContainer.Parse(File.ReadAllText(path), path).Image; } catch (InvalidDataException) { }
-            }
             if (WaitsFor(app.After, app.Name, [])) throw new AppException("InvalidApp", $"app '{app.Name}' would wait for itself through 'after'");
-            bool replaced = await supervisor.RemoveAsync(app.Name).ConfigureAwait(false);
-            Directory.CreateDirectory(AppPaths.Root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            Directory.CreateDirectory(AppPaths.Directory(app.Name), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            AtomicFile.Write(path, Encoding.UTF8.GetBytes(app.ToJson() + "\n"), durable: true);
-            try
-            {
-                supervisor.Add(Service(app));
-            }
-            catch (InvalidOperationException e)
-            {
-                throw new AppException("InvalidApp", $"app {app.Name} saved but not started: {e.Message}");
-            }
-            string what = replaced ? "replaced" : "added";
+            AppContainer? previous;
+            lock (_apps) _apps.TryGetValue(app.Name, out previous);
+            await supervisor.RemoveAsync(app.Name).ConfigureAwait(false);
+            AppPaths.Save(app);
+            lock (_apps) _apps[app.Name] = app;
+            supervisor.Add(Service(app)); // 'after' names only what exists (CheckAgainstSystem)
+            string what = previous is null ? "added" : "replaced";
             Log.Info($"app {app.Name}: {what} (image {app.Image})");
-            if (previousImage is not null && previousImage != app.Image) _ = PruneAsync();
+            if (previous is not null && previous.Image != app.Image) _ = PruneAsync(previous.Image);
             return $"app {app.Name} {what}";
         }
         finally
@@ -146,22 +123,27 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
 
     public async Task<string> RemoveAsync(string name, bool keepVolumes)
     {
-        CheckName(name);
         await _changes.WaitAsync().ConfigureAwait(false);
         try
         {
-            string dir = AppPaths.Directory(name);
-            if (!File.Exists(AppPaths.Definition(name))) throw new AppException("NoSuchApp", $"no app named '{name}'");
-            await supervisor.RemoveAsync(name).ConfigureAwait(false);
-            foreach (string entry in Directory.EnumerateFileSystemEntries(dir).ToList())
+            AppContainer? app;
+            lock (_apps)
             {
-                if (keepVolumes && Path.GetFileName(entry) == "volumes") continue;
-                if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
-                else File.Delete(entry);
+                if (!_apps.Remove(name, out app)) throw new AppException("NoSuchApp", $"no app named '{name}'");
             }
-            if (!keepVolumes || !Directory.Exists(Path.Combine(dir, "volumes"))) Directory.Delete(dir, recursive: true);
+            await supervisor.RemoveAsync(name).ConfigureAwait(false);
+            string dir = AppPaths.Directory(name);
+            if (!keepVolumes) Directory.Delete(dir, recursive: true);
+            else
+            {
+                foreach (string entry in Directory.EnumerateFileSystemEntries(dir).Where(e => Path.GetFileName(e) != "volumes").ToList())
+                {
+                    if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+                    else File.Delete(entry);
+                }
+            }
             Log.Info($"app {name}: removed{(keepVolumes ? " (volumes kept)" : " with its volumes")}");
-            string pruned = await PruneAsync().ConfigureAwait(false);
+            string pruned = await PruneAsync(app.Image).ConfigureAwait(false);
             return $"app {name} removed{(keepVolumes ? ", volumes kept" : "")}; {pruned}";
         }
         finally
@@ -174,67 +156,55 @@ internal sealed class AppManager(Supervisor supervisor, ProcessTable processes)
     public async Task<string> ImportAsync(string path, string reference)
     {
         if (!path.StartsWith('/')) throw new AppException("InvalidArgument", $"'{path}' is not an absolute path on the machine");
-        var (code, last, _) = await ImageTool.RunAsync(processes, "hostos-images", ["import", path, reference], CancellationToken.None).ConfigureAwait(false);
-        if (code != 0) throw new AppException("ImportFailed", last);
-        return last;
+        var (code, lines) = await ImageToolProcess.RunAsync(processes, "hostos-images", ["import", path, reference], CancellationToken.None).ConfigureAwait(false);
+        if (code != 0) throw new AppException("ImportFailed", lines.LastOrDefault() ?? $"exit code {code}");
+        return string.Join("; ", lines);
     }
 
-    private async Task<string> PruneAsync()
+    /// <summary>Drops the image an app let go of, unless another app names it, and what only it used.</summary>
+    private async Task<string> PruneAsync(string image)
     {
-        var (code, last, lines) = await ImageTool.RunAsync(processes, "hostos-images", ["prune"], CancellationToken.None).ConfigureAwait(false);
-        return code == 0 ? string.Join("; ", lines) : $"images not pruned: {last}";
+        var (code, lines) = await ImageToolProcess.RunAsync(processes, "hostos-images", ["prune", image], CancellationToken.None).ConfigureAwait(false);
+        return code == 0 ? string.Join("; ", lines) : $"images not pruned: {lines.LastOrDefault()}";
     }
 
     private Service Service(AppContainer app) =>
         new(ServiceOptions.Of(app), new ContainerLauncher(app, processes, new AppStorage(app, processes)));
 
-    /// <summary>An app may not take the name of a system service or container, and may only wait for what exists.</summary>
+    /// <summary>An app may not take the name of a system service or container or another app's host port, and may only wait for what exists.</summary>
     private void CheckAgainstSystem(AppContainer app, string source)
     {
         var services = supervisor.Services;
-        if (services.Any(s => s.Name == app.Name && s.Options.Kind != "app"))
+        if (services.FirstOrDefault(s => s.Name == app.Name && s.Options.Kind != app.Kind) is Service system)
         {
-            throw new AppException("InvalidApp", $"{source}: '{app.Name}' is the name of a system {services.First(s => s.Name == app.Name).Options.Kind}");
+            throw new AppException("InvalidApp", $"{source}: '{app.Name}' is the name of a system {system.Options.Kind}");
         }
-        foreach (var (other, _) in List())
+        lock (_apps)
         {
-            if (other.Name == app.Name) continue;
-            foreach (PortMapping p in app.Ports.Where(p => other.Ports.Any(o => o.Host == p.Host)))
+            foreach (AppContainer other in _apps.Values.Where(o => o.Name != app.Name))
             {
-                throw new AppException("InvalidApp", $"{source}: host port {p.Host} is published by app '{other.Name}' already");
+                if (app.Ports.FirstOrDefault(p => other.Ports.Any(o => o.Host == p.Host)) is PortMapping taken)
+                {
+                    throw new AppException("InvalidApp", $"{source}: host port {taken.Host} is published by app '{other.Name}' already");
+                }
             }
-        }
-        foreach (string dep in app.After)
-        {
-            if (!services.Any(s => s.Name == dep) && !File.Exists(AppPaths.Definition(dep)))
+            if (app.After.FirstOrDefault(dep => !services.Any(s => s.Name == dep) && !_apps.ContainsKey(dep)) is string missing)
             {
-                throw new AppException("InvalidApp", $"{source}: app '{app.Name}' is after '{dep}', which is no service, container or app");
+                throw new AppException("InvalidApp", $"{source}: app '{app.Name}' is after '{missing}', which is no service, container or app");
             }
         }
     }
 
-    /// <summary>Whether following 'after' from <paramref name="deps"/> through the apps on state reaches <paramref name="name"/>.</summary>
-    private static bool WaitsFor(IEnumerable<string> deps, string name, HashSet<string> seen)
+    /// <summary>Whether following 'after' from <paramref name="deps"/> through the apps reaches <paramref name="name"/>.</summary>
+    private bool WaitsFor(IEnumerable<string> deps, string name, HashSet<string> seen)
     {
         foreach (string dep in deps)
         {
             if (dep == name) return true;
-            if (!seen.Add(dep)) continue;
-            string path = AppPaths.Definition(dep);
-            if (!File.Exists(path)) continue;
-            try
-            {
-                if (WaitsFor(AppContainer.Parse(File.ReadAllText(path), path).After, name, seen)) return true;
-            }
-            catch (InvalidDataException)
-            {
-            }
+            AppContainer? next;
+            lock (_apps) _apps.TryGetValue(dep, out next);
+            if (seen.Add(dep) && next is not null && WaitsFor(next.After, name, seen)) return true;
         }
         return false;
     }
-
-    private static string CheckName(string name) =>
-        name.Length is > 0 and <= 63 && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '_' or '.' or '-') && name[0] is not ('.' or '_' or '-')
-            ? name
-            : throw new AppException("NoSuchApp", $"'{name}' is not an app name");
 }

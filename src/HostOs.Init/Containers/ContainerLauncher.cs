@@ -32,9 +32,8 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
     private volatile int _runningPid;
     private BakedImage? _image;
-    private bool _publishing;
+    /// <summary>The published ports' listeners: opened at the first start, closed by <see cref="Release"/>.</summary>
     private readonly List<Socket> _listeners = [];
-    private string Kind => definition is AppContainer ? "app" : "container";
 
     /// <summary>
     /// One container set up or torn down at a time (mounts, cgroups, device programs,
@@ -59,7 +58,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         string rootfs = Path.Combine(bundle, "rootfs");
         RemoveBundle(bundle, rootfs); // what a run before an init restart may have left
         BakedImage image = _image ??= _storage.LoadImage(definition);
-        if (!_publishing && definition.Ports.Count > 0)
+        if (definition.Ports.Count > 0 && _listeners.Count == 0)
         {
             // Listening before the container exists: connections meanwhile are closed at once.
             try
@@ -71,7 +70,6 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
                 Release();
                 throw new InvalidOperationException($"cannot publish its ports: {e.Message}", e);
             }
-            _publishing = true;
         }
 
         ContainerProcess container;
@@ -127,8 +125,10 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
                 {
                     container.Delete();
                     RemoveBundle(bundle, rootfs);
-                    if (_storage.WritableLayer is string w && Directory.Exists(w)) Directory.Delete(w, recursive: true);
                 }
+                // An app's writable layer is on state and may be large: deleted without
+                // holding up every other container's start. Its own next start waits for this.
+                if (_storage.WritableLayer is string w && Directory.Exists(w)) Directory.Delete(w, recursive: true);
             },
         };
     }
@@ -172,7 +172,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         if (ProcessTable.Catches(status, Sys.SIGTERM)) Sys.TryKill(pid, Sys.SIGTERM);
         else
         {
-            Log.Info($"{Kind} {definition.Name}: its init does not handle SIGTERM, SIGKILL instead");
+            Log.Info($"{definition.Kind} {definition.Name}: its init does not handle SIGTERM, SIGKILL instead");
             KillAll(cgroup, pid);
         }
     }
@@ -258,7 +258,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, port.Host));
             listener.Listen(128);
             lock (_listeners) _listeners.Add(listener);
-            Log.Info($"{Kind} {definition.Name}: host port {port.Host} published to its port {port.Container}");
+            Log.Info($"{definition.Kind} {definition.Name}: host port {port.Host} published to its port {port.Container}");
             _ = AcceptAsync(listener, port);
         }
     }

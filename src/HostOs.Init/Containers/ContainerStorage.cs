@@ -67,9 +67,9 @@ internal sealed class AppStorage(AppContainer app, ProcessTable processes) : Con
         TimeSpan wait = FirstRetry;
         while (!IsPrepared())
         {
-            var (code, last, _) = await ImageTool.RunAsync(processes, app.Name, ["prepare", app.Name], stop).ConfigureAwait(false);
+            var (code, lines) = await ImageToolProcess.RunAsync(processes, app.Name, ["prepare", app.Name], stop).ConfigureAwait(false);
             if (code == 0 && IsPrepared()) return;
-            Log.Warn($"app {app.Name}: image {app.Image} not ready ({last}); trying again in {wait.TotalSeconds:F0} s");
+            Log.Warn($"app {app.Name}: image {app.Image} not ready ({lines.LastOrDefault()}); trying again in {wait.TotalSeconds:F0} s");
             await Task.Delay(wait, stop).ConfigureAwait(false);
             wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, LastRetry.Ticks));
         }

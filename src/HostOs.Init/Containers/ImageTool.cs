@@ -1,5 +1,5 @@
-using System.Text;
 using HostOs.Init.Processes;
+using HostOs.Init.Services;
 using HostOs.Platform.Config;
 using HostOs.Platform.Interop;
 
@@ -9,14 +9,14 @@ namespace HostOs.Init.Containers;
 /// Runs the image tool (<c>hostos-images</c>: pulls, imports, pruning; docs/apps.md) as a
 /// child of the init. Hashing and TLS load OpenSSL, which PID 1 keeps out of itself, and a
 /// pull that hangs or crashes costs a child, never the init. Its output goes to the log
-/// under the given name; the last line comes back (for errors), and all of them (a few,
-/// for the API's answers).
+/// under the given name like any child's (<see cref="OutputPump"/>); its lines come back
+/// too, for errors and the API's answers.
 /// </summary>
-internal static class ImageTool
+internal static class ImageToolProcess
 {
-    public static async Task<(int Code, string LastLine, IReadOnlyList<string> Lines)> RunAsync(ProcessTable processes, string logName, IReadOnlyList<string> args, CancellationToken cancel)
+    public static async Task<(int Code, IReadOnlyList<string> Lines)> RunAsync(ProcessTable processes, string logName, IReadOnlyList<string> args, CancellationToken cancel)
     {
-        if (!File.Exists(AppPaths.ImageTool)) return (127, $"{AppPaths.ImageTool} is missing from the root", []);
+        if (!File.Exists(AppPaths.ImageTool)) return (127, [$"{AppPaths.ImageTool} is missing from the root"]);
         var (read, write) = Sys.Pipe();
         int pid;
         Task<ExitStatus> exited;
@@ -41,25 +41,21 @@ internal static class ImageTool
         {
             write.Dispose();
         }
-        string last = "";
         var lines = new List<string>();
-        Task pump = Task.Factory.StartNew(() =>
+        Task pumped = OutputPump.Start(logName, read, line =>
         {
-            using var reader = new StreamReader(new FileStream(read, FileAccess.Read, 1), Encoding.UTF8);
-            while (reader.ReadLine() is string line)
+            lock (lines)
             {
-                Logging.Journal.Put(Logging.LogRecord.Now(logName, line.StartsWith("hostos-images:", StringComparison.Ordinal) ? Logging.LogRecord.Error : Logging.LogRecord.Info, pid, line));
-                if (line.Length > 0) last = line;
-                if (lines.Count < 100) lines.Add(line);
+                if (line.Length > 0 && lines.Count < 100) lines.Add(line);
             }
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        });
         using (cancel.Register(() => Sys.TryKill(pid, Sys.SIGTERM)))
         {
             ExitStatus status = await exited.ConfigureAwait(false);
-            await pump.ConfigureAwait(false);
+            await pumped.ConfigureAwait(false);
             cancel.ThrowIfCancellationRequested();
-            int code = status.ShellCode;
-            return (code, last.Length > 0 ? last : status.ToString(), lines);
+            if (status.ShellCode != 0 && lines.Count == 0) lines.Add(status.ToString());
+            return (status.ShellCode, lines);
         }
     }
 }

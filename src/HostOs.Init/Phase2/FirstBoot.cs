@@ -75,7 +75,7 @@ internal static class FirstBoot
         if (config.Registries.Count > 0)
         {
             // Secrets: root only.
-            const string path = "/etc/hostos/registries.json";
+            const string path = AppPaths.Registries;
             AtomicFile.Write(path, Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(config.Registries) + "\n"), durable: true);
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
@@ -85,13 +85,7 @@ internal static class FirstBoot
         }
         // App containers: each replaces the definition of its name (its volumes stay); the
         // app manager starts them later in the boot, pulling their images.
-        const UnixFileMode RootOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-        foreach (AppContainer app in config.Apps)
-        {
-            Directory.CreateDirectory(AppPaths.Root, RootOnly);
-            Directory.CreateDirectory(AppPaths.Directory(app.Name), RootOnly);
-            AtomicFile.Write(AppPaths.Definition(app.Name), Encoding.UTF8.GetBytes(app.ToJson() + "\n"), durable: true);
-        }
+        foreach (AppContainer app in config.Apps) AppPaths.Save(app);
     }
 
     /// <summary>A disk or partition whose FAT or ISO 9660 label is "cidata" (any case), mounted read-only, its files read.</summary>

@@ -14,13 +14,26 @@ internal static class OutputPump
 {
     private const int MaxLine = 4096;
 
-    public static void Start(string name, SafeFileHandle readEnd)
+    /// <summary>Pumps on a thread of its own; the task completes at end of file. <paramref name="observe"/> sees each line too.</summary>
+    public static Task Start(string name, SafeFileHandle readEnd, Action<string>? observe = null)
     {
-        var thread = new Thread(() => Pump(name, readEnd)) { IsBackground = true, Name = $"out-{name}" };
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                Pump(name, readEnd, observe);
+            }
+            finally
+            {
+                done.SetResult();
+            }
+        }) { IsBackground = true, Name = $"out-{name}" };
         thread.Start();
+        return done.Task;
     }
 
-    private static void Pump(string name, SafeFileHandle readEnd)
+    private static void Pump(string name, SafeFileHandle readEnd, Action<string>? observe)
     {
         using var stream = new FileStream(readEnd, FileAccess.Read, 1);
         byte[] buffer = new byte[8192];
@@ -36,7 +49,7 @@ internal static class OutputPump
                     byte b = buffer[i];
                     if (b == (byte)'\n' || line.Count >= MaxLine)
                     {
-                        Emit(name, line, console);
+                        Emit(name, line, console, observe);
                         if (b == (byte)'\n') continue;
                     }
                     line.Add(b);
@@ -46,10 +59,10 @@ internal static class OutputPump
         catch (IOException)
         {
         }
-        if (line.Count > 0) Emit(name, line, console);
+        if (line.Count > 0) Emit(name, line, console, observe);
     }
 
-    private static void Emit(string name, List<byte> line, ConsoleBudget console)
+    private static void Emit(string name, List<byte> line, ConsoleBudget console, Action<string>? observe)
     {
         string text = Encoding.UTF8.GetString(line.ToArray()).TrimEnd('\r');
         line.Clear();
@@ -62,6 +75,7 @@ internal static class OutputPump
             text = text[3..];
         }
         Logging.Journal.Put(Logging.LogRecord.Now(name, priority, 0, text));
+        observe?.Invoke(text);
         console.Show(name, text);
     }
 }

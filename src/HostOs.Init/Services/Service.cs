@@ -13,7 +13,7 @@ internal sealed record ServiceOptions(string Name, RestartPolicy Restart, IReadO
     public static ServiceOptions Of(ServiceDefinition d) =>
         new(d.Name, d.Restart, d.After, d.Required, d.StopTimeoutSeconds, d.Notify, WatchdogSeconds: d.WatchdogSeconds);
     public static ServiceOptions Of(ServiceContainer c) =>
-        new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: c is AppContainer ? "app" : "container");
+        new(c.Name, c.Restart, c.After, c.Required, c.StopTimeoutSeconds, Health: c.Health, Kind: c.Kind);
 }
 
 /// <summary>One run of a service's program, as its launcher started it.</summary>

@@ -15,19 +15,21 @@ public sealed class AppContainer : ServiceContainer
 {
     public AppContainer() => ReadonlyRootfs = false;
 
+    public override string Kind => "app";
+
     /// <summary>Named directories on state mounted into the container; they outlive its runs, reboots and updates, and go with the app.</summary>
     public List<VolumeMount> Volumes { get; set; } = [];
 
     public static AppContainer Parse(string json, string source)
     {
-        AppContainer app = StrictJson.Parse(json, AppJson.Default.AppContainer, source);
+        AppContainer app = StrictJson.Parse(json, ConfigJson.Default.AppContainer, source);
         var errors = new List<string>();
         app.Validate(source, errors);
         if (errors.Count > 0) throw new InvalidDataException(string.Join("; ", errors));
         return app;
     }
 
-    public string ToJson() => JsonSerializer.Serialize(this, AppJson.Default.AppContainer);
+    public string ToJson() => JsonSerializer.Serialize(this, ConfigJson.Default.AppContainer);
 
     /// <summary>Every problem of the definition on its own (names of other services are checked where they are known).</summary>
     public void Validate(string source, List<string> errors)
@@ -76,6 +78,15 @@ public static class AppPaths
     public const string Registries = "/etc/hostos/registries.json";
 
     public static string Directory(string app) => System.IO.Path.Combine(Root, app);
+
+    /// <summary>Writes the app's definition (directories root-only: env may hold secrets), atomically and durably.</summary>
+    public static void Save(AppContainer app)
+    {
+        const UnixFileMode RootOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        System.IO.Directory.CreateDirectory(Root, RootOnly);
+        System.IO.Directory.CreateDirectory(Directory(app.Name), RootOnly);
+        AtomicFile.Write(Definition(app.Name), System.Text.Encoding.UTF8.GetBytes(app.ToJson() + "\n"), durable: true);
+    }
     /// <summary>The operator's definition.</summary>
     public static string Definition(string app) => System.IO.Path.Combine(Root, app, "app.json");
     /// <summary>The image the definition's reference resolved to: a <see cref="BakedImage"/> whose layers are in the image store.</summary>
@@ -86,15 +97,3 @@ public static class AppPaths
     /// <summary>Where the image store keeps an unpacked layer (an overlayfs lower directory).</summary>
     public static string StoreLayer(string diffIdHex) => System.IO.Path.Combine("/var/lib/hostos/images/layers", diffIdHex);
 }
-
-[JsonSourceGenerationOptions(
-    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
-    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-    UseStringEnumConverter = true,
-    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    WriteIndented = true,
-    ReadCommentHandling = JsonCommentHandling.Skip,
-    AllowTrailingCommas = true)]
-[JsonSerializable(typeof(AppContainer))]
-[JsonSerializable(typeof(List<AppContainer>))]
-internal sealed partial class AppJson : JsonSerializerContext;

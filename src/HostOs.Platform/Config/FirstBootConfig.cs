@@ -28,7 +28,7 @@ public sealed class FirstBootConfig
         {
             throw new InvalidDataException($"{source}: '#cloud-config' YAML is not understood: HostOS reads JSON user-data (docs/first-boot.md)");
         }
-        FirstBootConfig config = StrictJson.Parse(text, FirstBootJson.Default.FirstBootConfig, source);
+        FirstBootConfig config = StrictJson.Parse(text, ConfigJson.Default.FirstBootConfig, source);
         var errors = new List<string>();
         if (config.Hostname is string h && !IsHostname(h)) errors.Add($"hostname '{h}' is not a host name (RFC 1123 labels, at most 64 characters)");
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -95,9 +95,9 @@ public sealed class FirstBootConfig
         name.Length is > 0 and <= 64 &&
         name.Split('.').All(l => l.Length is > 0 and <= 63 && l[0] != '-' && l[^1] != '-' && l.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'));
 
-    public static string ToJson(List<RegistryCredential> r) => JsonSerializer.Serialize(r, FirstBootJson.Default.ListRegistryCredential);
-    public static string ToJson(UpdateSettings u) => JsonSerializer.Serialize(u, FirstBootJson.Default.UpdateSettings);
-    public static string ToJson(HealthCheck c) => JsonSerializer.Serialize(c, FirstBootJson.Default.HealthCheck);
+    public static string ToJson(List<RegistryCredential> r) => JsonSerializer.Serialize(r, ConfigJson.Default.ListRegistryCredential);
+    public static string ToJson(UpdateSettings u) => JsonSerializer.Serialize(u, ConfigJson.Default.UpdateSettings);
+    public static string ToJson(HealthCheck c) => JsonSerializer.Serialize(c, ConfigJson.Default.HealthCheck);
 }
 
 /// <summary>How to reach a registry: credentials (basic auth, or for a token service) and whether it speaks plain HTTP.</summary>
@@ -110,7 +110,7 @@ public sealed class RegistryCredential
     public bool Insecure { get; init; }
 
     public static List<RegistryCredential> ParseList(string json, string source) =>
-        StrictJson.Parse(json, FirstBootJson.Default.ListRegistryCredential, source);
+        StrictJson.Parse(json, ConfigJson.Default.ListRegistryCredential, source);
 }
 
 public sealed class UpdateSettings
@@ -119,16 +119,3 @@ public sealed class UpdateSettings
     public string Channel { get; set; } = "stable";
     public List<string> Keys { get; set; } = [];
 }
-
-[JsonSourceGenerationOptions(
-    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
-    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-    UseStringEnumConverter = true,
-    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    WriteIndented = true,
-    ReadCommentHandling = JsonCommentHandling.Skip)]
-[JsonSerializable(typeof(FirstBootConfig))]
-[JsonSerializable(typeof(List<RegistryCredential>))]
-[JsonSerializable(typeof(UpdateSettings))]
-[JsonSerializable(typeof(HealthCheck))]
-internal sealed partial class FirstBootJson : JsonSerializerContext;

@@ -227,13 +227,20 @@ internal static class StrictJson
     }
 }
 
+/// <summary>The one source-generated context of every configuration document (PID 1 carries one copy of the shared shapes).</summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     UseStringEnumConverter = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     WriteIndented = true,
+    AllowTrailingCommas = true,
     ReadCommentHandling = JsonCommentHandling.Skip)]
 [JsonSerializable(typeof(InitConfig))]
+[JsonSerializable(typeof(FirstBootConfig))]
+[JsonSerializable(typeof(List<RegistryCredential>))]
+[JsonSerializable(typeof(UpdateSettings))]
+[JsonSerializable(typeof(AppContainer))]
 [JsonSerializable(typeof(HealthCheck))]
 [JsonSerializable(typeof(BootAssessmentSettings))]
 [JsonSerializable(typeof(BakedImage))]

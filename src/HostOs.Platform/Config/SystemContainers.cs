@@ -67,6 +67,9 @@ public abstract class ContainerDefinition
     public ContainerResources? Resources { get; init; }
     public int StopTimeoutSeconds { get; set; } = 10;
 
+    /// <summary>What logs and the API call it: "container" (a system container) or "app".</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual string Kind => "container";
+
     internal virtual void Validate(string source, ISet<string> images, List<string> errors)
     {
         string at = $"{source}: container '{Name}'";
@@ -121,7 +124,7 @@ public abstract class ContainerDefinition
     }
 
     /// <summary>^[a-z0-9][a-z0-9_.-]{0,62}$ (no Regex: PID 1 parses this, and Regex costs it a megabyte).</summary>
-    internal static bool IsName(string name) =>
+    public static bool IsName(string name) =>
         name.Length is > 0 and <= 63 && (char.IsAsciiLetterLower(name[0]) || char.IsAsciiDigit(name[0]))
         && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '_' or '.' or '-');
 

@@ -47,15 +47,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
         long total = manifest.Target.Size, done = 0;
         byte[] data = [];
-        foreach (Operation op in manifest.Operations)
+        for (int i = 0; i < manifest.Operations.Count; i++)
         {
             cancel.ThrowIfCancellationRequested();
-            string at = $"operation {manifest.Operations.IndexOf(op)} ({op.Type})";
-            if (op.DataLength > 0)
-            {
-                data = ReadData(payload, op.DataLength, at);
-                if (PayloadBuilder.Sha256(data) != op.DataSha256) throw new PayloadException($"{at}: its data does not match its hash: the payload is corrupt");
-            }
+            Operation op = manifest.Operations[i];
+            string at = $"operation {i} ({op.Type})";
+            if (op.DataLength > 0) data = ReadData(payload, op.DataLength, op.DataSha256!, at);
             long length = op.Dst.Sum(e => e[1]) * bs;
             byte[] output;
             switch (op.Type)
@@ -73,7 +70,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     output = Decompress(data, ReadSource(source!, op, bs, at), length, at);
                     break;
             }
-            if (PayloadBuilder.Sha256(output) != op.DstSha256) throw new PayloadException($"{at}: its output does not match its hash");
+            if (PayloadFile.Sha256(output) != op.DstSha256) throw new PayloadException($"{at}: its output does not match its hash");
             long offset = 0;
             foreach (long[] e in op.Dst)
             {
@@ -119,17 +116,15 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 string path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
                 if (!File.Exists(path)) throw new PayloadException($"{at}: {path} is missing");
                 old = File.ReadAllBytes(path);
-                if (PayloadBuilder.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
+                if (PayloadFile.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
             }
             byte[] content;
             if (f.Type == OperationType.Copy) content = old!;
             else
             {
-                byte[] packed = ReadData(payload, f.DataLength, at);
-                if (PayloadBuilder.Sha256(packed) != f.DataSha256) throw new PayloadException($"{at}: its data does not match its hash: the payload is corrupt");
-                content = Decompress(packed, old, f.Size, at);
+                content = Decompress(ReadData(payload, f.DataLength, f.DataSha256!, at), old, f.Size, at);
             }
-            if (PayloadBuilder.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
+            if (PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
             string final = Path.Combine(where.BootDirectory, f.Name), temporary = final + ".new";
             using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {
@@ -164,14 +159,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             source.Read(e[0] * bs, bytes.AsSpan((int)offset, (int)(e[1] * bs)));
             offset += e[1] * bs;
         }
-        if (PayloadBuilder.Sha256(bytes) != op.SrcSha256) throw new PayloadException($"{at}: the source blocks it reads do not match their hash");
+        if (PayloadFile.Sha256(bytes) != op.SrcSha256) throw new PayloadException($"{at}: the source blocks it reads do not match their hash");
         return bytes;
     }
 
-    private static byte[] ReadData(Stream payload, long length, string what)
+    /// <summary>The next <paramref name="length"/> bytes of the payload, which must hash to <paramref name="sha256"/>.</summary>
+    private static byte[] ReadData(Stream payload, long length, string sha256, string what)
     {
         byte[] data = new byte[length];
         PayloadFile.ReadExactly(payload, data, $"the data of {what}");
+        if (PayloadFile.Sha256(data) != sha256) throw new PayloadException($"{what}: its data does not match its hash: the payload is corrupt");
         return data;
     }
 

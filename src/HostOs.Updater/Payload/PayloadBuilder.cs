@@ -39,7 +39,10 @@ public sealed class PayloadBuilder(int level = 19)
     private const int CopyBlocks = 1024;              // a copy's extent: 4 MiB
     private const long WindowBytes = 4 << 20;         // source on each side of a new run, as its dictionary
 
-    public sealed record Result(PayloadManifest Manifest, long PayloadBytes, int Copies, int Zeros, int Data, int Patches);
+    public sealed record Result(PayloadManifest Manifest, long PayloadBytes)
+    {
+        public int Count(OperationType type) => Manifest.Operations.Count(o => o.Type == type);
+    }
 
     public Result Create(ImageBuild target, ImageBuild? source, IReadOnlyList<Key> keys, string output)
     {
@@ -56,7 +59,6 @@ public sealed class PayloadBuilder(int level = 19)
 
         string dataFile = output + ".data.tmp";
         var ops = new List<Operation>();
-        int copies = 0, zeros = 0, datas = 0, patches = 0;
         using (var data = new FileStream(dataFile, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose))
         {
             Dictionary<ulong, long>? index = src is null ? null : Index(src, bs);
@@ -67,34 +69,14 @@ public sealed class PayloadBuilder(int level = 19)
             for (long b = 0; b < blocks; b++)
             {
                 tgt.Read(b * bs, block);
-                if (block.AsSpan().IndexOfAnyExcept((byte)0) < 0)
-                {
-                    // Zeros where the source has zeros too: part of a copy run, so that runs of
-                    // unchanged blocks are not cut into pieces at every hole of the file system.
-                    bool sourceZero = false;
-                    if (src is not null && b * bs < src.Length)
-                    {
-                        src.Read(b * bs, other);
-                        sourceZero = other.AsSpan().IndexOfAnyExcept((byte)0) < 0;
-                    }
-                    kinds[b] = sourceZero ? ('c', b) : ('z', 0);
-                    continue;
-                }
-                if (src is not null && index is not null)
-                {
-                    // The same place first (most blocks of an unchanged file), then anywhere.
-                    if (b * bs < src.Length)
-                    {
-                        src.Read(b * bs, other);
-                        if (block.AsSpan().SequenceEqual(other)) { kinds[b] = ('c', b); continue; }
-                    }
-                    if (index.TryGetValue(BlockKey(block), out long at))
-                    {
-                        src.Read(at * bs, other);
-                        if (block.AsSpan().SequenceEqual(other)) { kinds[b] = ('c', at); continue; }
-                    }
-                }
-                kinds[b] = ('n', 0);
+                // The same place in the source first: unchanged blocks, and zeros where the
+                // source has zeros too (so copy runs are not cut at every hole of the file system).
+                bool samePlace = src is not null && b * bs < src.Length;
+                if (samePlace) src!.Read(b * bs, other);
+                if (samePlace && block.AsSpan().SequenceEqual(other)) kinds[b] = ('c', b);
+                else if (block.AsSpan().IndexOfAnyExcept((byte)0) < 0) kinds[b] = ('z', 0);
+                else if (index is not null && index.TryGetValue(BlockKey(block), out long at) && SameAs(src!, at, block, other)) kinds[b] = ('c', at);
+                else kinds[b] = ('n', 0);
             }
             MergeNearbyChanges(kinds);
             long i = 0;
@@ -112,13 +94,11 @@ public sealed class PayloadBuilder(int level = 19)
                         Type = OperationType.Copy, Dst = [[start, i - start]], Src = [[kinds[start].Src, i - start]],
                         SrcSha256 = hash, DstSha256 = hash, DataOffset = data.Position,
                     });
-                    copies++;
                 }
                 else if (kind == 'z')
                 {
                     while (i < blocks && i - start < CopyBlocks && kinds[i].Kind == 'z') i++;
                     ops.Add(new Operation { Type = OperationType.Zero, Dst = [[start, i - start]], DstSha256 = Sha256(new byte[(i - start) * bs]), DataOffset = data.Position });
-                    zeros++;
                 }
                 else
                 {
@@ -129,22 +109,16 @@ public sealed class PayloadBuilder(int level = 19)
                         // A dictionary never makes zstd's output meaningfully larger: a delta patches every new run.
                         long refStart = Math.Max(0, Math.Min(start, src.Length / bs - 1) - WindowBytes / bs);
                         long refEnd = Math.Min(src.Length / bs, i + WindowBytes / bs);
-                        long refCount = refEnd - refStart;
-                        if (refCount > 0)
+                        long refCount = refEnd - refStart; // at least one block: a source has one
+                        byte[] reference = src.ReadRange(refStart * bs, refCount * bs);
+                        byte[] patch = Compress(bytes, reference);
+                        ops.Add(new Operation
                         {
-                            byte[] reference = src.ReadRange(refStart * bs, refCount * bs);
-                            byte[] patch = Compress(bytes, reference);
-                            {
-                                ops.Add(new Operation
-                                {
-                                    Type = OperationType.Patch, Dst = [[start, i - start]], Src = [[refStart, refCount]], SrcSha256 = Sha256(reference),
-                                    DataOffset = data.Position, DataLength = patch.Length, DataSha256 = Sha256(patch), DstSha256 = Sha256(bytes),
-                                });
-                                data.Write(patch);
-                                patches++;
-                                continue;
-                            }
-                        }
+                            Type = OperationType.Patch, Dst = [[start, i - start]], Src = [[refStart, refCount]], SrcSha256 = Sha256(reference),
+                            DataOffset = data.Position, DataLength = patch.Length, DataSha256 = Sha256(patch), DstSha256 = Sha256(bytes),
+                        });
+                        data.Write(patch);
+                        continue;
                     }
                     byte[] plain = Compress(bytes, null);
                     ops.Add(new Operation
@@ -153,7 +127,6 @@ public sealed class PayloadBuilder(int level = 19)
                         DataOffset = data.Position, DataLength = plain.Length, DataSha256 = Sha256(plain), DstSha256 = Sha256(bytes),
                     });
                     data.Write(plain);
-                    datas++;
                 }
             }
             var bootFiles = new List<BootFile>();
@@ -190,24 +163,16 @@ public sealed class PayloadBuilder(int level = 19)
                 BootFiles = bootFiles,
             };
             manifest.Validate(); // what we write is what a reader accepts
-            byte[] manifestBytes = PayloadFile.PackManifest(manifest.ToJsonBytes());
-            // The signatures' length goes into the signed header: sign with a placeholder of the final size.
-            byte[] probe = PayloadFile.SignatureBlockFor(PayloadFile.Signed(PayloadFile.Header(manifestBytes.Length, 0), manifestBytes), keys);
-            byte[] header = PayloadFile.Header(manifestBytes.Length, probe.Length);
-            byte[] signatures = PayloadFile.SignatureBlockFor(PayloadFile.Signed(header, manifestBytes), keys);
-            if (signatures.Length != probe.Length) throw new InvalidOperationException("signature block length changed");
             string tmp = output + ".tmp";
             using (var outStream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                outStream.Write(header);
-                outStream.Write(manifestBytes);
-                outStream.Write(signatures);
+                outStream.Write(PayloadFile.Head(manifest.ToJsonBytes(), keys));
                 data.Position = 0;
                 data.CopyTo(outStream);
                 outStream.Flush(flushToDisk: true);
             }
             File.Move(tmp, output, overwrite: true);
-            return new Result(manifest, new FileInfo(output).Length, copies, zeros, datas, patches);
+            return new Result(manifest, new FileInfo(output).Length);
         }
     }
 
@@ -231,6 +196,12 @@ public sealed class PayloadBuilder(int level = 19)
         }
     }
 
+    private static bool SameAs(SafeFileHandleReader src, long at, byte[] block, byte[] scratch)
+    {
+        src.Read(at * block.Length, scratch);
+        return block.AsSpan().SequenceEqual(scratch);
+    }
+
     /// <summary>The first source block of each content (8 bytes of its SHA-256); zero blocks left out.</summary>
     private static Dictionary<ulong, long> Index(SafeFileHandleReader src, int bs)
     {
@@ -247,7 +218,7 @@ public sealed class PayloadBuilder(int level = 19)
 
     private static ulong BlockKey(byte[] block) => BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(block));
 
-    internal static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
+    private static string Sha256(ReadOnlySpan<byte> data) => PayloadFile.Sha256(data);
 
     /// <summary>One zstd frame (with its content size); with a dictionary, that raw content as its prefix.</summary>
     internal byte[] Compress(byte[] data, byte[]? dictionary)

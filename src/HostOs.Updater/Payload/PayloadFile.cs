@@ -64,6 +64,23 @@ public static class PayloadFile
         }
     }
 
+    /// <summary>
+    /// The signed head of a payload: header, packed manifest, signature block. The
+    /// signatures' length is in the signed header, so a first signing measures it (hex
+    /// signatures of fixed keys have a fixed length).
+    /// </summary>
+    public static byte[] Head(byte[] manifestJson, IReadOnlyList<Key> keys)
+    {
+        byte[] manifest = PackManifest(manifestJson);
+        int signaturesLength = SignatureBlockFor(Signed(Header(manifest.Length, 0), manifest), keys).Length;
+        byte[] header = Header(manifest.Length, signaturesLength);
+        byte[] signatures = SignatureBlockFor(Signed(header, manifest), keys);
+        if (signatures.Length != signaturesLength) throw new InvalidOperationException("signature block length changed");
+        return [.. header, .. manifest, .. signatures];
+    }
+
+    internal static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
+
     public static byte[] Header(int manifestLength, int signatureLength)
     {
         byte[] h = new byte[HeaderLength];

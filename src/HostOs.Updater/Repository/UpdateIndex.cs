@@ -30,7 +30,7 @@ public sealed class UpdateIndex
     public sealed class Release
     {
         public required string Version { get; init; }
-        public PayloadRef? Full { get; init; }
+        public PayloadRef? Full { get; set; }
         public List<PayloadRef> Deltas { get; set; } = [];
     }
 
@@ -124,22 +124,14 @@ public sealed class UpdateIndex
             PayloadManifest m;
             using (FileStream f = File.OpenRead(file)) m = PayloadFile.ReadHead(f, trusted).Manifest;
             var v = SemanticVersion.Parse(m.Version);
-            if (!releases.TryGetValue(v, out Release? release))
-            {
-                release = new Release { Version = m.Version, Full = null };
-                releases[v] = release;
-            }
+            if (!releases.TryGetValue(v, out Release? release)) releases[v] = release = new Release { Version = m.Version };
             var reference = new PayloadRef
             {
                 Path = "payloads/" + Path.GetFileName(file), Size = new FileInfo(file).Length,
                 Sha256 = Sha256File(file), From = m.Source?.Version,
             };
             if (m.IsDelta) release.Deltas.Add(reference);
-            else
-            {
-                if (release.Full is not null) throw new PayloadException($"two full payloads for {m.Version}: {release.Full.Path} and {reference.Path}");
-                releases[v] = new Release { Version = m.Version, Full = reference, Deltas = release.Deltas };
-            }
+            else release.Full = release.Full is null ? reference : throw new PayloadException($"two full payloads for {m.Version}: {release.Full.Path} and {reference.Path}");
         }
         var index = new UpdateIndex
         {

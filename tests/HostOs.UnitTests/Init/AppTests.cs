@@ -132,11 +132,14 @@ public sealed class ImageToolTests : IDisposable
         Assert.DoesNotContain(_said, s => s.StartsWith("pulling", StringComparison.Ordinal));
         Assert.True(File.Exists(Path.Combine(Apps, "web", "image.json")));
 
-        // While an app names it, prune keeps it; once none does, image and layers go.
-        Tool(store, registries).Prune();
+        // While an app names it, prune keeps it; once none does, image and layers go, but
+        // only when named (or when everything is pruned).
+        Tool(store, registries).Prune([]);
         Assert.Single(store.Images());
         Directory.Delete(Path.Combine(Apps, "web"), recursive: true);
-        Tool(store, registries).Prune();
+        Tool(store, registries).Prune(["other/image:1"]);
+        Assert.Single(store.Images());
+        Tool(store, registries).Prune([reference]);
         Assert.Empty(store.Images());
         Assert.False(Directory.Exists(store.LayerPath(Digest.Of(ImageStoreTests.TopLayer))));
     }

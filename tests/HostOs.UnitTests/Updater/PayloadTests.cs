@@ -15,9 +15,9 @@ public sealed class PayloadTests : IDisposable
     public void Dispose() => Directory.Delete(_work, recursive: true);
 
     /// <summary>A build directory as build.sh makes it: root.img, vmlinuz, initrd.img, manifest.json.</summary>
-    private string MakeBuild(string version, byte[] root, string kernel = "kernel-1", string initrd = "initrd-1")
+    internal static string WriteBuild(string work, string version, byte[] root, string kernel, string initrd)
     {
-        string dir = Directory.CreateDirectory(Path.Combine(_work, "build-" + version)).FullName;
+        string dir = Directory.CreateDirectory(Path.Combine(work, "build-" + version)).FullName;
         File.WriteAllBytes(Path.Combine(dir, "root.img"), root);
         File.WriteAllText(Path.Combine(dir, "vmlinuz"), kernel);
         File.WriteAllText(Path.Combine(dir, "initrd.img"), initrd);
@@ -25,6 +25,9 @@ public sealed class PayloadTests : IDisposable
             $$"""{ "name": "hostos", "version": "{{version}}", "cmdline": "console=ttyS0 quiet hostos.slot=a hostos.version={{version}}" }""");
         return dir;
     }
+
+    private string MakeBuild(string version, byte[] root, string kernel = "kernel-1", string initrd = "initrd-1") =>
+        WriteBuild(_work, version, root, kernel, initrd);
 
     /// <summary>Blocks half text, half random bytes (as binaries are), zero blocks in between.</summary>
     private static byte[] Image(int blocks, int seed)
@@ -87,14 +90,14 @@ public sealed class PayloadTests : IDisposable
         string full = Path.Combine(_work, "full.hup"), delta = Path.Combine(_work, "delta.hup");
 
         var fullResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), null, [key], full);
-        Assert.Equal(0, fullResult.Copies);
+        Assert.Equal(0, fullResult.Count(OperationType.Copy));
         PayloadManifest m = Apply(full, [pub], null);
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "applied.img")));
         Assert.Equal("kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
         Assert.Equal("console=ttyS0 quiet", m.Cmdline);
 
         var deltaResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
-        Assert.True(deltaResult.Copies > 0);
+        Assert.True(deltaResult.Count(OperationType.Copy) > 0);
         Assert.True(deltaResult.PayloadBytes < fullResult.PayloadBytes / 3, $"delta {deltaResult.PayloadBytes} vs full {fullResult.PayloadBytes}");
         File.Delete(Path.Combine(_work, "applied.img"));
         m = Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0");
@@ -178,13 +181,7 @@ public sealed class PayloadTests : IDisposable
     }
 
     /// <summary>A payload whose manifest says what the test wants, properly signed: validation, not the signature, must refuse it.</summary>
-    private byte[] Signed(PayloadManifest manifest, Key key, byte[] data)
-    {
-        byte[] m = PayloadFile.PackManifest(manifest.ToJsonBytes());
-        byte[] probe = PayloadFile.SignatureBlockFor(PayloadFile.Signed(PayloadFile.Header(m.Length, 0), m), [key]);
-        byte[] header = PayloadFile.Header(m.Length, probe.Length);
-        return [.. header, .. m, .. PayloadFile.SignatureBlockFor(PayloadFile.Signed(header, m), [key]), .. data];
-    }
+    private static byte[] Signed(PayloadManifest manifest, Key key, byte[] data) => [.. PayloadFile.Head(manifest.ToJsonBytes(), [key]), .. data];
 
     private static string Hash(byte[] b) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(b));
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using HostOs.UnitTests.Images;
 using HostOs.Updater.Payload;
 using HostOs.Updater.Repository;
 using Microsoft.AspNetCore.Builder;
@@ -29,15 +30,7 @@ public sealed class RepositoryTests : IDisposable
         return (UpdateKeys.LoadPrivate(priv), UpdateKeys.ParsePublic(File.ReadAllText(pub), pub));
     }
 
-    private string Build(string version, byte[] root)
-    {
-        string dir = Directory.CreateDirectory(Path.Combine(_work, "build-" + version)).FullName;
-        File.WriteAllBytes(Path.Combine(dir, "root.img"), root);
-        File.WriteAllText(Path.Combine(dir, "vmlinuz"), "kernel");
-        File.WriteAllText(Path.Combine(dir, "initrd.img"), "initrd " + version);
-        File.WriteAllText(Path.Combine(dir, "manifest.json"), $$"""{ "version": "{{version}}", "cmdline": "quiet" }""");
-        return dir;
-    }
+    private string Build(string version, byte[] root) => PayloadTests.WriteBuild(_work, version, root, "kernel", "initrd " + version);
 
     private static byte[] Root(int seed, int blocks = 64)
     {
@@ -107,20 +100,11 @@ public sealed class RepositoryTests : IDisposable
         return app;
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
     [Fact]
     public async Task InstallStreamsADeltaFromARealHttpServer()
     {
         var (repo, b1, b2, _, pub) = Repository();
-        int port = FreePort();
+        int port = Registry.FreePort();
         await using WebApplication server = await Serve(repo, port);
         using var http = new HttpClient();
         var client = new UpdateClient(http, new Uri($"http://127.0.0.1:{port}/"), [pub]);
