@@ -251,8 +251,7 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         tree.AddContent($"{dest}/modules.dep", lines.ToString());
     }
 
-    public string Cmdline(string slot) =>
-        $"{image.Kernel!.Cmdline} hostos.slot={slot} hostos.version={image.Version}".Trim();
+    public string Cmdline(string slot) => BootEntryFiles.Options(image.Kernel!.Cmdline ?? "", slot, image.Version!);
 
     private string BuildEsp(DiskLayout layout, string kver)
     {
@@ -262,10 +261,9 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         Tool.Run("mkfs.vfat", ["-F", "32", "-n", "HOSTOS-ESP", "-i", volumeId, "-C", esp, ((long)layout.EspMiB * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         string boot = Path.Combine(apt.Unpack(SystemdBootPackage), "usr/lib/systemd/boot/efi/systemd-bootx64.efi");
         string v = image.Version!;
-        var entry = BootEntryName.New($"hostos-{v}", 3);
+        var entry = BootEntryName.New(BootEntryFiles.Prefix + v, BootEntryFiles.Tries);
         string entryFile = Path.Combine(_work, entry.FileName);
-        File.WriteAllText(entryFile,
-            $"title HostOS {v}\nversion {v}\nsort-key hostos\nlinux /hostos/{v}/vmlinuz\ninitrd /hostos/{v}/initrd.img\noptions {Cmdline("a")}\n");
+        File.WriteAllText(entryFile, BootEntryFiles.Text(v, Cmdline("a")));
         string loaderConf = Path.Combine(_work, "loader.conf");
         File.WriteAllText(loaderConf, "timeout 0\neditor no\nauto-entries no\nauto-firmware no\nconsole-mode keep\n");
         var env = new Dictionary<string, string> { ["MTOOLS_SKIP_CHECK"] = "1", ["SOURCE_DATE_EPOCH"] = "0" };

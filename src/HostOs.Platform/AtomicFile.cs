@@ -10,10 +10,15 @@ namespace HostOs.Platform;
 /// </summary>
 public static class AtomicFile
 {
-    public static void Write(string path, ReadOnlySpan<byte> content, bool durable)
+    /// <param name="mode">The file's permissions, set on the temporary file before it takes the
+    /// name, so a secret is never readable by others even for a moment.</param>
+    public static void Write(string path, ReadOnlySpan<byte> content, bool durable, UnixFileMode? mode = null)
     {
         string temp = path + ".tmp";
-        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (mode is UnixFileMode m) options.UnixCreateMode = m;
+        File.Delete(temp); // UnixCreateMode applies to a new file only
+        using (var f = new FileStream(temp, options))
         {
             f.Write(content);
             if (durable) f.Flush(flushToDisk: true);

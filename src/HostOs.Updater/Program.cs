@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using HostOs.Platform.Boot;
+using HostOs.Platform.Config;
+using HostOs.Updater.Machine;
 using HostOs.Updater.Payload;
 using HostOs.Updater.Repository;
 using NSec.Cryptography;
@@ -22,6 +25,10 @@ internal static class Program
           hostos-updater repo publish --dir REPO --channel NAME --key KEY [--key KEY...] [--valid-days N]
           hostos-updater install --server URL --channel NAME --trust DIR|PUBFILE... --current-version V
                                  --target IMAGE --boot-dir DIR [--from BUILD] [--allow-downgrade]
+        on a HostOS machine (root; docs/updates.md "On a machine"):
+          hostos-updater status
+          hostos-updater update [--server URL] [--channel NAME] [--payload FILE|URL] [--allow-downgrade]
+          hostos-updater rollback
         BUILD: a build.sh output directory (out/NAME) or its root.img
         REPO: a directory served by any HTTP server; payloads in REPO/payloads/*.hup
         """;
@@ -136,6 +143,19 @@ internal static class Program
                     Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}");
                     return 0;
                 }
+                case ["status"]:
+                    return OnMachine(u =>
+                    {
+                        SlotStatus st = u.Status();
+                        Console.WriteLine($"running      {st.RunningVersion} (slot {st.RunningSlot})");
+                        if (st.RolledBackFrom is not null) Console.WriteLine($"rolled back  from {st.RolledBackFrom}: {st.RollbackReason}");
+                        Console.WriteLine($"next boot    {st.NextBoot ?? st.RunningVersion}{(st.NextBoot is null ? "" : " (reboot to start it)")}");
+                        foreach (InstalledEntry e in st.Entries) Console.WriteLine($"entry        {e.Name.FileName}: {e.Version}, slot {e.Slot ?? "?"}, {e.State}");
+                    });
+                case ["update"]:
+                    return OnMachine(u => Update(u, a));
+                case ["rollback"]:
+                    return OnMachine(u => Console.WriteLine(u.Rollback()));
                 default:
                     throw new UsageException("unknown command");
             }
@@ -145,12 +165,69 @@ internal static class Program
             Console.Error.WriteLine($"hostos-updater: {e.Message}\n{Usage}");
             return 2;
         }
-        catch (Exception e) when (e is PayloadException or IOException or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException
+        catch (Exception e) when (e is PayloadException or IOException or InvalidDataException or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException
                                       or HttpRequestException or TaskCanceledException)
         {
             Console.Error.WriteLine($"hostos-updater: {e.Message}");
             return 1;
         }
+    }
+
+    private const string EspMountPoint = "/run/hostos-updater/esp";
+
+    /// <summary>One machine operation at a time (a lock in /run), with the ESP mounted only for its duration.</summary>
+    private static int OnMachine(Action<SlotUpdater> action)
+    {
+        Directory.CreateDirectory("/run/hostos-updater");
+        using IDisposable _ = HostOs.Platform.FileLock.Acquire("/run/hostos-updater/lock", TimeSpan.FromSeconds(5), "hostos-updater");
+        var (layout, espPartition) = SlotLayout.Discover();
+        using Esp esp = Esp.Mount(espPartition, EspMountPoint);
+        UpdateSettings? settings = File.Exists(UpdateSettings.Path) ? UpdateSettings.Parse(File.ReadAllText(UpdateSettings.Path), UpdateSettings.Path) : null;
+        List<PublicKey> trusted = UpdateKeys.LoadTrusted(UpdateKeys.RootKeyDirectory, settings?.Keys);
+        action(new SlotUpdater(layout, esp.Root, trusted, Console.WriteLine));
+        return 0;
+    }
+
+    /// <summary>
+    /// The newest release on the channel (or one payload named by hand), streamed into the
+    /// inactive slot; the new entry boots at the next reboot.
+    /// </summary>
+    private static void Update(SlotUpdater updater, Args a)
+    {
+        UpdateSettings? settings = File.Exists(UpdateSettings.Path) ? UpdateSettings.Parse(File.ReadAllText(UpdateSettings.Path), UpdateSettings.Path) : null;
+        string current = updater.Layout.RunningVersion;
+        List<PublicKey> trusted = UpdateKeys.LoadTrusted(UpdateKeys.RootKeyDirectory, settings?.Keys);
+        if (trusted.Count == 0) throw new PayloadException($"no trusted update keys ({UpdateKeys.RootKeyDirectory} is empty)");
+        int lastTenth = -1;
+        Action<PayloadApplier.Progress> progress = p =>
+        {
+            int tenth = (int)(p.Done * 10 / Math.Max(1, p.Total));
+            if (tenth != lastTenth) Console.WriteLine($"progress {tenth * 10}%");
+            lastTenth = tenth;
+        };
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        if (a.One("payload") is string given)
+        {
+            using Stream s = Uri.TryCreate(given, UriKind.Absolute, out Uri? url) && url.Scheme is "http" or "https"
+                ? http.GetStreamAsync(url).GetAwaiter().GetResult()
+                : File.OpenRead(given);
+            PayloadManifest m = updater.Install(s, a.Has("allow-downgrade"), progress);
+            Console.WriteLine($"installed {m.Version}: reboot to start it");
+            return;
+        }
+        string server = a.One("server") ?? settings?.Server ?? throw new UsageException($"--server is required ({UpdateSettings.Path} names none)");
+        string channel = a.One("channel") ?? settings?.Channel ?? "stable";
+        var client = new UpdateClient(http, new Uri(server.EndsWith('/') ? server : server + "/"), trusted, Console.WriteLine);
+        UpdateIndex index = client.FetchIndex(channel, DateTimeOffset.UtcNow);
+        if (index.Choose(current) is not var (release, payload))
+        {
+            Console.WriteLine($"{current} is the newest on channel {index.Channel}");
+            return;
+        }
+        Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
+        using ResumingDownload download = client.Open(payload);
+        updater.Install(download, a.Has("allow-downgrade"), progress);
+        Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}: reboot to start it");
     }
 
     private static ImageBuild Build(string path) =>

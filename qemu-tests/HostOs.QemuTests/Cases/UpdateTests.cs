@@ -1,91 +1,202 @@
-using System.Diagnostics;
-using System.Security.Cryptography;
 using HostOs.QemuTests.Harness;
-using HostOs.UnitTests.Images;
 using Xunit;
 
 namespace HostOs.QemuTests.Cases;
 
 /// <summary>
-/// Updates inside the VM (issue 5, first part): the image's own updater streams a signed
-/// payload from an HTTP server on the build host into the inactive slot's partition,
-/// verifying as it goes; a tampered payload is refused by name and the running slot is
-/// never touched. (Boot entries, blessing and rollback come with the next part.)
+/// A/B updates on a booted machine (issue 5, docs/updates.md): the image's own updater
+/// takes payloads from an update repository on the build host, writes the inactive slot
+/// and the ESP, systemd-boot starts the new version on the next boot and the init blesses
+/// it once healthy. Bad payloads and a stale index are refused with the boot entries as
+/// they were; the operator rolls back and forth; a version whose health check fails falls
+/// back by itself and says why; power cuts during the apply and during the new version's
+/// trial never leave a machine that does not boot.
 /// </summary>
-public sealed class UpdateTests
+public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSeries>
 {
-    private const string Updater = "/usr/lib/hostos/updater/hostos-updater";
+    private const string U = "/usr/lib/hostos/updater/hostos-updater";
+    private static readonly TimeSpan Boot = TimeSpan.FromMinutes(4);
 
-    private static string HostUpdater => Path.Combine(Repo.Root, "out", "publish", "hostos-updater", "hostos-updater");
-    private static string Key => Path.Combine(Repo.Root, "out", "keys", "hostos-update.key");
-
-    private static string Sha256(string path, long? length = null)
+    private static async Task<SerialShell> BlessedAsync(QemuMachine vm, string version, int mark, string counter = @"2-1")
     {
-        using FileStream f = File.OpenRead(path);
-        if (length is null) return Convert.ToHexStringLower(SHA256.HashData(f));
-        byte[] bytes = new byte[length.Value];
-        f.ReadExactly(bytes);
-        return Convert.ToHexStringLower(SHA256.HashData(bytes));
+        string v = version.Replace(".", @"\.", StringComparison.Ordinal);
+        await vm.Console.WaitForAsync($@"boot blessed: hostos-{v}\+{counter}\.conf -> hostos-{v}\.conf", Boot, mark, () => vm.IsRunning);
+        return await vm.ShellAsync();
+    }
+
+    private static async Task<SerialShell> RebootAsync(QemuMachine vm, SerialShell sh)
+    {
+        int mark = vm.Console.Mark();
+        await sh.FireAsync("hostctl reboot");
+        await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), mark);
+        await vm.WaitForReadyAsync(vm.Console.Mark(), Boot);
+        return await vm.ShellAsync();
+    }
+
+    private static async Task AssertRunningAsync(SerialShell sh, string version, string slot, string series)
+    {
+        string cmdline = await sh.CheckAsync("cat /proc/cmdline");
+        Assert.Contains($"hostos.slot={slot} hostos.version={version}", cmdline);
+        Assert.Equal(series, await sh.CheckAsync("cat /etc/hostos-series 2>/dev/null || echo none"));
     }
 
     [Fact]
-    public async Task APayloadFromTheHostIsStreamedIntoTheInactiveSlot_AndATamperedOneIsRefused()
+    public async Task FullThenDelta_EachBootedAndBlessed_BadPayloadsRefusedWithEntriesUntouched_RollbackBothWays()
     {
-        string work = Directory.CreateTempSubdirectory("update-").FullName;
-        Process? server = null;
-        try
+        string foreignKey = Path.Combine(series.Work, "foreign", "foreign.key");
+        UpdateSeries.Run(UpdateSeries.HostUpdater, "keygen", "--out", Path.Combine(series.Work, "foreign"), "--name", "foreign");
+        series.Payload("0.2.0");
+        series.Publish();
+        series.Publish("frozen", validDays: 0);
+        // Bad payloads, outside payloads/ so the index never names them.
+        string flipped = series.Payload("0.2.0", file: "bad/flipped.hup");
+        byte[] bytes = File.ReadAllBytes(flipped);
+        bytes[bytes.Length / 2] ^= 0x08;
+        File.WriteAllBytes(flipped, bytes);
+        string truncated = series.Payload("0.2.0", file: "bad/truncated.hup");
+        File.WriteAllBytes(truncated, File.ReadAllBytes(truncated)[..(bytes.Length / 3)]);
+        series.Payload("0.2.0", file: "bad/foreign.hup", key: foreignKey);
+        series.Payload("0.1.0", file: "bad/old.hup");
+
+        await using var vm = QemuMachine.Create("update-ab");
+        vm.Start();
+        SerialShell sh = await BlessedAsync(vm, "0.1.0", 0);
+        await AssertRunningAsync(sh, "0.1.0", "a", "none");
+        await sh.CheckAsync("echo kept > /var/lib/update-marker && sync");
+        string before = await sh.CheckAsync($"{U} status");
+        Assert.Contains("entry        hostos-0.1.0.conf: 0.1.0, slot a, blessed", before);
+
+        foreach (var (what, command, expected) in new[]
         {
-            // The repository: a full payload of the test image, signed with the key build.sh baked into it.
-            string build = Path.Combine(Repo.Root, "out", "hostos-test");
-            Directory.CreateDirectory(Path.Combine(work, "repo", "payloads"));
-            Registry.Run(HostUpdater, "payload", "create", "--to", build, "--key", Key, "--level", "3", "--out", Path.Combine(work, "repo", "payloads", "full.hup"));
-            Registry.Run(HostUpdater, "repo", "publish", "--dir", Path.Combine(work, "repo"), "--channel", "stable", "--key", Key);
-            // The same payload with one byte of its data flipped (not in the index: fetched and applied by hand).
-            byte[] bytes = File.ReadAllBytes(Path.Combine(work, "repo", "payloads", "full.hup"));
-            bytes[^5000] ^= 0x40;
-            File.WriteAllBytes(Path.Combine(work, "repo", "payloads", "tampered.hup"), bytes);
+            ("flipped bit", $"--payload {series.Url}bad/flipped.hup", "the payload is corrupt"),
+            ("truncated", $"--payload {series.Url}bad/truncated.hup", "(truncated)"),
+            ("unknown key", $"--payload {series.Url}bad/foreign.hup", "signed only by unknown key"),
+            ("same version", $"--payload {series.Url}bad/old.hup", "not newer than the running 0.1.0"),
+            ("expired index", $"--server {series.Url} --channel frozen", "a stale or frozen mirror"),
+        })
+        {
+            var (code, output) = await sh.RunAsync($"{U} update {command} 2>&1", TimeSpan.FromMinutes(5));
+            vm.Console.Note($"{what}: exit {code}: {output}");
+            Assert.True(code == 1, $"{what}: exit {code}: {output}");
+            Assert.Contains(expected, output);
+            Assert.Equal(before, await sh.CheckAsync($"{U} status"));
+        }
 
-            int port = QemuMachine.HostPort();
-            server = Process.Start(new ProcessStartInfo("python3", ["-m", "http.server", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "-d", Path.Combine(work, "repo")])
-            {
-                RedirectStandardOutput = true, RedirectStandardError = true,
-            })!;
-            server.OutputDataReceived += (_, _) => { };
-            server.ErrorDataReceived += (_, _) => { };
-            server.BeginOutputReadLine();
-            server.BeginErrorReadLine();
+        // Full 0.1.0 -> 0.2.0 from the index, into slot b; the next boot starts it, the init blesses it.
+        string installed = await sh.CheckAsync($"{U} update --server {series.Url} --channel stable 2>&1", TimeSpan.FromMinutes(5));
+        vm.Console.Note(installed);
+        Assert.Contains("installing 0.2.0 from payloads/0.2.0-full.hup", installed);
+        Assert.Contains("boot entry hostos-0.2.0+3.conf written", installed);
+        Assert.Contains("next boot    0.2.0 (reboot to start it)", await sh.CheckAsync($"{U} status"));
+        int mark = vm.Console.Mark();
+        sh = await RebootAsync(vm, sh);
+        sh = await BlessedAsync(vm, "0.2.0", mark);
+        await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
+        Assert.Equal("kept", await sh.CheckAsync("cat /var/lib/update-marker"));
 
-            long rootSize = new FileInfo(Path.Combine(build, "root.img")).Length;
-            await using var vm = QemuMachine.Create("update");
+        // A real downgrade is refused too.
+        var (dc, downgrade) = await sh.RunAsync($"{U} update --payload {series.Url}bad/old.hup 2>&1", TimeSpan.FromMinutes(5));
+        Assert.Equal(1, dc);
+        Assert.Contains("refusing 0.1.0: it is not newer than the running 0.2.0", downgrade);
+
+        // Delta 0.2.0 -> 0.3.0 into slot a (0.1.0's entry and kernel go first).
+        series.Payload("0.3.0");
+        series.Payload("0.3.0", from: "0.2.0");
+        series.Publish();
+        installed = await sh.CheckAsync($"{U} update --server {series.Url} --channel stable 2>&1", TimeSpan.FromMinutes(5));
+        vm.Console.Note(installed);
+        Assert.Contains("installing 0.3.0 from payloads/0.2.0-0.3.0.hup", installed);
+        Assert.Contains("boot entry hostos-0.1.0.conf removed", installed);
+        mark = vm.Console.Mark();
+        sh = await RebootAsync(vm, sh);
+        sh = await BlessedAsync(vm, "0.3.0", mark);
+        await AssertRunningAsync(sh, "0.3.0", "a", "series 3");
+        string status = await sh.CheckAsync($"{U} status");
+        Assert.Contains("entry        hostos-0.2.0.conf: 0.2.0, slot b, blessed", status);
+        Assert.Contains("entry        hostos-0.3.0.conf: 0.3.0, slot a, blessed", status);
+        Assert.Equal("missing", await sh.CheckAsync("mkdir -p /tmp/esp && mount -o ro /dev/vda1 /tmp/esp && (test -e /tmp/esp/hostos/0.1.0 && echo present || echo missing); umount /tmp/esp"));
+
+        // The operator rolls back to 0.2.0, then forward again to 0.3.0.
+        Assert.Contains("the next boot starts 0.2.0 (slot b)", await sh.CheckAsync($"{U} rollback"));
+        mark = vm.Console.Mark();
+        sh = await RebootAsync(vm, sh);
+        await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.2\.0\.conf, not counted", Boot, mark);
+        await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
+        Assert.Contains("rolled back  from 0.3.0: rolled back by the operator", await sh.CheckAsync($"{U} status"));
+        Assert.Contains("the next boot starts 0.3.0 (slot a)", await sh.CheckAsync($"{U} rollback"));
+        mark = vm.Console.Mark();
+        sh = await RebootAsync(vm, sh);
+        sh = await BlessedAsync(vm, "0.3.0", mark);
+        await AssertRunningAsync(sh, "0.3.0", "a", "series 3");
+
+        await vm.PowerButtonAsync();
+        Assert.True(await vm.WaitForExitAsync(TimeSpan.FromSeconds(60)), vm.Console.Tail());
+        Assert.Equal(["hostos-0.2.0.conf", "hostos-0.3.0.conf"], HostDisk.BootEntries(vm.DiskPath));
+    }
+
+    [Fact]
+    public async Task PowerCutsDuringApplyAndTrial_NeverLoseTheMachine_AndABrokenVersionFallsBackByItself()
+    {
+        series.Payload("0.2.0", file: "cuts/0.2.0-full.hup");
+        series.Payload("0.4.0", from: "0.2.0", file: "cuts/0.2.0-0.4.0.hup");
+
+        await using var vm = QemuMachine.Create("update-cuts");
+        vm.Start();
+        SerialShell sh = await BlessedAsync(vm, "0.1.0", 0);
+        // Progress goes to the console too, so the harness can cut the power at a chosen point.
+        string apply = $"{U} update --payload {series.Url}cuts/0.2.0-full.hup 2>&1 | tee /dev/ttyS0";
+
+        foreach (string point in new[] { "progress 30%", "progress 80%" })
+        {
+            int cut = vm.Console.Mark();
+            await sh.FireAsync(apply);
+            await vm.Console.WaitForAsync(point, TimeSpan.FromMinutes(5), cut);
+            await vm.KillAsync();
+            vm.Console.Note($"power cut at '{point}'");
+            int mark = vm.Console.Mark();
             vm.Start();
-            await vm.WaitForReadyAsync();
-            SerialShell sh = await vm.ShellAsync();
-            Assert.Equal("root-a", await sh.CheckAsync("cat /sys/class/block/vda2/uevent | sed -n 's/^PARTNAME=//p'"));
-            string running = await sh.CheckAsync($"head -c {rootSize} /dev/vda2 | sha256sum | cut -d' ' -f1");
-
-            string install = $"{Updater} install --server http://10.0.2.2:{port}/ --channel stable --trust /usr/lib/hostos/update-keys " +
-                             "--current-version 0.0.1 --target /dev/vda3 --boot-dir /tmp/boot";
-            var clock = Stopwatch.StartNew();
-            string output = await sh.CheckAsync(install, TimeSpan.FromMinutes(5));
-            vm.Console.Note($"install took {clock.Elapsed.TotalSeconds:F1} s (host clock, TCG):\n{output}");
-            Assert.Contains("installed 0.1.0", output);
-            Assert.Equal(Sha256(Path.Combine(build, "root.img")), await sh.CheckAsync($"head -c {rootSize} /dev/vda3 | sha256sum | cut -d' ' -f1"));
-            Assert.Equal(Sha256(Path.Combine(build, "vmlinuz")), await sh.CheckAsync("sha256sum /tmp/boot/vmlinuz | cut -d' ' -f1"));
-            Assert.Equal(Sha256(Path.Combine(build, "initrd.img")), await sh.CheckAsync("sha256sum /tmp/boot/initrd.img | cut -d' ' -f1"));
-
-            // Tampered: its data hash fails, named; the running slot is what it was.
-            await sh.CheckAsync($"{Updater} payload inspect /dev/null 2>&1 | grep -q 'truncated'");
-            await sh.CheckAsync($"wget -q -O /tmp/tampered.hup http://10.0.2.2:{port}/payloads/tampered.hup");
-            var (code, refused) = await sh.RunAsync($"{Updater} payload apply /tmp/tampered.hup --target /dev/vda3 --boot-dir /tmp/boot2 --trust /usr/lib/hostos/update-keys", TimeSpan.FromMinutes(5));
-            Assert.Equal(1, code);
-            Assert.Contains("does not match its hash: the payload is corrupt", refused);
-            Assert.Equal("missing", await sh.CheckAsync("test -e /tmp/boot2/vmlinuz && echo present || echo missing"));
-            Assert.Equal(running, await sh.CheckAsync($"head -c {rootSize} /dev/vda2 | sha256sum | cut -d' ' -f1"));
+            await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.1\.0\.conf, not counted", Boot, mark, () => vm.IsRunning);
+            sh = await vm.ShellAsync();
+            await AssertRunningAsync(sh, "0.1.0", "a", "none");
+            Assert.Contains("next boot    0.1.0\n", await sh.CheckAsync($"{U} status") + "\n");
         }
-        finally
+
+        // The retry succeeds; the power is cut right after the new entry is written, before any reboot.
+        int written = vm.Console.Mark();
+        await sh.FireAsync(apply);
+        await vm.Console.WaitForAsync(@"boot entry hostos-0\.2\.0\+3\.conf written", TimeSpan.FromMinutes(5), written);
+        await vm.KillAsync();
+        vm.Console.Note($"ESP after the power cut:\n{HostDisk.ListEsp(vm.DiskPath, "/loader/entries")}\n{HostDisk.ListEsp(vm.DiskPath, "/hostos/0.2.0")}");
+        Assert.Contains("hostos-0.2.0+3.conf", HostDisk.BootEntries(vm.DiskPath));
+        int m2 = vm.Console.Mark();
+        vm.Start();
+        sh = await BlessedAsync(vm, "0.2.0", m2);
+        await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
+
+        // 0.4.0 fails its health check. The power is cut during its first trial; the trial
+        // goes on with the next try, and when the tries are used up systemd-boot falls back
+        // to 0.2.0, which says what happened.
+        string installed = await sh.CheckAsync($"{U} update --payload {series.Url}cuts/0.2.0-0.4.0.hup 2>&1", TimeSpan.FromMinutes(5));
+        Assert.Contains("boot entry hostos-0.4.0+3.conf written", installed);
+        int trial = vm.Console.Mark();
+        await sh.FireAsync("hostctl reboot");
+        await vm.Console.WaitForAsync(@"boot assessment: entry \S+, counted \(hostos-0\.4\.0\+2-1\.conf\)", Boot, trial, () => vm.IsRunning);
+        await vm.KillAsync();
+        trial = vm.Console.Mark();
+        vm.Start();
+        foreach (string counted in new[] { "1-2", "0-3" })
         {
-            if (server is { HasExited: false }) server.Kill();
-            Directory.Delete(work, recursive: true);
+            await vm.Console.WaitForAsync($@"boot assessment: entry \S+, counted \(hostos-0\.4\.0\+{counted}\.conf\)", Boot, trial, () => vm.IsRunning);
+            await vm.Console.WaitForAsync("boot assessment: FAILED after 8 s: health check 'broken-on-purpose' failed", Boot, trial);
+            await vm.Console.WaitForAsync("hostos: rebooting", Boot, trial);
+            trial = vm.Console.Mark();
         }
+        await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.2\.0\.conf, not counted", Boot, trial, () => vm.IsRunning);
+        sh = await vm.ShellAsync();
+        await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
+        string status = await sh.CheckAsync($"{U} status");
+        vm.Console.Note(status);
+        Assert.Contains("rolled back  from 0.4.0: health check 'broken-on-purpose' failed", status);
+        Assert.Contains("entry        hostos-0.4.0+0-3.conf: 0.4.0, slot a, bad", status);
     }
 }

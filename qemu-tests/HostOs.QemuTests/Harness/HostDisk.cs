@@ -33,6 +33,20 @@ internal static class HostDisk
                      .Order(StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>A directory of the ESP as mdir lists it (names, sizes), for a test's log.</summary>
+    public static string ListEsp(string disk, string espPath)
+    {
+        GptPartition esp = Partition(disk, "esp");
+        try
+        {
+            return QemuMachine.Run("mdir", "-i", $"{disk}@@{esp.FirstLba * 512}", "::" + espPath);
+        }
+        catch (InvalidOperationException e)
+        {
+            return e.Message;
+        }
+    }
+
     public static void CopyToEsp(string disk, string content, string espPath)
     {
         GptPartition esp = Partition(disk, "esp");

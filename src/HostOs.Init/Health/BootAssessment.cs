@@ -5,6 +5,7 @@ using HostOs.Platform.Boot;
 using HostOs.Platform.Config;
 using HostOs.Platform.Disk;
 using HostOs.Platform.Interop;
+using HostOs.Platform.Kernel;
 
 namespace HostOs.Init.Health;
 
@@ -44,6 +45,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
             {
                 Log.Info($"boot assessment: healthy after {(Environment.TickCount64 - start) / 1000.0:F1} s");
                 Verdict = "healthy";
+                Record(counted);
                 if (counted is { } entry) Bless(entry);
                 return;
             }
@@ -52,6 +54,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
             {
                 Log.Error($"boot assessment: FAILED after {deadline.TotalSeconds:F0} s: {report}");
                 Verdict = $"failed: {report}";
+                Record(counted);
                 if (counted is not null)
                 {
                     Log.Error("boot assessment: rebooting so the boot loader counts this try (falls back when tries run out)");
@@ -70,6 +73,21 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
                 lastReport = report;
             }
             await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The verdict, durable on state before any reboot, for the updater to report after a fallback.</summary>
+    private void Record(BootEntryName? counted)
+    {
+        try
+        {
+            string? version = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline")).Get("hostos.version");
+            if (version is null) return;
+            new BootRecord { Version = version, Verdict = Verdict, Time = DateTimeOffset.UtcNow, Entry = counted?.FileName }.Save();
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            Log.Error("boot assessment: could not record the verdict on state", e);
         }
     }
 
@@ -143,16 +161,9 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
     {
         try
         {
-            BlockPartition esp = FindEsp();
-            Directory.CreateDirectory(EspMount);
-            Sys.Mount(esp.Device, EspMount, "vfat", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec, "umask=0077");
-            try
+            using (Esp esp = Esp.Mount(Esp.Find(partitions, rootDisk), EspMount))
             {
-                BootEntryFiles.Bless(EspMount, entry);
-            }
-            finally
-            {
-                Sys.Umount(EspMount);
+                BootEntryFiles.Bless(esp.Root, entry);
             }
             Log.Info($"boot blessed: {entry.FileName} -> {entry.Blessed().FileName}");
         }
@@ -160,14 +171,5 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
         {
             Log.Error($"boot assessment: could not bless {entry.FileName}", e);
         }
-    }
-
-    /// <summary>The ESP systemd-boot ran from (LoaderDevicePartUUID), else the ESP on the root's disk.</summary>
-    private BlockPartition FindEsp()
-    {
-        string? loaderPart = EfiVariables.ReadLoaderString("LoaderDevicePartUUID");
-        if (Guid.TryParse(loaderPart, out Guid id) && partitions.FirstOrDefault(p => p.Entry.Id == id) is { } byId) return byId;
-        return partitions.FirstOrDefault(p => p.Disk == rootDisk && p.Entry.Type == PartitionTypes.Esp)
-            ?? throw new IOException($"no EFI system partition on {rootDisk}");
     }
 }

@@ -1,3 +1,4 @@
+using HostOs.Platform.Disk;
 using HostOs.Platform.Interop;
 using HostOs.Platform.Kernel;
 

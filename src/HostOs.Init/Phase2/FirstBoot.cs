@@ -76,12 +76,12 @@ internal static class FirstBoot
         {
             // Secrets: root only.
             const string path = AppPaths.Registries;
-            AtomicFile.Write(path, Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(config.Registries) + "\n"), durable: true);
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            AtomicFile.Write(path, Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(config.Registries) + "\n"), durable: true,
+                UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
         if (config.Update is UpdateSettings u)
         {
-            AtomicFile.Write("/etc/hostos/update.json", Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(u) + "\n"), durable: true);
+            AtomicFile.Write(UpdateSettings.Path, Encoding.UTF8.GetBytes(FirstBootConfig.ToJson(u) + "\n"), durable: true);
         }
         // App containers: each replaces the definition of its name (its volumes stay); the
         // app manager starts them later in the boot, pulling their images.

@@ -4,7 +4,9 @@ using HostOs.Init.Health;
 using HostOs.Init.Network;
 using HostOs.Init.Processes;
 using HostOs.Init.Services;
+using HostOs.Platform.Boot;
 using HostOs.Platform.Config;
+using HostOs.Platform.Disk;
 using HostOs.Platform.Interop;
 using HostOs.Platform.Kernel;
 

@@ -113,8 +113,13 @@ public sealed class RegistryCredential
         StrictJson.Parse(json, ConfigJson.Default.ListRegistryCredential, source);
 }
 
+/// <summary>Where this machine's updates come from: /etc/hostos/update.json (first-boot "update", or the operator).</summary>
 public sealed class UpdateSettings
 {
+    public const string Path = "/etc/hostos/update.json";
+
+    public static UpdateSettings Parse(string json, string source) => StrictJson.Parse(json, ConfigJson.Default.UpdateSettings, source);
+
     public required string Server { get; init; }
     public string Channel { get; set; } = "stable";
     public List<string> Keys { get; set; } = [];

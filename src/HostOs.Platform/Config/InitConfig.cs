@@ -211,6 +211,52 @@ public sealed class BootAssessmentSettings
     }
 }
 
+/// <summary>
+/// What became of one version's boots, kept on state (<c>/var/lib/hostos/boot/VERSION.json</c>):
+/// written by the boot assessment when it decides (healthy or failed, durable before a
+/// failed boot reboots) and by the updater when an operator rolls back. After a fallback
+/// the previous version reads it to say why ("rolled back from 1.3.0: health check X failed").
+/// </summary>
+public sealed class BootRecord
+{
+    public const string Directory = "/var/lib/hostos/boot";
+    public required string Version { get; init; }
+    /// <summary>"healthy", "failed: ...", or "rolled back by the operator".</summary>
+    public required string Verdict { get; init; }
+    public required DateTimeOffset Time { get; init; }
+    public string? Entry { get; init; }
+
+    public static string PathOf(string version, string directory = Directory) =>
+        version.Length is > 0 and <= 64 && !version.StartsWith('.') && version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '+' or '_')
+            ? System.IO.Path.Combine(directory, version + ".json")
+            : throw new InvalidDataException($"'{version}' is not a version a boot record can be kept for");
+
+    public static BootRecord? Read(string version, string directory = Directory)
+    {
+        string path = PathOf(version, directory);
+        try
+        {
+            return File.Exists(path) ? StrictJson.Parse(File.ReadAllText(path), ConfigJson.Default.BootRecord, path) : null;
+        }
+        catch (InvalidDataException)
+        {
+            return null; // a torn or foreign file says nothing about the boot
+        }
+    }
+
+    public void Save(string directory = Directory)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        AtomicFile.Write(PathOf(Version, directory), System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(this, ConfigJson.Default.BootRecord) + "\n"), durable: true);
+    }
+
+    public static void Forget(string version, string directory = Directory)
+    {
+        string path = PathOf(version, directory);
+        if (File.Exists(path)) File.Delete(path);
+    }
+}
+
 /// <summary>Source-generated JSON read strictly: a malformed or empty document is an InvalidDataException naming its source.</summary>
 internal static class StrictJson
 {
@@ -244,4 +290,5 @@ internal static class StrictJson
 [JsonSerializable(typeof(HealthCheck))]
 [JsonSerializable(typeof(BootAssessmentSettings))]
 [JsonSerializable(typeof(BakedImage))]
+[JsonSerializable(typeof(BootRecord))]
 internal sealed partial class ConfigJson : JsonSerializerContext;

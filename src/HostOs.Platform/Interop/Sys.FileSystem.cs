@@ -35,6 +35,39 @@ public static unsafe partial class Sys
         Fsync(dir, path);
     }
 
+    /// <summary>
+    /// rename(2) that survives a power cut on any file system, FAT included: the rename,
+    /// then an fsync of the file under its new name, then of the directory. On FAT a rename
+    /// makes a new directory entry with size 0 and no clusters; the file's size and first
+    /// cluster reach it only when the file's inode is written back, which the directory's
+    /// fsync does not do. (Found by a power cut in qemu-tests UpdateTests: the renamed boot
+    /// entry was on disk, empty.)
+    /// </summary>
+    public static void RenameDurably(string from, string to, bool overwrite)
+    {
+        File.Move(from, to, overwrite);
+        using (SafeFileHandle file = File.OpenHandle(to, FileMode.Open, FileAccess.Read))
+        {
+            Fsync(file, to);
+        }
+        FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(to))!);
+    }
+
+    /// <summary>
+    /// mkdir -p whose new directories survive a power cut: each one made is followed by an
+    /// fsync of its parent (a directory's entry lives in its parent; on FAT, nothing else
+    /// writes it). Without it a file synced into a new directory can vanish with the directory.
+    /// </summary>
+    public static void CreateDirectoryDurably(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) return;
+        string parent = Path.GetDirectoryName(full) ?? throw new IOException($"cannot create {full}");
+        CreateDirectoryDurably(parent);
+        Directory.CreateDirectory(full);
+        FsyncDirectory(parent);
+    }
+
     /// <summary>A pipe whose both ends are close-on-exec (the child gets its end through dup2).</summary>
     public static (SafeFileHandle Read, SafeFileHandle Write) Pipe()
     {

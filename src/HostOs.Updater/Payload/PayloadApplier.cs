@@ -5,7 +5,11 @@ using ZstdSharp;
 namespace HostOs.Updater.Payload;
 
 /// <summary>Where an apply writes and reads: the inactive slot (a partition or an image file), and for a delta the source.</summary>
-public sealed record ApplyTarget(string TargetPath, string? SourcePath, string BootDirectory, string? SourceBootDirectory = null);
+/// <param name="BeforeFirstWrite">Runs once everything before the first write to the target is verified
+/// (signature, version, source, the first operation's output): the machine's updater removes
+/// the boot entry that still points at the slot there.</param>
+public sealed record ApplyTarget(string TargetPath, string? SourcePath, string BootDirectory, string? SourceBootDirectory = null,
+    Action? BeforeFirstWrite = null);
 
 /// <summary>
 /// Applies a payload as it streams in (docs/updates.md): the signed head first (nothing
@@ -24,6 +28,15 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     public sealed record Progress(long Done, long Total);
 
     public PayloadManifest Apply(Stream payload, ApplyTarget where, string? currentVersion, bool allowDowngrade,
+        Action<Progress>? progress = null, CancellationToken cancel = default) =>
+        Apply(payload, _ => where, currentVersion, allowDowngrade, progress, cancel);
+
+    /// <summary>
+    /// As above, with the place to write decided once the head is verified and the version
+    /// accepted (<paramref name="accept"/> sees the signed manifest; the machine's updater
+    /// names the version's boot directory on the ESP there).
+    /// </summary>
+    public PayloadManifest Apply(Stream payload, Func<PayloadManifest, ApplyTarget> accept, string? currentVersion, bool allowDowngrade,
         Action<Progress>? progress = null, CancellationToken cancel = default)
     {
         var (manifest, signer) = PayloadFile.ReadHead(payload, trusted);
@@ -33,6 +46,11 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         {
             throw new PayloadException($"refusing {manifest.Version}: it is not newer than the running {currentVersion} (a downgrade must be allowed explicitly)");
         }
+        if (manifest.IsDelta && currentVersion is not null && manifest.Source!.Version != currentVersion)
+        {
+            throw new PayloadException($"the delta is from {manifest.Source.Version}, this machine runs {currentVersion}");
+        }
+        ApplyTarget where = accept(manifest);
         int bs = manifest.BlockSize;
         using SafeFileHandleReader? source = manifest.IsDelta
             ? new SafeFileHandleReader(where.SourcePath ?? throw new PayloadException("a delta payload needs the source image"))
@@ -71,6 +89,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     break;
             }
             if (PayloadFile.Sha256(output) != op.DstSha256) throw new PayloadException($"{at}: its output does not match its hash");
+            if (i == 0) where.BeforeFirstWrite?.Invoke();
             long offset = 0;
             foreach (long[] e in op.Dst)
             {
@@ -87,15 +106,14 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
         }
         say?.Invoke($"root image {manifest.Target.Version} written and verified ({manifest.Target.Size} bytes)");
-        Directory.CreateDirectory(where.BootDirectory);
+        HostOs.Platform.Interop.Sys.CreateDirectoryDurably(where.BootDirectory);
         // Each boot file is written under a temporary name and synced; only when all are
         // verified do they take their names: never a new kernel beside an old initramfs.
         var staged = new List<(string Temporary, string Final)>();
         try
         {
             StageBootFiles(payload, manifest, where, staged);
-            foreach (var (temporary, final) in staged) File.Move(temporary, final, overwrite: true);
-            HostOs.Platform.Interop.Sys.FsyncDirectory(where.BootDirectory);
+            foreach (var (temporary, final) in staged) HostOs.Platform.Interop.Sys.RenameDurably(temporary, final, overwrite: true);
         }
         finally
         {

@@ -51,6 +51,7 @@ public sealed class PayloadBuilder(int level = 19)
         {
             throw new PayloadException($"a delta goes forward: {source.Version} -> {target.Version} does not");
         }
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
         const int bs = 4096;
         using SafeFileHandleReader tgt = new(target.RootImage);
         using SafeFileHandleReader? src = source is null ? null : new(source.RootImage);

@@ -4,6 +4,7 @@ using HostOs.Init.Health;
 using HostOs.Init.Phase1;
 using HostOs.Init.Phase2;
 using HostOs.Platform.Boot;
+using HostOs.Platform.Disk;
 using HostOs.Platform.Kernel;
 
 namespace HostOs.UnitTests.Init;

@@ -1,12 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
-using HostOs.Platform.Disk;
 using Microsoft.Win32.SafeHandles;
 
-namespace HostOs.Init;
+namespace HostOs.Platform.Disk;
 
 /// <summary>A GPT partition found on a disk, with the device node that reaches it.</summary>
-internal sealed record BlockPartition(string Disk, string Device, GptPartition Entry)
+public sealed record BlockPartition(string Disk, string Device, GptPartition Entry)
 {
     public override string ToString() =>
         $"{Device} (label '{Entry.Name}', partuuid {Entry.Id}, disk {Disk})";
@@ -17,7 +16,7 @@ internal sealed record BlockPartition(string Disk, string Device, GptPartition E
 /// the entries of /sys/block, partition numbers come from each child's <c>partition</c>
 /// file. Roots are parameters so tests can hand in a fake tree.
 /// </summary>
-internal static class BlockDevices
+public static class BlockDevices
 {
     public static List<BlockPartition> Scan(string sysBlock = "/sys/block", string dev = "/dev")
     {

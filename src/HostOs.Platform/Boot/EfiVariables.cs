@@ -1,13 +1,13 @@
 using System.Text;
 
-namespace HostOs.Init.Health;
+namespace HostOs.Platform.Boot;
 
 /// <summary>
 /// Reads the Boot Loader Interface variables systemd-boot leaves for the OS
 /// (https://systemd.io/BOOT_LOADER_INTERFACE/). In efivarfs each variable is a file
 /// <c>NAME-VENDORGUID</c>: 4 bytes of attributes, then the value (UTF-16LE, NUL-terminated).
 /// </summary>
-internal static class EfiVariables
+public static class EfiVariables
 {
     public const string Directory = "/sys/firmware/efi/efivars";
     private const string LoaderVendor = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
