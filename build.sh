@@ -5,11 +5,13 @@
 #   ./build.sh                                   # out/hostos/disk.img
 #   ./build.sh image/hostos.json qemu-tests/image/hostos-test.json
 #   ./build.sh --series 3                        # also out/hostos-v1..v3, payloads between them, out/repo
+#   ./build.sh --series 3 --broken               # the same, the last version failing its health check on purpose
 set -euo pipefail
 cd "$(dirname "$0")"
-deps_only=0 series=0
+deps_only=0 series=0 broken=0
 if [ "${1:-}" = "--deps-only" ]; then deps_only=1; shift; fi
 if [ "${1:-}" = "--series" ]; then series="${2:?--series needs a number}"; shift 2; fi
+if [ "${1:-}" = "--broken" ]; then broken=1; shift; fi
 
 # Host tools, from Debian's archive only. Installed when missing; never the kernel
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
@@ -70,9 +72,15 @@ if [ "$series" -gt 0 ]; then
   rm -rf out/series out/repo && mkdir -p out/series out/repo/payloads
   U=out/publish/hostos-updater/hostos-updater
   for i in $(seq 1 "$series"); do
+    health=""
+    if [ "$broken" = 1 ] && [ "$i" = "$series" ]; then
+      # A health check that always fails (an unknown hostctl command exits non-zero): the
+      # machine tries this version three times, then falls back (docs/updates.md).
+      health=', "health": { "deadlineSeconds": 20, "checks": [ { "name": "broken-on-purpose", "exec": ["/usr/bin/hostctl", "broken-on-purpose"] } ] }'
+    fi
     cat > "out/series/v$i.json" <<JSON
 { "extends": "../../image/hostos.json", "name": "hostos-v$i", "version": "0.1.$i",
-  "files": [ { "target": "/etc/hostos-series", "content": "series image $i\n" } ] }
+  "files": [ { "target": "/etc/hostos-series", "content": "series image $i\n" } ]$health }
 JSON
     echo "== series image 0.1.$i"
     dotnet out/imagebuilder/hostos-imagebuilder.dll build "out/series/v$i.json"

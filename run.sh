@@ -4,6 +4,13 @@
 # from another terminal, a clean ACPI power-off: see README.
 #   ./run.sh            build, then boot a fresh copy of out/hostos/disk.img
 #   ./run.sh --keep     boot the copy left by the last run (state and boot entries kept)
+#   ./run.sh --updates  build a series of two versions (./build.sh --series 2), serve out/repo
+#                       on 127.0.0.1:8000, boot 0.1.1 with its update daemon pointed there
+#                       (look every minute, reboot by itself): it installs 0.1.2 and reboots
+#                       into it. Then, from another terminal, ./build.sh --series 3 --broken
+#                       publishes a 0.1.3 that fails its health check: the machine installs
+#                       it, tries it three times and falls back to 0.1.2, which says why
+#                       (hostctl update status on the console... see README, "Updates").
 # HOSTOS_ACCEL=kvm only on machines where KVM guests work (not ours: TCG is the default).
 #
 # The demo: the system container "web" (baked into the image) on host port 8080, and an
@@ -12,12 +19,19 @@
 # 10.0.2.2), declared on a cloud-init style config drive, on host port 8081.
 set -euo pipefail
 cd "$(dirname "$0")"
-keep=0
+keep=0 updates=0
 [ "${1:-}" = "--keep" ] && keep=1
-./build.sh image/hostos.json
+[ "${1:-}" = "--updates" ] && updates=1
+disk=out/hostos/disk.img
+if [ $updates -eq 1 ]; then
+  ./build.sh --series 2 image/hostos.json
+  disk=out/hostos-v1/disk.img
+else
+  ./build.sh image/hostos.json
+fi
 mkdir -p out/run
 if [ $keep -eq 0 ] || [ ! -f out/run/disk.img ]; then
-  cp --sparse=always out/hostos/disk.img out/run/disk.img
+  cp --sparse=always "$disk" out/run/disk.img
   cp /usr/share/OVMF/OVMF_VARS_4M.fd out/run/vars.fd
   cat /proc/sys/kernel/random/uuid > out/run/uuid   # the VM's SMBIOS UUID, as a cloud gives one
 fi
@@ -39,7 +53,15 @@ http:
 YAML
 docker-registry serve out/run/registry/config.yml > out/run/registry/log 2>&1 &
 registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true' EXIT
+update_pid=
+trap 'kill $registry_pid $update_pid 2>/dev/null || true' EXIT
+update_config=
+if [ $updates -eq 1 ]; then
+  update_port="${HOSTOS_UPDATE_PORT:-8000}"
+  python3 -m http.server "$update_port" --bind 127.0.0.1 -d out/repo > out/run/update-server.log 2>&1 &
+  update_pid=$!
+  update_config=", \"update\": { \"server\": \"http://10.0.2.2:$update_port/\", \"checkIntervalMinutes\": 1, \"reboot\": \"automatic\" }"
+fi
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$registry_port") 2>/dev/null && break; sleep 0.1; done
 HOSTOS_IMAGE_STORE="$PWD/out/run/registry/push-store" HOSTOS_REGISTRIES="$PWD/out/run/registry/none.json" \
   out/publish/hostos-images/hostos-images push out/hostos/oci/busybox "127.0.0.1:$registry_port/hostos/busybox:demo" --insecure
@@ -54,7 +76,7 @@ cat > out/run/user-data <<JSON
     "ports": [ { "host": 8081, "container": 80 } ],
     "volumes": [ { "name": "data", "target": "/data" } ],
     "resources": { "memoryMiB": 32, "pids": 32 },
-    "health": { "type": "http", "port": 80 } } ] }
+    "health": { "type": "http", "port": 80 } } ]$update_config }
 JSON
 echo "instance-id: run-$(cat out/run/uuid)" > out/run/meta-data
 rm -f out/run/cidata.img

@@ -6,10 +6,61 @@ internal sealed record ServiceInfo(string Name, string Kind, string State, int P
 internal sealed record AppInfo(string Name, string Image, string State, string Health, int Restarts);
 internal sealed record LogLine(long TimeUs, string Unit, int Priority, int Pid, string Message);
 
+/// <summary>
+/// A HostOS bus service as a client sees it: method calls on one object and interface.
+/// MessageWriter is a ref struct: every call writes its arguments in place (handing the
+/// writer to a delegate would copy it, and the copy's writes would be lost from the message).
+/// </summary>
+internal abstract class BusClient(DBusConnection connection, string destination, string path, string @interface)
+{
+    protected DBusConnection Connection => connection;
+
+    protected MessageBuffer Call(string member)
+    {
+        using MessageWriter w = Connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: destination, path: path, @interface: @interface, member: member);
+        return w.CreateMessage();
+    }
+
+    protected MessageBuffer Call(string member, string argument)
+    {
+        using MessageWriter w = Connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: destination, path: path, @interface: @interface, signature: "s", member: member);
+        w.WriteString(argument);
+        return w.CreateMessage();
+    }
+
+    protected MessageBuffer Call(string member, string first, string second)
+    {
+        using MessageWriter w = Connection.GetMessageWriter();
+        w.WriteMethodCallHeader(destination: destination, path: path, @interface: @interface, signature: "ss", member: member);
+        w.WriteString(first);
+        w.WriteString(second);
+        return w.CreateMessage();
+    }
+
+    protected static string ReadString(Message m, object? _) => m.GetBodyReader().ReadString();
+
+    /// <summary>A method answering <c>a{ss}</c>.</summary>
+    protected Task<Dictionary<string, string>> CallDictionaryAsync(string member) =>
+        Connection.CallMethodAsync(Call(member), static (Message m, object? _) =>
+        {
+            Reader r = m.GetBodyReader();
+            var result = new Dictionary<string, string>(StringComparer.Ordinal);
+            ArrayEnd end = r.ReadDictionaryStart();
+            while (r.HasNext(end)) result[r.ReadString()] = r.ReadString();
+            return result;
+        }, null);
+}
+
 /// <summary>org.hostos.Manager1 as a client sees it (the interface is in src/HostOs.Init/Api/ManagerApi.cs).</summary>
 internal sealed class ManagerClient(DBusConnection connection)
+    : BusClient(connection, "org.hostos.Manager1", "/org/hostos/Manager1", "org.hostos.Manager1")
 {
     private const string Destination = "org.hostos.Manager1", Path = "/org/hostos/Manager1", Interface = "org.hostos.Manager1";
+
+    /// <summary>The same bus connection, for the updater's API.</summary>
+    public UpdaterClient Updater { get; } = new(connection);
 
     public static async Task<ManagerClient> ConnectAsync(string address)
     {
@@ -18,46 +69,18 @@ internal sealed class ManagerClient(DBusConnection connection)
         return new ManagerClient(connection);
     }
 
-    // MessageWriter is a ref struct: every call writes its arguments in place (handing the
-    // writer to a delegate would copy it, and the copy's writes would be lost from the message).
-    private MessageBuffer Call(string member)
-    {
-        using MessageWriter w = connection.GetMessageWriter();
-        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, member: member);
-        return w.CreateMessage();
-    }
-
-    private MessageBuffer Call(string member, string argument)
-    {
-        using MessageWriter w = connection.GetMessageWriter();
-        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "s", member: member);
-        w.WriteString(argument);
-        return w.CreateMessage();
-    }
-
-    private MessageBuffer Call(string member, string first, string second)
-    {
-        using MessageWriter w = connection.GetMessageWriter();
-        w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "ss", member: member);
-        w.WriteString(first);
-        w.WriteString(second);
-        return w.CreateMessage();
-    }
-
     private MessageBuffer CallRemoveApp(string name, bool keepVolumes)
     {
-        using MessageWriter w = connection.GetMessageWriter();
+        using MessageWriter w = Connection.GetMessageWriter();
         w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "sb", member: "RemoveApp");
         w.WriteString(name);
         w.WriteBool(keepVolumes);
         return w.CreateMessage();
     }
 
-    private static string ReadString(Message m, object? _) => m.GetBodyReader().ReadString();
-
     private MessageBuffer CallGetLogs(string unit, long sinceUs, uint max)
     {
-        using MessageWriter w = connection.GetMessageWriter();
+        using MessageWriter w = Connection.GetMessageWriter();
         w.WriteMethodCallHeader(destination: Destination, path: Path, @interface: Interface, signature: "sxu", member: "GetLogs");
         w.WriteString(unit);
         w.WriteInt64(sinceUs);
@@ -65,18 +88,10 @@ internal sealed class ManagerClient(DBusConnection connection)
         return w.CreateMessage();
     }
 
-    public Task<Dictionary<string, string>> StatusAsync() =>
-        connection.CallMethodAsync(Call("GetStatus"), static (Message m, object? _) =>
-        {
-            Reader r = m.GetBodyReader();
-            var result = new Dictionary<string, string>(StringComparer.Ordinal);
-            ArrayEnd end = r.ReadDictionaryStart();
-            while (r.HasNext(end)) result[r.ReadString()] = r.ReadString();
-            return result;
-        }, null);
+    public Task<Dictionary<string, string>> StatusAsync() => CallDictionaryAsync("GetStatus");
 
     public Task<List<ServiceInfo>> ServicesAsync() =>
-        connection.CallMethodAsync(Call("ListServices"), static (Message m, object? _) =>
+        Connection.CallMethodAsync(Call("ListServices"), static (Message m, object? _) =>
         {
             Reader r = m.GetBodyReader();
             var result = new List<ServiceInfo>();
@@ -90,7 +105,7 @@ internal sealed class ManagerClient(DBusConnection connection)
         }, null);
 
     public Task<List<LogLine>> LogsAsync(string unit, long sinceUs, uint max) =>
-        connection.CallMethodAsync(CallGetLogs(unit, sinceUs, max), static (Message m, object? _) =>
+        Connection.CallMethodAsync(CallGetLogs(unit, sinceUs, max), static (Message m, object? _) =>
         {
             Reader r = m.GetBodyReader();
             var result = new List<LogLine>();
@@ -104,7 +119,7 @@ internal sealed class ManagerClient(DBusConnection connection)
         }, null);
 
     public Task<List<AppInfo>> AppsAsync() =>
-        connection.CallMethodAsync(Call("ListApps"), static (Message m, object? _) =>
+        Connection.CallMethodAsync(Call("ListApps"), static (Message m, object? _) =>
         {
             Reader r = m.GetBodyReader();
             var result = new List<AppInfo>();
@@ -117,12 +132,12 @@ internal sealed class ManagerClient(DBusConnection connection)
             return result;
         }, null);
 
-    public Task<string> GetAppAsync(string name) => connection.CallMethodAsync(Call("GetApp", name), ReadString, null);
-    public Task<string> SetAppAsync(string definition) => connection.CallMethodAsync(Call("SetApp", definition), ReadString, null);
-    public Task<string> RemoveAppAsync(string name, bool keepVolumes) => connection.CallMethodAsync(CallRemoveApp(name, keepVolumes), ReadString, null);
-    public Task<string> ImportImageAsync(string path, string reference) => connection.CallMethodAsync(Call("ImportImage", path, reference), ReadString, null);
+    public Task<string> GetAppAsync(string name) => Connection.CallMethodAsync(Call("GetApp", name), ReadString, null);
+    public Task<string> SetAppAsync(string definition) => Connection.CallMethodAsync(Call("SetApp", definition), ReadString, null);
+    public Task<string> RemoveAppAsync(string name, bool keepVolumes) => Connection.CallMethodAsync(CallRemoveApp(name, keepVolumes), ReadString, null);
+    public Task<string> ImportImageAsync(string path, string reference) => Connection.CallMethodAsync(Call("ImportImage", path, reference), ReadString, null);
 
-    public Task RestartAsync(string name) => connection.CallMethodAsync(Call("RestartService", name));
-    public Task RebootAsync() => connection.CallMethodAsync(Call("Reboot"));
-    public Task PowerOffAsync() => connection.CallMethodAsync(Call("PowerOff"));
+    public Task RestartAsync(string name) => Connection.CallMethodAsync(Call("RestartService", name));
+    public Task RebootAsync() => Connection.CallMethodAsync(Call("Reboot"));
+    public Task PowerOffAsync() => Connection.CallMethodAsync(Call("PowerOff"));
 }

@@ -84,6 +84,40 @@ app.Add(appRemove);
 app.Add(appImport);
 root.Add(app);
 
+// Updates (docs/updates.md): org.hostos.Updater1.
+var update = new Command("update", "OS updates: A/B slots, the update repository, rollback");
+var updateServer = new Option<string?>("--server") { Description = "The update repository (default: /etc/hostos/update.json's)" };
+var updateChannel = new Option<string?>("--channel") { Description = "The channel (default: /etc/hostos/update.json's, else stable)" };
+var updateStatus = new Command("status", "The running version and slot, what boots next, a rollback and why, the updater's state");
+updateStatus.SetAction((p, _) => Run(async m => Output.UpdateStatus(await m.Updater.StatusAsync(), p.GetValue(json))));
+var updateCheck = new Command("check", "What an update would install now") { updateServer, updateChannel };
+updateCheck.SetAction((p, _) => Run(async m => Console.WriteLine(await m.Updater.CheckAsync(p.GetValue(updateServer) ?? "", p.GetValue(updateChannel) ?? ""))));
+var updateApply = new Command("apply", "Install the newest release into the other slot, with progress; the next boot starts it") { updateServer, updateChannel };
+updateApply.SetAction((p, token) => Run(async m =>
+{
+    var finished = new TaskCompletionSource<UpdateSignal>(TaskCreationOptions.RunContinuationsAsynchronously);
+    var bar = new ProgressBar(Console.IsOutputRedirected);
+    using (await m.Updater.WatchAsync(s =>
+    {
+        if (s.Member == "Progress") bar.Show(s.Phase, s.Percent, s.Message);
+        else if (s.Member == "Finished") finished.TrySetResult(s);
+    }))
+    {
+        Console.WriteLine(await m.Updater.ApplyAsync(p.GetValue(updateServer) ?? "", p.GetValue(updateChannel) ?? ""));
+        UpdateSignal end = await finished.Task.WaitAsync(token);
+        bar.Done();
+        if (!end.Success) throw new UpdateFailedException(end.Message);
+        Console.WriteLine(end.Message);
+    }
+}));
+var updateRollback = new Command("rollback", "Make the other slot's version the next boot (then reboot)");
+updateRollback.SetAction((_, _) => Run(async m => Console.WriteLine(await m.Updater.RollbackAsync())));
+update.Add(updateStatus);
+update.Add(updateCheck);
+update.Add(updateApply);
+update.Add(updateRollback);
+root.Add(update);
+
 var reboot = new Command("reboot", "Stop everything in order and reboot");
 reboot.SetAction((_, _) => Run(m => m.RebootAsync()));
 root.Add(reboot);
@@ -104,7 +138,14 @@ static async Task<int> Run(Func<ManagerClient, Task> action)
     }
     catch (DBusErrorReplyException e)
     {
-        Output.Error(e.ErrorName == "org.freedesktop.DBus.Error.ServiceUnknown" ? "the init's API (org.hostos.Manager1) is not on the bus" : e.ErrorMessage);
+        Output.Error(e.ErrorName != "org.freedesktop.DBus.Error.ServiceUnknown" ? e.ErrorMessage
+            : e.ErrorMessage.Contains("Updater1", StringComparison.Ordinal) ? "the updater (org.hostos.Updater1) is not on the bus: is its service running?"
+            : "the init's API (org.hostos.Manager1) is not on the bus");
+        return 1;
+    }
+    catch (UpdateFailedException e)
+    {
+        Output.Error($"update failed: {e.Message}");
         return 1;
     }
     catch (Exception e) when (e is DBusConnectionException or DBusExceptionBase or System.Net.Sockets.SocketException or IOException)
@@ -125,8 +166,57 @@ static async Task<int> Run(Func<ManagerClient, Task> action)
 
 namespace HostOs.Ctl
 {
+    internal sealed class UpdateFailedException(string message) : Exception(message);
+
+    /// <summary>One line redrawn in place on a terminal; a line per phase and per tenth otherwise (logs, pipes).</summary>
+    internal sealed class ProgressBar(bool redirected)
+    {
+        private string _phase = "";
+        private uint _tenth = uint.MaxValue;
+        private bool _drawn;
+
+        public void Show(string phase, uint percent, string message)
+        {
+            if (redirected)
+            {
+                if (phase == _phase && percent / 10 == _tenth) return;
+                _phase = phase;
+                _tenth = percent / 10;
+                Console.WriteLine($"{phase} {percent}%: {message}");
+                return;
+            }
+            int filled = (int)Math.Min(30, percent * 30 / 100);
+            Console.Write($"\r[{new string('#', filled)}{new string('.', 30 - filled)}] {percent,3}% {phase,-11} ");
+            _drawn = true;
+        }
+
+        public void Done()
+        {
+            if (_drawn) Console.WriteLine();
+        }
+    }
+
     internal static class Output
     {
+        private static readonly string[] UpdateOrder = ["running", "slot", "next_boot", "rolled_back_from", "rollback_reason", "phase", "percent", "last_result", "last_check", "server", "channel", "policy", "entries"];
+
+        public static void UpdateStatus(Dictionary<string, string> status, bool json)
+        {
+            if (!json && status.GetValueOrDefault("rolled_back_from") is not { Length: > 0 })
+            {
+                status.Remove("rolled_back_from");
+                status.Remove("rollback_reason");
+            }
+            var ordered = UpdateOrder.Where(status.ContainsKey).Concat(status.Keys.Where(k => !UpdateOrder.Contains(k)).Order())
+                .ToDictionary(k => k, k => status[k]);
+            if (json)
+            {
+                Status(ordered, json: true);
+                return;
+            }
+            foreach (var (k, v) in ordered) Console.WriteLine($"{k,-16}  {v}");
+        }
+
         private static readonly string[] StatusOrder = ["version", "hostname", "machine_id", "boot", "uptime_seconds", "address", "services"];
 
         public static void Error(string message) => Console.Error.WriteLine($"hostctl: {message}");

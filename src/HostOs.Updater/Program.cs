@@ -29,6 +29,7 @@ internal static class Program
           hostos-updater status
           hostos-updater update [--server URL] [--channel NAME] [--payload FILE|URL] [--allow-downgrade]
           hostos-updater rollback
+          hostos-updater daemon      (the service: org.hostos.Updater1, the policy of /etc/hostos/update.json)
         BUILD: a build.sh output directory (out/NAME) or its root.img
         REPO: a directory served by any HTTP server; payloads in REPO/payloads/*.hup
         """;
@@ -156,6 +157,8 @@ internal static class Program
                     return OnMachine(u => Update(u, a));
                 case ["rollback"]:
                     return OnMachine(u => Console.WriteLine(u.Rollback()));
+                case ["daemon"]:
+                    return Daemon.DaemonHost.Run();
                 default:
                     throw new UsageException("unknown command");
             }
@@ -173,20 +176,11 @@ internal static class Program
         }
     }
 
-    private const string EspMountPoint = "/run/hostos-updater/esp";
-
-    /// <summary>One machine operation at a time (a lock in /run), with the ESP mounted only for its duration.</summary>
-    private static int OnMachine(Action<SlotUpdater> action)
+    private static int OnMachine(Action<SlotUpdater> action) => MachineSession.Run(u =>
     {
-        Directory.CreateDirectory("/run/hostos-updater");
-        using IDisposable _ = HostOs.Platform.FileLock.Acquire("/run/hostos-updater/lock", TimeSpan.FromSeconds(5), "hostos-updater");
-        var (layout, espPartition) = SlotLayout.Discover();
-        using Esp esp = Esp.Mount(espPartition, EspMountPoint);
-        UpdateSettings? settings = File.Exists(UpdateSettings.Path) ? UpdateSettings.Parse(File.ReadAllText(UpdateSettings.Path), UpdateSettings.Path) : null;
-        List<PublicKey> trusted = UpdateKeys.LoadTrusted(UpdateKeys.RootKeyDirectory, settings?.Keys);
-        action(new SlotUpdater(layout, esp.Root, trusted, Console.WriteLine));
+        action(u);
         return 0;
-    }
+    }, Console.WriteLine);
 
     /// <summary>
     /// The newest release on the channel (or one payload named by hand), streamed into the
@@ -194,10 +188,6 @@ internal static class Program
     /// </summary>
     private static void Update(SlotUpdater updater, Args a)
     {
-        UpdateSettings? settings = File.Exists(UpdateSettings.Path) ? UpdateSettings.Parse(File.ReadAllText(UpdateSettings.Path), UpdateSettings.Path) : null;
-        string current = updater.Layout.RunningVersion;
-        List<PublicKey> trusted = UpdateKeys.LoadTrusted(UpdateKeys.RootKeyDirectory, settings?.Keys);
-        if (trusted.Count == 0) throw new PayloadException($"no trusted update keys ({UpdateKeys.RootKeyDirectory} is empty)");
         int lastTenth = -1;
         Action<PayloadApplier.Progress> progress = p =>
         {
@@ -215,17 +205,14 @@ internal static class Program
             Console.WriteLine($"installed {m.Version}: reboot to start it");
             return;
         }
-        string server = a.One("server") ?? settings?.Server ?? throw new UsageException($"--server is required ({UpdateSettings.Path} names none)");
-        string channel = a.One("channel") ?? settings?.Channel ?? "stable";
-        var client = new UpdateClient(http, new Uri(server.EndsWith('/') ? server : server + "/"), trusted, Console.WriteLine);
-        UpdateIndex index = client.FetchIndex(channel, DateTimeOffset.UtcNow);
-        if (index.Choose(current) is not var (release, payload))
+        var source = ReleaseSource.FromSettings(http, MachineSession.Settings(), a.One("server"), a.One("channel"), Console.WriteLine);
+        if (source.Check(updater.Layout.RunningVersion) is not var (release, payload))
         {
-            Console.WriteLine($"{current} is the newest on channel {index.Channel}");
+            Console.WriteLine($"{updater.Layout.RunningVersion} is the newest on channel {source.Channel}");
             return;
         }
         Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
-        using ResumingDownload download = client.Open(payload);
+        using ResumingDownload download = source.Open(payload);
         updater.Install(download, a.Has("allow-downgrade"), progress);
         Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}: reboot to start it");
     }

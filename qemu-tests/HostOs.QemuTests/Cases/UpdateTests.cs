@@ -99,14 +99,26 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         Assert.Equal(1, dc);
         Assert.Contains("refusing 0.1.0: it is not newer than the running 0.2.0", downgrade);
 
-        // Delta 0.2.0 -> 0.3.0 into slot a (0.1.0's entry and kernel go first).
+        // Delta 0.2.0 -> 0.3.0 into slot a (0.1.0's entry and kernel go first), this time
+        // through the daemon: the repository from /etc/hostos/update.json, hostctl over the bus.
         series.Payload("0.3.0");
         series.Payload("0.3.0", from: "0.2.0");
         series.Publish();
-        installed = await sh.CheckAsync($"{U} update --server {series.Url} --channel stable 2>&1", TimeSpan.FromMinutes(5));
+        await sh.CheckAsync($"echo '{{\"server\": \"{series.Url}\", \"checkIntervalMinutes\": 0}}' > /etc/hostos/update.json");
+        Assert.Equal($"0.3.0 (delta from 0.2.0, {new FileInfo(Path.Combine(series.RepoDir, "payloads", "0.2.0-0.3.0.hup")).Length} bytes, payloads/0.2.0-0.3.0.hup) is available (running 0.2.0)",
+            await sh.CheckAsync("hostctl update check"));
+        installed = await sh.CheckAsync("hostctl update apply 2>&1 | cat", TimeSpan.FromMinutes(5));
         vm.Console.Note(installed);
-        Assert.Contains("installing 0.3.0 from payloads/0.2.0-0.3.0.hup", installed);
-        Assert.Contains("boot entry hostos-0.1.0.conf removed", installed);
+        Assert.Contains("update started", installed);
+        Assert.Contains("downloading 0%: installing 0.3.0 (delta from 0.2.0", installed);
+        Assert.Contains("writing 100%", installed);
+        Assert.EndsWith("installed 0.3.0: the next boot starts it", installed);
+        string daemonStatus = await sh.CheckAsync("hostctl update status");
+        vm.Console.Note(daemonStatus);
+        Assert.Contains($"{"next_boot",-16}  0.3.0\n", daemonStatus + "\n");
+        Assert.Contains($"{"phase",-16}  installed\n", daemonStatus + "\n");
+        Assert.Contains("hostos-0.3.0+3.conf (0.3.0, slot a, counting, 3 tries left)", daemonStatus);
+        Assert.DoesNotContain("hostos-0.1.0", daemonStatus);
         mark = vm.Console.Mark();
         sh = await RebootAsync(vm, sh);
         sh = await BlessedAsync(vm, "0.3.0", mark);
@@ -123,7 +135,7 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.2\.0\.conf, not counted", Boot, mark);
         await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
         Assert.Contains("rolled back  from 0.3.0: rolled back by the operator", await sh.CheckAsync($"{U} status"));
-        Assert.Contains("the next boot starts 0.3.0 (slot a)", await sh.CheckAsync($"{U} rollback"));
+        Assert.Contains("the next boot starts 0.3.0 (slot a)", await sh.CheckAsync("hostctl update rollback"));
         mark = vm.Console.Mark();
         sh = await RebootAsync(vm, sh);
         sh = await BlessedAsync(vm, "0.3.0", mark);
@@ -138,7 +150,9 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
     public async Task PowerCutsDuringApplyAndTrial_NeverLoseTheMachine_AndABrokenVersionFallsBackByItself()
     {
         series.Payload("0.2.0", file: "cuts/0.2.0-full.hup");
-        series.Payload("0.4.0", from: "0.2.0", file: "cuts/0.2.0-0.4.0.hup");
+        // A repository of its own for the broken release, which the daemon's policy finds.
+        series.Payload("0.4.0", from: "0.2.0", file: "cuts/payloads/0.2.0-0.4.0.hup");
+        series.Publish(subdirectory: "cuts");
 
         await using var vm = QemuMachine.Create("update-cuts");
         vm.Start();
@@ -173,13 +187,15 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         sh = await BlessedAsync(vm, "0.2.0", m2);
         await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
 
-        // 0.4.0 fails its health check. The power is cut during its first trial; the trial
+        // The daemon's policy: look every minute, install, reboot by itself. It finds 0.4.0,
+        // which fails its health check. The power is cut during its first trial; the trial
         // goes on with the next try, and when the tries are used up systemd-boot falls back
-        // to 0.2.0, which says what happened.
-        string installed = await sh.CheckAsync($"{U} update --payload {series.Url}cuts/0.2.0-0.4.0.hup 2>&1", TimeSpan.FromMinutes(5));
-        Assert.Contains("boot entry hostos-0.4.0+3.conf written", installed);
+        // to 0.2.0, which says what happened and does not install 0.4.0 again by itself.
         int trial = vm.Console.Mark();
-        await sh.FireAsync("hostctl reboot");
+        await sh.CheckAsync($"echo '{{\"server\": \"{series.Url}cuts/\", \"checkIntervalMinutes\": 1, \"reboot\": \"automatic\"}}' > /etc/hostos/update.json");
+        await vm.Console.WaitForAsync(@"\[updater\] update finished: installed 0\.4\.0: the next boot starts it", TimeSpan.FromMinutes(5), trial);
+        await vm.Console.WaitForAsync(@"\[updater\] rebooting into 0\.4\.0 \(reboot policy: automatic\)", TimeSpan.FromMinutes(2), trial);
+        await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), trial);
         await vm.Console.WaitForAsync(@"boot assessment: entry \S+, counted \(hostos-0\.4\.0\+2-1\.conf\)", Boot, trial, () => vm.IsRunning);
         await vm.KillAsync();
         trial = vm.Console.Mark();
@@ -192,11 +208,22 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             trial = vm.Console.Mark();
         }
         await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.2\.0\.conf, not counted", Boot, trial, () => vm.IsRunning);
+        await vm.Console.WaitForAsync(@"\[updater\] running 0\.2\.0 \(slot b\); rolled back from 0\.4\.0: health check 'broken-on-purpose' failed", Boot, trial);
         sh = await vm.ShellAsync();
         await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
         string status = await sh.CheckAsync($"{U} status");
         vm.Console.Note(status);
         Assert.Contains("rolled back  from 0.4.0: health check 'broken-on-purpose' failed", status);
         Assert.Contains("entry        hostos-0.4.0+0-3.conf: 0.4.0, slot a, bad", status);
+        // The policy's next look (within a minute and a tick) declines the version that failed.
+        string declined = "";
+        for (int i = 0; i < 30 && !declined.Contains("not installing it again by itself", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            declined = await sh.CheckAsync("hostctl update status");
+        }
+        vm.Console.Note(declined);
+        Assert.Contains("0.4.0 failed on this machine and it fell back: not installing it again by itself", declined);
+        Assert.Contains($"{"rolled_back_from",-16}  0.4.0", declined);
     }
 }

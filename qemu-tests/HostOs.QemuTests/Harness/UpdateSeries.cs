@@ -68,9 +68,10 @@ public sealed class UpdateSeries : IDisposable
         return path;
     }
 
-    /// <summary>Signs the channel's index over every payload now in the repository.</summary>
-    public void Publish(string channel = "stable", int validDays = 30) =>
-        Run(HostUpdater, "repo", "publish", "--dir", RepoDir, "--channel", channel, "--key", Key, "--valid-days", validDays.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    /// <summary>Signs the channel's index over every payload now in the repository (or a second repository in a subdirectory, <c>{Url}sub/</c>).</summary>
+    public void Publish(string channel = "stable", int validDays = 30, string? subdirectory = null) =>
+        Run(HostUpdater, "repo", "publish", "--dir", subdirectory is null ? RepoDir : Path.Combine(RepoDir, subdirectory), "--channel", channel, "--key", Key,
+            "--valid-days", validDays.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     public static string Run(string file, params string[] args)
     {

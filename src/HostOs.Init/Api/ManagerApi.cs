@@ -1,4 +1,5 @@
 using System.Globalization;
+using HostOs.Bus;
 using HostOs.Init.Logging;
 using HostOs.Init.Phase2;
 using HostOs.Init.Services;
@@ -65,17 +66,8 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
 
     public ValueTask HandleMethodAsync(MethodContext context)
     {
-        if (context.IsDBusIntrospectRequest)
-        {
-            context.ReplyIntrospectXml([InterfaceXml]);
-            return default;
-        }
+        if (!BusService.IsCallFor(context, Interface, InterfaceXml)) return default;
         Message request = context.Request;
-        if (request.InterfaceAsString != Interface)
-        {
-            context.ReplyUnknownMethodError();
-            return default;
-        }
         try
         {
             switch ((request.MemberAsString, request.SignatureAsString ?? ""))
@@ -106,7 +98,7 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
                 case ("GetApp", "s"):
                 {
                     string name = request.GetBodyReader().ReadString();
-                    ReplyString(context, system.Apps.Get(name));
+                    BusService.ReplyString(context, system.Apps.Get(name));
                     break;
                 }
                 case ("SetApp", "s"):
@@ -150,19 +142,7 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
         return default;
     }
 
-    private void ReplyStatus(MethodContext context)
-    {
-        using MessageWriter w = context.CreateReplyWriter("a{ss}");
-        ArrayStart dict = w.WriteDictionaryStart();
-        foreach (var (key, value) in system.Status())
-        {
-            w.WriteDictionaryEntryStart();
-            w.WriteString(key);
-            w.WriteString(value);
-        }
-        w.WriteDictionaryEnd(dict);
-        context.Reply(w.CreateMessage());
-    }
+    private void ReplyStatus(MethodContext context) => BusService.ReplyDictionary(context, system.Status());
 
     private void ReplyServices(MethodContext context)
     {
@@ -200,13 +180,6 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
         context.Reply(w.CreateMessage());
     }
 
-    private static void ReplyString(MethodContext context, string value)
-    {
-        using MessageWriter w = context.CreateReplyWriter("s");
-        w.WriteString(value);
-        context.Reply(w.CreateMessage());
-    }
-
     private static void ReplyLogs(MethodContext context, string unit, long since, int max)
     {
         List<LogRecord> records = Journal.Read(unit.Length == 0 ? null : unit, since, max);
@@ -235,109 +208,26 @@ internal sealed class ManagerApi(IManagedSystem system) : IPathMethodHandler
         }
         Log.Info($"api: restart of {name} requested");
         service.RequestRestart();
-        using MessageWriter w = context.CreateReplyWriter(null);
-        context.Reply(w.CreateMessage());
+        BusService.ReplyEmpty(context);
     }
 
     private void Power(MethodContext context, PowerAction action)
     {
-        using (MessageWriter w = context.CreateReplyWriter(null))
-        {
-            context.Reply(w.CreateMessage());
-        }
+        BusService.ReplyEmpty(context);
         system.RequestPower(action);
     }
 
     /// <summary>An asynchronous change whose result string is the reply, once the caller is known to be allowed.</summary>
     private static ValueTask Privileged(MethodContext context, Func<Task<string>> change) =>
-        PrivilegedAsync(context, async () => ReplyString(context, await change().ConfigureAwait(false)));
+        BusService.Privileged(context, ErrorPrefix, change);
 
-    /// <summary>Runs <paramref name="action"/> once the caller is known to be allowed; otherwise an AccessDenied error.</summary>
+    /// <summary>Runs <paramref name="action"/> (which replies) once the caller is known to be allowed; otherwise an AccessDenied error.</summary>
     private static ValueTask Privileged(MethodContext context, Action action) =>
-        PrivilegedAsync(context, () =>
+        BusService.Privileged(context, ErrorPrefix, () =>
         {
             action();
             return Task.CompletedTask;
         });
-
-    private static ValueTask PrivilegedAsync(MethodContext context, Func<Task> action)
-    {
-        context.DisposesAsynchronously = true;
-        string sender = context.Request.SenderAsString ?? "";
-        DBusConnection connection = context.DBusConnection;
-        _ = Task.Run(async () =>
-        {
-            using (context)
-            {
-                try
-                {
-                    uint uid = await CallerUid(connection, sender).ConfigureAwait(false);
-                    if (!Authorization.MayChange(uid))
-                    {
-                        context.ReplyError("org.freedesktop.DBus.Error.AccessDenied",
-                            $"uid {uid} may not change the system: root or members of '{Authorization.AdminGroup}' only");
-                        return;
-                    }
-                    await action().ConfigureAwait(false);
-                }
-                catch (Containers.AppException e)
-                {
-                    context.ReplyError(ErrorPrefix + e.ErrorName, e.Message);
-                }
-                catch (Exception e)
-                {
-                    context.ReplyError(ErrorPrefix + "Failed", e.Message);
-                }
-            }
-        });
-        return default;
-    }
-
-    private static Task<uint> CallerUid(DBusConnection connection, string sender)
-    {
-        MessageBuffer message;
-        using (MessageWriter w = connection.GetMessageWriter())
-        {
-            w.WriteMethodCallHeader(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                @interface: "org.freedesktop.DBus", signature: "s", member: "GetConnectionUnixUser");
-            w.WriteString(sender);
-            message = w.CreateMessage();
-        }
-        return connection.CallMethodAsync(message, static (Message m, object? _) => m.GetBodyReader().ReadUInt32(), null);
-    }
-}
-
-/// <summary>Who may change the system through the API: root, and the members of one group.</summary>
-internal static class Authorization
-{
-    public const string AdminGroup = "hostos-admin";
-
-    public static bool MayChange(uint uid, string passwd = "/etc/passwd", string group = "/etc/group")
-    {
-        if (uid == 0) return true;
-        string? user = null;
-        string? primaryGid = null;
-        foreach (string line in ReadLines(passwd))
-        {
-            string[] f = line.Split(':');
-            if (f.Length >= 4 && f[2] == uid.ToString(CultureInfo.InvariantCulture))
-            {
-                user = f[0];
-                primaryGid = f[3];
-                break;
-            }
-        }
-        foreach (string line in ReadLines(group))
-        {
-            string[] f = line.Split(':');
-            if (f.Length < 4 || f[0] != AdminGroup) continue;
-            if (primaryGid is not null && f[2] == primaryGid) return true;
-            return user is not null && f[3].Split(',').Contains(user);
-        }
-        return false;
-    }
-
-    private static IEnumerable<string> ReadLines(string path) => File.Exists(path) ? File.ReadLines(path) : [];
 }
 
 /// <summary>
@@ -347,31 +237,6 @@ internal static class Authorization
 /// </summary>
 internal static class ApiServer
 {
-    public const string SystemBus = "unix:path=/run/dbus/system_bus_socket";
-
-    public static void Start(IManagedSystem system) => _ = Task.Run(async () =>
-    {
-        var api = new ManagerApi(system);
-        bool announcedWait = false;
-        while (true)
-        {
-            try
-            {
-                using var connection = new DBusConnection(SystemBus);
-                await connection.ConnectAsync().ConfigureAwait(false);
-                connection.AddMethodHandler(api);
-                await connection.RequestNameAsync(ManagerApi.BusName, RequestNameOptions.Default).ConfigureAwait(false);
-                Log.Info($"api: {ManagerApi.BusName} on the system bus");
-                announcedWait = false;
-                Exception? why = await connection.DisconnectedAsync().ConfigureAwait(false);
-                Log.Warn($"api: system bus connection lost ({why?.Message ?? "closed"}); reconnecting");
-            }
-            catch (Exception e) when (e is DBusConnectionException or DBusExceptionBase or IOException or System.Net.Sockets.SocketException)
-            {
-                if (!announcedWait) Log.Info($"api: waiting for the system bus ({e.Message})");
-                announcedWait = true;
-            }
-            await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        }
-    });
+    public static void Start(IManagedSystem system) =>
+        _ = Task.Run(() => BusService.KeepOnBusAsync(new ManagerApi(system), ManagerApi.BusName, Log.Info, Log.Warn));
 }

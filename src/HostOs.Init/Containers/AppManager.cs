@@ -6,7 +6,7 @@ using HostOs.Platform.Config;
 namespace HostOs.Init.Containers;
 
 /// <summary>An app operation refused or failed, with the D-Bus error name it is answered with.</summary>
-internal sealed class AppException(string errorName, string message) : Exception(message)
+internal sealed class AppException(string errorName, string message) : Exception(message), HostOs.Bus.INamedBusError
 {
     public string ErrorName { get; } = errorName;
 }

@@ -10,12 +10,17 @@ namespace HostOs.Platform.Boot;
 /// </summary>
 public sealed class Esp : IDisposable
 {
+    /// <summary>Every mount of the ESP on the machine (the init's blessing, the updater) holds this lock while mounted.</summary>
+    public const string LockPath = "/run/hostos-esp.lock";
+
     public string Root { get; }
+    private readonly IDisposable _lock;
     private bool _mounted;
 
-    private Esp(string root)
+    private Esp(string root, IDisposable held)
     {
         Root = root;
+        _lock = held;
         _mounted = true;
     }
 
@@ -28,17 +33,44 @@ public sealed class Esp : IDisposable
             ?? throw new IOException($"no EFI system partition on {rootDisk}");
     }
 
-    public static Esp Mount(BlockPartition esp, string mountPoint)
+    /// <summary>
+    /// Mounts the ESP for one change, serialized with every other user of it on the machine
+    /// (two writers of one FAT must never interleave). A mount point still holding the ESP
+    /// from an earlier failure is unmounted first; any other refusal names what is mounted there.
+    /// </summary>
+    public static Esp Mount(BlockPartition esp, string mountPoint, TimeSpan? wait = null)
     {
-        Directory.CreateDirectory(mountPoint);
-        Sys.Mount(esp.Device, mountPoint, "vfat", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec, "umask=0077");
-        return new Esp(mountPoint);
+        IDisposable held = FileLock.Acquire(LockPath, wait ?? TimeSpan.FromSeconds(60), "the EFI system partition");
+        try
+        {
+            Directory.CreateDirectory(mountPoint);
+            string full = Path.GetFullPath(mountPoint);
+            if (Kernel.MountInfo.IsMountPoint(full))
+            {
+                // Left by a process that died while it held the ESP (the lock says nobody holds it now).
+                Sys.Umount(full);
+            }
+            Sys.Mount(esp.Device, mountPoint, "vfat", MountFlags.NoSuid | MountFlags.NoDev | MountFlags.NoExec, "umask=0077");
+            return new Esp(mountPoint, held);
+        }
+        catch
+        {
+            held.Dispose();
+            throw;
+        }
     }
 
     public void Dispose()
     {
         if (!_mounted) return;
         _mounted = false;
-        Sys.Umount(Root);
+        try
+        {
+            Sys.Umount(Root);
+        }
+        finally
+        {
+            _lock.Dispose();
+        }
     }
 }

@@ -51,17 +51,7 @@ public sealed class FirstBootConfig
             errors.AddRange(appErrors);
             if (!apps.Add(a.Name)) errors.Add($"apps: '{a.Name}' is listed twice");
         }
-        if (config.Update is UpdateSettings u)
-        {
-            if (!Uri.TryCreate(u.Server, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https")) errors.Add($"update.server '{u.Server}' is not an http(s) URL");
-            if (u.Channel.Length == 0 || !u.Channel.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.')) errors.Add($"update.channel '{u.Channel}' must be letters, digits, '-', '_' or '.'");
-            foreach (string k in u.Keys)
-            {
-                byte[]? key = null;
-                try { key = Convert.FromBase64String(k); } catch (FormatException) { }
-                if (key is not { Length: 32 }) errors.Add($"update.keys: '{k}' is not a base64 Ed25519 public key (32 bytes)");
-            }
-        }
+        config.Update?.Validate("update.", errors);
         if (errors.Count > 0) throw new InvalidDataException($"{source}: " + string.Join("; ", errors));
         return config;
     }
@@ -118,9 +108,57 @@ public sealed class UpdateSettings
 {
     public const string Path = "/etc/hostos/update.json";
 
-    public static UpdateSettings Parse(string json, string source) => StrictJson.Parse(json, ConfigJson.Default.UpdateSettings, source);
+    public static UpdateSettings Parse(string json, string source)
+    {
+        UpdateSettings settings = StrictJson.Parse(json, ConfigJson.Default.UpdateSettings, source);
+        var errors = new List<string>();
+        settings.Validate("", errors);
+        return errors.Count == 0 ? settings : throw new InvalidDataException($"{source}: " + string.Join("; ", errors));
+    }
 
     public required string Server { get; init; }
     public string Channel { get; set; } = "stable";
+    /// <summary>Extra public keys (base64 Ed25519) trusted beside the root's own.</summary>
     public List<string> Keys { get; set; } = [];
+    /// <summary>How often the updater daemon looks for a release and installs it; 0: only when asked.</summary>
+    public int CheckIntervalMinutes { get; set; } = 60;
+    /// <summary>After an install: "manual" (an operator reboots) or "automatic" (the daemon does, inside the window if one is set).</summary>
+    public string Reboot { get; set; } = "manual";
+    /// <summary>"HH:MM-HH:MM" in UTC (may wrap past midnight): automatic reboots happen only inside it.</summary>
+    public string? MaintenanceWindow { get; set; }
+
+    public void Validate(string prefix, List<string> errors)
+    {
+        if (!Uri.TryCreate(Server, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https")) errors.Add($"{prefix}server '{Server}' is not an http(s) URL");
+        if (Channel.Length == 0 || !Channel.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.')) errors.Add($"{prefix}channel '{Channel}' must be letters, digits, '-', '_' or '.'");
+        foreach (string k in Keys)
+        {
+            byte[]? key = null;
+            try { key = Convert.FromBase64String(k); } catch (FormatException) { }
+            if (key is not { Length: 32 }) errors.Add($"{prefix}keys: '{k}' is not a base64 Ed25519 public key (32 bytes)");
+        }
+        if (CheckIntervalMinutes is < 0 or > 10080) errors.Add($"{prefix}checkIntervalMinutes must be 0 (never by itself) .. 10080 (a week)");
+        if (Reboot is not ("manual" or "automatic")) errors.Add($"{prefix}reboot '{Reboot}' must be 'manual' or 'automatic'");
+        if (MaintenanceWindow is not null && Window() is null) errors.Add($"{prefix}maintenanceWindow '{MaintenanceWindow}' is not HH:MM-HH:MM (UTC)");
+    }
+
+    /// <summary>The maintenance window as two times of day (UTC), or null when absent or malformed.</summary>
+    public (TimeOnly Start, TimeOnly End)? Window()
+    {
+        string[] parts = (MaintenanceWindow ?? "").Split('-');
+        return parts.Length == 2
+               && TimeOnly.TryParseExact(parts[0].Trim(), "HH:mm", System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out TimeOnly a)
+               && TimeOnly.TryParseExact(parts[1].Trim(), "HH:mm", System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out TimeOnly b)
+               && a != b
+            ? (a, b)
+            : null;
+    }
+
+    /// <summary>Whether an automatic reboot may happen at <paramref name="now"/> (always, without a window).</summary>
+    public bool InWindow(DateTimeOffset now)
+    {
+        if (Window() is not var (start, end)) return true;
+        var t = TimeOnly.FromDateTime(now.UtcDateTime);
+        return start < end ? t >= start && t < end : t >= start || t < end;
+    }
 }

@@ -68,6 +68,9 @@ public sealed class SlotUpdater(SlotLayout layout, string espRoot, IReadOnlyList
 {
     public SlotLayout Layout => layout;
 
+    /// <summary>The running version's boot is still being judged (its entry counted): no update now.</summary>
+    public bool RunningOnTrial => RunningEntry().Name.IsCounted;
+
     public PayloadManifest Install(Stream payload, bool allowDowngrade, Action<PayloadApplier.Progress>? progress = null, CancellationToken cancel = default)
     {
         InstalledEntry running = RunningEntry();

@@ -1,4 +1,5 @@
 using HostOs.Ctl;
+using HostOs.Bus;
 using HostOs.Init.Api;
 
 namespace HostOs.UnitTests.Init;

@@ -222,3 +222,33 @@ public sealed class SlotUpdaterTests : IDisposable
             File.ReadAllBytes(Path.Combine(Esp, "loader/entries/hostos-2.0.0+3.conf")));
     }
 }
+
+/// <summary>/etc/hostos/update.json: where updates come from and the daemon's policy.</summary>
+public sealed class UpdateSettingsTests
+{
+    [Fact]
+    public void DefaultsAndPolicy()
+    {
+        UpdateSettings s = UpdateSettings.Parse("""{ "server": "https://updates.example/hostos/" }""", "update.json");
+        Assert.Equal("stable", s.Channel);
+        Assert.Equal(60, s.CheckIntervalMinutes);
+        Assert.Equal("manual", s.Reboot);
+        Assert.True(s.InWindow(DateTimeOffset.Parse("2026-11-29T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
+
+        s = UpdateSettings.Parse("""{ "server": "http://10.0.0.1/", "reboot": "automatic", "maintenanceWindow": "23:30-02:00" }""", "update.json");
+        Assert.True(s.InWindow(DateTimeOffset.Parse("2026-11-29T23:45:00Z", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.True(s.InWindow(DateTimeOffset.Parse("2026-11-30T01:59:00Z", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.False(s.InWindow(DateTimeOffset.Parse("2026-11-30T02:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.False(s.InWindow(DateTimeOffset.Parse("2026-11-30T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    [Theory]
+    [InlineData("""{ "server": "ftp://x/" }""", "server 'ftp://x/' is not an http(s) URL")]
+    [InlineData("""{ "server": "http://x/", "reboot": "sometimes" }""", "reboot 'sometimes' must be 'manual' or 'automatic'")]
+    [InlineData("""{ "server": "http://x/", "maintenanceWindow": "2-4" }""", "maintenanceWindow '2-4' is not HH:MM-HH:MM (UTC)")]
+    [InlineData("""{ "server": "http://x/", "checkIntervalMinutes": -1 }""", "checkIntervalMinutes must be 0")]
+    [InlineData("""{ "server": "http://x/", "keys": ["AAAA"] }""", "is not a base64 Ed25519 public key")]
+    [InlineData("""{ "server": "http://x/", "rebooot": "manual" }""", "rebooot")]
+    public void BadSettingsAreNamed(string json, string expected) =>
+        Assert.Contains(expected, Assert.Throws<InvalidDataException>(() => UpdateSettings.Parse(json, "update.json")).Message);
+}
