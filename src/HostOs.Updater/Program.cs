@@ -212,9 +212,8 @@ internal static class Program
             return;
         }
         Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
-        using ResumingDownload download = source.Open(payload);
-        updater.Install(download, a.Has("allow-downgrade"), progress);
-        Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}: reboot to start it");
+        source.Install(updater, release, payload, progress);
+        Console.WriteLine($"installed {release.Version}: reboot to start it");
     }
 
     private static ImageBuild Build(string path) =>

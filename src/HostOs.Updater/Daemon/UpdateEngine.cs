@@ -147,7 +147,7 @@ public sealed partial class UpdateEngine(ILogger<UpdateEngine> log, Func<Task>? 
             Report("checking", 0, "looking for a newer release");
             using var http = NewHttpClient();
             UpdateSettings? settings = MachineSession.Settings();
-            var source = ReleaseSource.FromSettings(http, settings, server, channel);
+            var source = ReleaseSource.FromSettings(http, settings, server, channel, m => Report("downloading", 0, m));
             string current = MachineSession.RunningVersion();
             var choice = source.Check(current);
             lock (_gate) _lastCheck = DateTimeOffset.UtcNow;
@@ -164,9 +164,8 @@ public sealed partial class UpdateEngine(ILogger<UpdateEngine> log, Func<Task>? 
             Report("downloading", 0, $"installing {ReleaseSource.Describe(release, payload)}");
             MachineSession.Run(u =>
             {
-                using var download = source.Open(payload);
                 uint last = uint.MaxValue;
-                return u.Install(download, allowDowngrade: false, p =>
+                return source.Install(u, release, payload, p =>
                 {
                     uint percent = (uint)(p.Done * 100 / Math.Max(1, p.Total));
                     if (percent == last) return;

@@ -61,6 +61,27 @@ public sealed class ReleaseSource(HttpClient http, IReadOnlyList<PublicKey> trus
 
     public ResumingDownload Open(UpdateIndex.PayloadRef payload) => _client.Open(payload);
 
+    /// <summary>
+    /// Installs <paramref name="release"/> from the chosen payload; when that is a delta and
+    /// it is refused (the running slot is not the exact bytes it was made from, say), the
+    /// release's full payload is taken instead, as update_engine does.
+    /// </summary>
+    public PayloadManifest Install(SlotUpdater updater, UpdateIndex.Release release, UpdateIndex.PayloadRef payload,
+        Action<PayloadApplier.Progress>? progress = null)
+    {
+        try
+        {
+            using ResumingDownload download = Open(payload);
+            return updater.Install(download, allowDowngrade: false, progress);
+        }
+        catch (PayloadException e) when (payload.From is not null && release.Full is not null)
+        {
+            say?.Invoke($"the delta from {payload.From} was refused ({e.Message}): taking the full payload {release.Full.Path} ({release.Full.Size} bytes)");
+            using ResumingDownload full = Open(release.Full);
+            return updater.Install(full, allowDowngrade: false, progress);
+        }
+    }
+
     public static string Describe(UpdateIndex.Release release, UpdateIndex.PayloadRef payload) =>
         $"{release.Version} ({(payload.From is null ? "full" : $"delta from {payload.From}")}, {payload.Size} bytes, {payload.Path})";
 }

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using HostOs.Platform.Boot;
 using HostOs.UnitTests.Images;
+using HostOs.Updater.Machine;
 using HostOs.Updater.Payload;
 using HostOs.Updater.Repository;
 using Microsoft.AspNetCore.Builder;
@@ -121,6 +123,35 @@ public sealed class RepositoryTests : IDisposable
         Assert.Equal("1.1.0", release.Version);
         Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(target));
         Assert.Equal("initrd 1.1.0", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
+    }
+
+    [Fact]
+    public async Task ARefusedDeltaFallsBackToTheFullPayload()
+    {
+        var (repo, b1, b2, key, pub) = Repository();
+        // ReleaseSource judges expiry by the real clock.
+        UpdateIndex.Publish(repo, "stable", [key], TimeSpan.FromDays(7), DateTimeOffset.UtcNow);
+        // A machine that says it runs 1.0.0, but whose slot is not the bytes the delta was made from.
+        string esp = Path.Combine(_work, "esp"), slotA = Path.Combine(_work, "a.img"), slotB = Path.Combine(_work, "b.img");
+        byte[] drifted = File.ReadAllBytes(Path.Combine(b1, "root.img"));
+        drifted[7] ^= 1;
+        File.WriteAllBytes(slotA, drifted);
+        File.WriteAllBytes(slotB, []);
+        BootEntryFiles.Bless(esp, BootEntryFiles.Write(esp, "1.0.0", "hostos.slot=a hostos.version=1.0.0"));
+        var machine = new SlotUpdater(new SlotLayout("a", "1.0.0", slotA, "b", slotB), esp, [pub], null, Path.Combine(_work, "records"));
+
+        int port = Registry.FreePort();
+        await using WebApplication server = await Serve(repo, port);
+        using var http = new HttpClient();
+        var said = new List<string>();
+        var source = new ReleaseSource(http, [pub], $"http://127.0.0.1:{port}/", "stable", said.Add);
+        var (release, payload) = source.Check("1.0.0")!.Value;
+        Assert.Equal("1.0.0", payload.From);
+        PayloadManifest m = await Task.Run(() => source.Install(machine, release, payload));
+        Assert.False(m.IsDelta);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(slotB));
+        Assert.Contains(said, l => l.Contains("the delta from 1.0.0 was refused (the source", StringComparison.Ordinal) && l.Contains("taking the full payload payloads/1.1.0-full.hup", StringComparison.Ordinal));
+        Assert.Equal(["hostos-1.0.0.conf", "hostos-1.1.0+3.conf"], BootEntryFiles.List(esp).Select(e => e.Name.FileName).Order(StringComparer.Ordinal));
     }
 
     /// <summary>
