@@ -211,7 +211,7 @@ internal static class Program
             Console.WriteLine($"{updater.Layout.RunningVersion} is the newest on channel {source.Channel}");
             return;
         }
-        Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
+        Console.WriteLine($"installing {ReleaseSource.Describe(release, payload)}");
         source.Install(updater, release, payload, progress);
         Console.WriteLine($"installed {release.Version}: reboot to start it");
     }

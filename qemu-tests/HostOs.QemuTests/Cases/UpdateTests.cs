@@ -85,7 +85,8 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         // Full 0.1.0 -> 0.2.0 from the index, into slot b; the next boot starts it, the init blesses it.
         string installed = await sh.CheckAsync($"{U} update --server {series.Url} --channel stable 2>&1", TimeSpan.FromMinutes(5));
         vm.Console.Note(installed);
-        Assert.Contains("installing 0.2.0 from payloads/0.2.0-full.hup", installed);
+        Assert.Contains("installing 0.2.0 (full, ", installed);
+        Assert.Contains("payloads/0.2.0-full.hup)", installed);
         Assert.Contains("boot entry hostos-0.2.0+3.conf written", installed);
         Assert.Contains("next boot    0.2.0 (reboot to start it)", await sh.CheckAsync($"{U} status"));
         int mark = vm.Console.Mark();

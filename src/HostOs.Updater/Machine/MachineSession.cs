@@ -24,7 +24,7 @@ public static class MachineSession
         using IDisposable _ = FileLock.Acquire(RunDirectory + "/lock", waitForLock ?? TimeSpan.FromSeconds(5), "hostos-updater");
         var (layout, espPartition) = SlotLayout.Discover();
         using Esp esp = Esp.Mount(espPartition, EspMountPoint);
-        return action(new SlotUpdater(layout, esp.Root, Trusted(Settings()), say));
+        return action(new SlotUpdater(layout, esp.Root, () => Trusted(Settings()), say));
     }
 
     public static UpdateSettings? Settings() =>

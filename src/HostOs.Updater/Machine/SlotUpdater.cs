@@ -62,8 +62,10 @@ public sealed record SlotStatus(
 /// the new entry <c>hostos-VERSION+3.conf</c> written, synced, renamed into place: from
 /// that rename on, it is the newest entry with tries left and systemd-boot boots it next.
 /// Interrupted anywhere before that rename, the ESP boots what it booted before.
+/// The trusted keys are asked for only by an install: status and rollback never depend
+/// on the update settings being readable.
 /// </summary>
-public sealed class SlotUpdater(SlotLayout layout, string espRoot, IReadOnlyList<PublicKey> trusted, Action<string>? say = null,
+public sealed class SlotUpdater(SlotLayout layout, string espRoot, Func<IReadOnlyList<PublicKey>> trusted, Action<string>? say = null,
     string bootRecords = BootRecord.Directory)
 {
     public SlotLayout Layout => layout;
@@ -79,7 +81,7 @@ public sealed class SlotUpdater(SlotLayout layout, string espRoot, IReadOnlyList
             throw new PayloadException($"the running version {layout.RunningVersion} is still on trial ({running.Name.FileName}): " +
                                        "an update waits until its boot is blessed (or rolled back)");
         }
-        PayloadManifest installed = new PayloadApplier(trusted, say).Apply(payload, manifest =>
+        PayloadManifest installed = new PayloadApplier(trusted(), say).Apply(payload, manifest =>
         {
             if (manifest.Version == layout.RunningVersion)
             {

@@ -138,7 +138,7 @@ public sealed class RepositoryTests : IDisposable
         File.WriteAllBytes(slotA, drifted);
         File.WriteAllBytes(slotB, []);
         BootEntryFiles.Bless(esp, BootEntryFiles.Write(esp, "1.0.0", "hostos.slot=a hostos.version=1.0.0"));
-        var machine = new SlotUpdater(new SlotLayout("a", "1.0.0", slotA, "b", slotB), esp, [pub], null, Path.Combine(_work, "records"));
+        var machine = new SlotUpdater(new SlotLayout("a", "1.0.0", slotA, "b", slotB), esp, () => [pub], null, Path.Combine(_work, "records"));
 
         int port = Registry.FreePort();
         await using WebApplication server = await Serve(repo, port);

@@ -67,7 +67,7 @@ public sealed class SlotUpdaterTests : IDisposable
 
     private SlotUpdater Machine(string slot, string version, List<string>? said = null) =>
         new(new SlotLayout(slot, version, slot == "a" ? SlotA : SlotB, SlotLayout.Other(slot), slot == "a" ? SlotB : SlotA),
-            Esp, [_public], said is null ? null : said.Add, Records);
+            Esp, () => [_public], said is null ? null : said.Add, Records);
 
     private static PayloadManifest Install(SlotUpdater machine, string payload, bool allowDowngrade = false)
     {
@@ -149,6 +149,9 @@ public sealed class SlotUpdaterTests : IDisposable
         SlotStatus st = Machine("a", "1.0.0").Status();
         Assert.Equal("1.1.0", st.RolledBackFrom);
         Assert.Equal("rolled back by the operator", st.RollbackReason);
+        // Status and rollback never need the keys (a broken /etc/hostos/update.json must not stop them).
+        var keyless = new SlotUpdater(new SlotLayout("a", "1.0.0", SlotA, "b", SlotB), Esp, () => throw new PayloadException("no keys"), null, Records);
+        Assert.Equal("1.1.0", keyless.Status().RolledBackFrom);
         // On a machine with one version there is nothing to roll back to.
         File.Delete(Path.Combine(Esp, "loader/entries/hostos-1.1.0+0.conf"));
         Assert.Contains("there is no other version to roll back to", Assert.Throws<IOException>(() => Machine("a", "1.0.0").Rollback()).Message);
