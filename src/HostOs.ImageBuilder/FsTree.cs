@@ -139,12 +139,15 @@ internal sealed class FsTree
     /// 110-byte ASCII header <c>070701</c> + 13 eight-digit hex fields (ino, mode, uid, gid,
     /// nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check),
     /// the NUL-terminated name padded to 4 bytes, the data padded to 4 bytes; then
-    /// <c>TRAILER!!!</c>. Owner root, time 0, inode numbers in path order.
+    /// <c>TRAILER!!!</c>. Owner root, time 0, inode numbers in the order written: path
+    /// order, except that files made by the builder (small, naming the version: they change
+    /// with every release) come last, so that the same binaries sit at the same offsets in
+    /// consecutive versions and an update's patch of the initramfs keeps all of it but the end.
     /// </summary>
     public void WriteCpio(Stream output)
     {
         int ino = 1;
-        foreach (var (path, node) in _nodes)
+        foreach (var (path, node) in _nodes.OrderBy(e => e.Value.Kind == NodeKind.File && e.Value.Content is not null))
         {
             if (path == "/") continue;
             byte[] data = node.Kind switch

@@ -57,7 +57,7 @@ internal static class Program
                     var clock = Stopwatch.StartNew();
                     var r = new PayloadBuilder(level).Create(target, source, keys, a.Required("out"));
                     Console.WriteLine($"{a.Required("out")}: {(source is null ? "full" : $"delta {source.Version} ->")} {target.Version}, {r.PayloadBytes} bytes " +
-                                      $"({r.Count(OperationType.Copy)} copy, {r.Count(OperationType.Zero)} zero, {r.Count(OperationType.Data)} data, {r.Count(OperationType.Patch)} patch operations) in {clock.ElapsedMilliseconds} ms");
+                                      $"({r.Count(OperationType.Copy)} copy, {r.Count(OperationType.Zero)} zero, {r.Count(OperationType.Data)} data, {r.Count(OperationType.Patch)} patch, {r.Count(OperationType.Diff)} diff operations) in {clock.ElapsedMilliseconds} ms");
                     return 0;
                 }
                 case ["payload", "inspect", string file]:

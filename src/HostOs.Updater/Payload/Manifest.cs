@@ -12,8 +12,12 @@ namespace HostOs.Updater.Payload;
 /// </summary>
 public sealed class PayloadManifest
 {
-    public const int CurrentFormat = 1;
-    /// <summary>Bounds that keep apply's memory small whatever the payload says.</summary>
+    public const int CurrentFormat = 2;
+    /// <summary>
+    /// Bounds that keep apply's memory small whatever the payload says: what a data or patch
+    /// operation produces, the source a patch reads as its dictionary, an operation's data.
+    /// Copies and zeros are streamed in chunks and may be as long as the image.
+    /// </summary>
     public const long MaxOperationBytes = 4 << 20, MaxReferenceBytes = 16 << 20, MaxDataBytes = 8 << 20;
     public const long MaxImageBytes = 64L << 30;
 
@@ -69,31 +73,39 @@ public sealed class PayloadManifest
             string at = $"operation {i} ({op.Type})";
             long dst = CheckExtents(op.Dst, targetBlocks, at, "dst");
             if (dst == 0) throw new PayloadException($"{at}: no destination");
-            if (dst * BlockSize > MaxOperationBytes) throw new PayloadException($"{at}: writes {dst * BlockSize} bytes, more than {MaxOperationBytes}");
+            bool streamed = op.Type is OperationType.Copy or OperationType.Zero;
+            if (!streamed && dst * BlockSize > MaxOperationBytes) throw new PayloadException($"{at}: writes {dst * BlockSize} bytes, more than {MaxOperationBytes}");
             covered.AddRange(op.Dst.Select(e => (e[0], e[1])));
-            CheckHash(op.DstSha256, at, "dstSha256");
+            // Zeros are zeros and a copy is the source, hashed whole before the first operation
+            // (and the written target is hashed whole after the last); what is made from data
+            // names the hash of its output.
+            if (op.Type is OperationType.Zero or OperationType.Copy) { if (op.DstSha256 is not null) throw new PayloadException($"{at}: a {op.Type.ToString().ToLowerInvariant()} operation carries no hash"); }
+            else CheckHash(op.DstSha256, at, "dstSha256");
             switch (op.Type)
             {
                 case OperationType.Copy:
                 case OperationType.Patch:
+                case OperationType.Diff:
                     if (Source is null) throw new PayloadException($"{at}: reads the source, but this is a full payload");
                     long src = CheckExtents(op.Src, sourceBlocks, at, "src");
-                    if (op.Type == OperationType.Copy && src != dst) throw new PayloadException($"{at}: copies {src} blocks into {dst}");
-                    if (src == 0 || src * BlockSize > MaxReferenceBytes) throw new PayloadException($"{at}: reads {src * BlockSize} source bytes (1 to {MaxReferenceBytes})");
-                    CheckHash(op.SrcSha256, at, "srcSha256");
+                    if (op.Type is OperationType.Copy or OperationType.Diff && src != dst) throw new PayloadException($"{at}: reads {src} source blocks for {dst}");
+                    if (src == 0 || (op.Type == OperationType.Patch && src * BlockSize > MaxReferenceBytes)) throw new PayloadException($"{at}: reads {src * BlockSize} source bytes (1 to {MaxReferenceBytes})");
+                    break;
+                case OperationType.Zero:
+                case OperationType.Data:
+                    if (op.Src is not null) throw new PayloadException($"{at}: reads no source, yet names one");
                     break;
                 default:
-                    if (op.Src is not null || op.SrcSha256 is not null) throw new PayloadException($"{at}: reads no source, yet names one");
-                    break;
+                    throw new PayloadException($"{at}: type {op.Type} is not copy, zero, data, patch or diff");
             }
-            bool hasData = op.Type is OperationType.Data or OperationType.Patch;
+            bool hasData = op.Type is OperationType.Data or OperationType.Patch or OperationType.Diff;
             if (hasData)
             {
                 if (op.DataLength is < 1 or > MaxDataBytes) throw new PayloadException($"{at}: data length {op.DataLength} (1 to {MaxDataBytes})");
                 CheckHash(op.DataSha256, at, "dataSha256");
             }
             else if (op.DataLength != 0 || op.DataSha256 is not null) throw new PayloadException($"{at}: carries data it does not use");
-            if (op.DataOffset != data) throw new PayloadException($"{at}: data at {op.DataOffset}, expected {data} (data is in operation order)");
+            op.DataOffset = data; // the data section is each operation's in order: an offset would say nothing more
             data += op.DataLength;
         }
         // Every block of the target written exactly once.
@@ -123,13 +135,17 @@ public sealed class PayloadManifest
                 default:
                     throw new PayloadException($"boot file {f.Name}: type {f.Type} is not data, copy or patch");
             }
+            if (f.Keep is not null && (f.Type != OperationType.Patch || f.Keep.Length != 2 || f.Keep[0] < 0 || f.Keep[1] < 0 || f.Keep[0] > f.Size - f.Keep[1]))
+            {
+                throw new PayloadException($"boot file {f.Name}: keep must be [start, end] byte counts of a patch within its size");
+            }
             if (f.Type == OperationType.Data) { if (f.SrcSha256 is not null) throw new PayloadException($"boot file {f.Name}: data names a source"); }
             else
             {
                 if (Source is null) throw new PayloadException($"boot file {f.Name}: reads the running version's file, but this is a full payload");
                 CheckHash(f.SrcSha256, $"boot file {f.Name}", "srcSha256");
             }
-            if (f.DataOffset != data) throw new PayloadException($"boot file {f.Name}: data at {f.DataOffset}, expected {data}");
+            f.DataOffset = data;
             data += f.DataLength;
         }
         if (!names.SetEquals(["vmlinuz", "initrd.img"])) throw new PayloadException("the payload must carry vmlinuz and initrd.img");
@@ -179,31 +195,40 @@ public sealed class ImageIdentity
     }
 }
 
-public enum OperationType { Copy, Zero, Data, Patch }
+public enum OperationType { Copy, Zero, Data, Patch, Diff }
 
 /// <summary>
 /// One step of the target's construction. Extents are [start block, block count].
 /// Copy: the source's <c>src</c> blocks, as they are. Zero: zeros. Data: the zstd frame in
 /// the data section. Patch: the zstd frame, decompressed with the source's <c>src</c>
 /// blocks as its dictionary (raw content), as <c>zstd --patch-from</c> does for a whole file.
-/// The bytes produced go to <c>dst</c> in order.
+/// Diff: the source's <c>src</c> blocks (as many as <c>dst</c>) plus, byte by byte modulo
+/// 256, what the zstd frame decompresses to (bsdiff's idea, aligned: metadata whose
+/// pointers all moved by the same amount is a few distinct differences among zeros).
+/// The bytes produced go to <c>dst</c> in order. What an operation reads from the source is
+/// not hashed on its own: a delta's whole source is hashed before the first operation, and
+/// the operation's output hash covers whatever it read.
 /// </summary>
 public sealed class Operation
 {
     public required OperationType Type { get; init; }
     public required List<long[]> Dst { get; init; }
     public List<long[]>? Src { get; init; }
-    public string? SrcSha256 { get; init; }
-    public long DataOffset { get; set; }
+    /// <summary>Where its data starts in the data section: the lengths before it, set by <see cref="PayloadManifest.Validate"/>.</summary>
+    [JsonIgnore] public long DataOffset { get; set; }
     public long DataLength { get; set; }
     public string? DataSha256 { get; set; }
-    public required string DstSha256 { get; init; }
+    /// <summary>The SHA-256 of the bytes the operation produces (none for zeros and copies).</summary>
+    public string? DstSha256 { get; init; }
 }
 
 /// <summary>
 /// A file for the ESP. Data: the zstd frame. Copy: the running version's file of that
 /// name, unchanged (no data). Patch: the zstd frame, with the running version's file as
-/// its dictionary. The running version's file is checked against <c>srcSha256</c> first.
+/// its dictionary; with <c>keep</c> = [a, b], the first a and the last b bytes are the
+/// running version's file's own, and the frame (dictionary: the old file between those)
+/// produces only what lies between. The running version's file is checked against
+/// <c>srcSha256</c> first.
 /// </summary>
 public sealed class BootFile
 {
@@ -212,7 +237,9 @@ public sealed class BootFile
     public required long Size { get; init; }
     public required string Sha256 { get; init; }
     public string? SrcSha256 { get; init; }
-    public long DataOffset { get; set; }
+    /// <summary>A patch's bytes taken unchanged from the start and the end of the running version's file.</summary>
+    public long[]? Keep { get; init; }
+    [JsonIgnore] public long DataOffset { get; set; }
     public required long DataLength { get; init; }
     public string? DataSha256 { get; init; }
 }

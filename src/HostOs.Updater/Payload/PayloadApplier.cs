@@ -1,3 +1,5 @@
+using IncrementalHash = System.Security.Cryptography.IncrementalHash;
+using HashAlgorithmName = System.Security.Cryptography.HashAlgorithmName;
 using Microsoft.Win32.SafeHandles;
 using NSec.Cryptography;
 using ZstdSharp;
@@ -6,7 +8,8 @@ namespace HostOs.Updater.Payload;
 
 /// <summary>Where an apply writes and reads: the inactive slot (a partition or an image file), and for a delta the source.</summary>
 /// <param name="BeforeFirstWrite">Runs once everything before the first write to the target is verified
-/// (signature, version, source, the first operation's output): the machine's updater removes
+/// (signature, version, the whole source, the first operation's data and output unless it is
+/// a copy of that verified source): the machine's updater removes
 /// the boot entry that still points at the slot there.</param>
 public sealed record ApplyTarget(string TargetPath, string? SourcePath, string BootDirectory, string? SourceBootDirectory = null,
     Action? BeforeFirstWrite = null);
@@ -14,9 +17,10 @@ public sealed record ApplyTarget(string TargetPath, string? SourcePath, string B
 /// <summary>
 /// Applies a payload as it streams in (docs/updates.md): the signed head first (nothing
 /// else is read before its signature is checked), then for a delta the whole source is
-/// hashed against the manifest, then each operation: its data read and hashed, its source
-/// extents read and hashed, its output produced and hashed, and only then written to the
-/// target. At the end the whole target is hashed against the manifest, and the boot files
+/// hashed against the manifest, then each operation: its data read and hashed, its output
+/// produced and hashed, and only then written to the target (copies and zeros, which may be
+/// as long as the image, go in chunks; a copy's source was hashed whole first). At the end the whole target is hashed against the manifest
+/// (on the way when the operations write it in order), and the boot files
 /// (each verified) land in the boot directory through a temporary name, fsync and rename.
 /// The data is read once, in order: the payload never has to be on disk, and memory stays
 /// within a few operations' bounds (<see cref="PayloadManifest.MaxOperationBytes"/> and the
@@ -63,7 +67,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             if (actual != expected.Sha256) throw new PayloadException($"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})");
         }
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        long total = manifest.Target.Size, done = 0;
+        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress);
         byte[] data = [];
         for (int i = 0; i < manifest.Operations.Count; i++)
         {
@@ -72,39 +76,30 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             string at = $"operation {i} ({op.Type})";
             if (op.DataLength > 0) data = ReadData(payload, op.DataLength, op.DataSha256!, at);
             long length = op.Dst.Sum(e => e[1]) * bs;
-            byte[] output;
             switch (op.Type)
             {
                 case OperationType.Zero:
-                    output = new byte[length];
+                    writer.Zero(op.Dst);
                     break;
                 case OperationType.Copy:
-                    output = ReadSource(source!, op, bs, at);
+                    Copy(source!, writer, op, bs, cancel);
                     break;
                 case OperationType.Data:
-                    output = Decompress(data, null, length, at);
+                    writer.Write(op.Dst, Verified(Decompress(data, null, length, at), op, at));
+                    break;
+                case OperationType.Diff:
+                    byte[] sum = Decompress(data, null, length, at);
+                    AddBytes(sum, ReadSource(source!, op.Src!, bs));
+                    writer.Write(op.Dst, Verified(sum, op, at));
                     break;
                 default:
-                    output = Decompress(data, ReadSource(source!, op, bs, at), length, at);
+                    writer.Write(op.Dst, Verified(Decompress(data, ReadSource(source!, op.Src!, bs), length, at), op, at));
                     break;
             }
-            if (PayloadFile.Sha256(output) != op.DstSha256) throw new PayloadException($"{at}: its output does not match its hash");
-            if (i == 0) where.BeforeFirstWrite?.Invoke();
-            long offset = 0;
-            foreach (long[] e in op.Dst)
-            {
-                RandomAccess.Write(target, output.AsSpan((int)offset, (int)(e[1] * bs)), e[0] * bs);
-                offset += e[1] * bs;
-            }
-            done += length;
-            progress?.Invoke(new Progress(done, total));
         }
         RandomAccess.FlushToDisk(target);
-        using (var check = new SafeFileHandleReader(where.TargetPath))
-        {
-            string written = check.Sha256(manifest.Target.Size);
-            if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
-        }
+        string written = writer.Sha256() ?? ReadBack(where.TargetPath, manifest.Target.Size);
+        if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
         say?.Invoke($"root image {manifest.Target.Version} written and verified ({manifest.Target.Size} bytes)");
         HostOs.Platform.Interop.Sys.CreateDirectoryDurably(where.BootDirectory);
         // Each boot file is written under a temporary name and synced; only when all are
@@ -129,15 +124,26 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         {
             string at = $"boot file {f.Name}";
             byte[]? old = null;
+            string path = "";
             if (f.Type != OperationType.Data)
             {
-                string path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
+                path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
                 if (!File.Exists(path)) throw new PayloadException($"{at}: {path} is missing");
                 old = File.ReadAllBytes(path);
                 if (PayloadFile.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
             }
             byte[] content;
             if (f.Type == OperationType.Copy) content = old!;
+            else if (f.Keep is [long head, long tail])
+            {
+                // The old file's first and last bytes as they are; the frame makes the middle.
+                if (head + tail > old!.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
+                byte[] frame = ReadData(payload, f.DataLength, f.DataSha256!, at);
+                content = new byte[f.Size];
+                old.AsSpan(0, (int)head).CopyTo(content);
+                old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
+                Decompress(frame, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
+            }
             else
             {
                 content = Decompress(ReadData(payload, f.DataLength, f.DataSha256!, at), old, f.Size, at);
@@ -168,17 +174,58 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return h;
     }
 
-    private static byte[] ReadSource(SafeFileHandleReader source, Operation op, int bs, string at)
+    /// <summary>The diff operation's sum: <paramref name="sum"/> += <paramref name="source"/>, byte by byte modulo 256.</summary>
+    internal static void AddBytes(Span<byte> sum, ReadOnlySpan<byte> source)
     {
-        byte[] bytes = new byte[op.Src!.Sum(e => e[1]) * bs];
+        int i = 0;
+        for (; i <= sum.Length - System.Numerics.Vector<byte>.Count; i += System.Numerics.Vector<byte>.Count)
+        {
+            (new System.Numerics.Vector<byte>(sum[i..]) + new System.Numerics.Vector<byte>(source[i..])).CopyTo(sum[i..]);
+        }
+        for (; i < sum.Length; i++) sum[i] += source[i];
+    }
+
+    private static string ReadBack(string path, long size)
+    {
+        using var check = new SafeFileHandleReader(path);
+        return check.Sha256(size);
+    }
+
+    private static byte[] Verified(byte[] output, Operation op, string at) =>
+        PayloadFile.Sha256(output) == op.DstSha256 ? output : throw new PayloadException($"{at}: its output does not match its hash");
+
+    private static byte[] ReadSource(SafeFileHandleReader source, List<long[]> extents, int bs)
+    {
+        byte[] bytes = new byte[extents.Sum(e => e[1]) * bs];
         long offset = 0;
-        foreach (long[] e in op.Src!)
+        foreach (long[] e in extents)
         {
             source.Read(e[0] * bs, bytes.AsSpan((int)offset, (int)(e[1] * bs)));
             offset += e[1] * bs;
         }
-        if (PayloadFile.Sha256(bytes) != op.SrcSha256) throw new PayloadException($"{at}: the source blocks it reads do not match their hash");
         return bytes;
+    }
+
+    /// <summary>
+    /// A copy of any length, in chunks of at most <see cref="TargetWriter.ChunkBytes"/>, of a
+    /// source hashed whole before the first operation; the written target is hashed whole
+    /// after the last.
+    /// </summary>
+    private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, CancellationToken cancel)
+    {
+        byte[] buffer = new byte[TargetWriter.ChunkBytes];
+        int si = 0, di = 0;            // current src and dst extent
+        long sDone = 0, dDone = 0;     // blocks used of each
+        while (di < op.Dst.Count)
+        {
+            cancel.ThrowIfCancellationRequested();
+            long n = Math.Min(TargetWriter.ChunkBytes / bs, Math.Min(op.Src![si][1] - sDone, op.Dst[di][1] - dDone));
+            Span<byte> chunk = buffer.AsSpan(0, (int)(n * bs));
+            source.Read((op.Src[si][0] + sDone) * bs, chunk);
+            writer.Write([[op.Dst[di][0] + dDone, n]], chunk);
+            if ((sDone += n) == op.Src[si][1]) { si++; sDone = 0; }
+            if ((dDone += n) == op.Dst[di][1]) { di++; dDone = 0; }
+        }
     }
 
     /// <summary>The next <paramref name="length"/> bytes of the payload, which must hash to <paramref name="sha256"/>.</summary>
@@ -207,4 +254,58 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
         return output;
     }
+}
+
+/// <summary>
+/// Writes the target: the first write runs <see cref="ApplyTarget.BeforeFirstWrite"/>,
+/// progress follows the bytes written, and while the operations write the target in order
+/// from its first block (as the builder makes them) its SHA-256 is computed on the way, so
+/// the written image needs no second read; otherwise the caller reads it back.
+/// </summary>
+internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long total, Action? beforeFirstWrite,
+    Action<PayloadApplier.Progress>? progress)
+{
+    public const int ChunkBytes = 1 << 20;
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private long _next;            // the byte the in-order hash has reached
+    private bool _inOrder = true;
+    private long _done;
+    private bool _started;
+
+    public void Write(List<long[]> dst, ReadOnlySpan<byte> bytes)
+    {
+        if (!_started)
+        {
+            _started = true;
+            beforeFirstWrite?.Invoke();
+        }
+        long offset = 0;
+        foreach (long[] e in dst)
+        {
+            long at = e[0] * blockSize, length = e[1] * blockSize;
+            ReadOnlySpan<byte> part = bytes.Slice((int)offset, (int)length);
+            RandomAccess.Write(target, part, at);
+            if (_inOrder && at == _next) { _hash.AppendData(part); _next += length; }
+            else _inOrder = false;
+            offset += length;
+        }
+        _done += bytes.Length;
+        progress?.Invoke(new PayloadApplier.Progress(_done, total));
+    }
+
+    public void Zero(List<long[]> dst)
+    {
+        byte[] zeros = new byte[Math.Min(ChunkBytes, dst.Max(e => e[1]) * blockSize)];
+        foreach (long[] e in dst)
+        {
+            for (long b = 0; b < e[1]; b += zeros.Length / blockSize)
+            {
+                long n = Math.Min(zeros.Length / blockSize, e[1] - b);
+                Write([[e[0] + b, n]], zeros.AsSpan(0, (int)(n * blockSize)));
+            }
+        }
+    }
+
+    /// <summary>The target's SHA-256 when it was written in order, else null (read it back).</summary>
+    public string? Sha256() => _inOrder && _next == total ? Convert.ToHexStringLower(_hash.GetHashAndReset()) : null;
 }

@@ -25,18 +25,19 @@ public sealed record ImageBuild(string Version, string RootImage, string Kernel,
 }
 
 /// <summary>
-/// Makes payloads (docs/updates.md). Full: every target block zero or in 1 MiB zstd
+/// Makes payloads (docs/updates.md). Full: every target block zero or in 4 MiB zstd
 /// frames. Delta against an exact source image: each target block is found, by content,
 /// anywhere in the source (a copy: an extent of block numbers, nothing else), or is zero,
-/// or is new; runs of new blocks become zstd frames compressed with the source bytes
-/// around the same place as a raw dictionary (what <c>zstd --patch-from</c> does for a
-/// whole file, here within a bounded window) or without one, whichever is smaller. Every
-/// operation is bounded (4 MiB out, 16 MiB of source in), so applying needs little memory.
+/// or is new; each run of new blocks becomes the smallest of a patch (zstd with the source
+/// bytes around the same place as a raw dictionary: what <c>zstd --patch-from</c> does for
+/// a whole file, here within a bounded window) and a diff against the source where the run
+/// would be if it moved as its neighbours or most copies did. Every operation that makes
+/// new bytes is bounded (4 MiB out, 16 MiB of source in); copies and zeros are streamed,
+/// so applying needs little memory.
 /// </summary>
 public sealed class PayloadBuilder(int level = 19)
 {
     private const int ChunkBlocks = 1024;             // new data per frame: 4 MiB of 4 KiB blocks
-    private const int CopyBlocks = 1024;              // a copy's extent: 4 MiB
     private const long WindowBytes = 4 << 20;         // source on each side of a new run, as its dictionary
 
     public sealed record Result(PayloadManifest Manifest, long PayloadBytes)
@@ -80,6 +81,7 @@ public sealed class PayloadBuilder(int level = 19)
                 else kinds[b] = ('n', 0);
             }
             MergeNearbyChanges(kinds);
+            long[] shifts = CommonShifts(kinds);
             long i = 0;
             while (i < blocks)
             {
@@ -87,19 +89,17 @@ public sealed class PayloadBuilder(int level = 19)
                 long start = i;
                 if (kind == 'c')
                 {
-                    while (i < blocks && i - start < CopyBlocks && kinds[i].Kind == 'c' && kinds[i].Src == kinds[start].Src + (i - start)) i++;
-                    byte[] bytes = tgt.ReadRange(start * bs, (i - start) * bs);
-                    string hash = Sha256(bytes);
+                    // A copy is streamed by the applier: as long as the source's blocks follow on.
+                    while (i < blocks && kinds[i].Kind == 'c' && kinds[i].Src == kinds[start].Src + (i - start)) i++;
                     ops.Add(new Operation
                     {
                         Type = OperationType.Copy, Dst = [[start, i - start]], Src = [[kinds[start].Src, i - start]],
-                        SrcSha256 = hash, DstSha256 = hash, DataOffset = data.Position,
                     });
                 }
                 else if (kind == 'z')
                 {
-                    while (i < blocks && i - start < CopyBlocks && kinds[i].Kind == 'z') i++;
-                    ops.Add(new Operation { Type = OperationType.Zero, Dst = [[start, i - start]], DstSha256 = Sha256(new byte[(i - start) * bs]), DataOffset = data.Position });
+                    while (i < blocks && kinds[i].Kind == 'z') i++;
+                    ops.Add(new Operation { Type = OperationType.Zero, Dst = [[start, i - start]] });
                 }
                 else
                 {
@@ -107,25 +107,14 @@ public sealed class PayloadBuilder(int level = 19)
                     byte[] bytes = tgt.ReadRange(start * bs, (i - start) * bs);
                     if (src is not null)
                     {
-                        // A dictionary never makes zstd's output meaningfully larger: a delta patches every new run.
-                        long refStart = Math.Max(0, Math.Min(start, src.Length / bs - 1) - WindowBytes / bs);
-                        long refEnd = Math.Min(src.Length / bs, i + WindowBytes / bs);
-                        long refCount = refEnd - refStart; // at least one block: a source has one
-                        byte[] reference = src.ReadRange(refStart * bs, refCount * bs);
-                        byte[] patch = Compress(bytes, reference);
-                        ops.Add(new Operation
-                        {
-                            Type = OperationType.Patch, Dst = [[start, i - start]], Src = [[refStart, refCount]], SrcSha256 = Sha256(reference),
-                            DataOffset = data.Position, DataLength = patch.Length, DataSha256 = Sha256(patch), DstSha256 = Sha256(bytes),
-                        });
-                        data.Write(patch);
+                        ops.Add(Changed(src, kinds, shifts, start, i, bytes, data));
                         continue;
                     }
                     byte[] plain = Compress(bytes, null);
                     ops.Add(new Operation
                     {
                         Type = OperationType.Data, Dst = [[start, i - start]],
-                        DataOffset = data.Position, DataLength = plain.Length, DataSha256 = Sha256(plain), DstSha256 = Sha256(bytes),
+                        DataLength = plain.Length, DataSha256 = Sha256(plain), DstSha256 = Sha256(bytes),
                     });
                     data.Write(plain);
                 }
@@ -137,18 +126,30 @@ public sealed class PayloadBuilder(int level = 19)
                 byte[]? old = previous is null ? null : File.ReadAllBytes(previous);
                 if (old is not null && content.AsSpan().SequenceEqual(old))
                 {
-                    bootFiles.Add(new BootFile { Name = name, Type = OperationType.Copy, Size = content.Length, Sha256 = Sha256(content), SrcSha256 = Sha256(old), DataOffset = data.Position, DataLength = 0 });
+                    bootFiles.Add(new BootFile { Name = name, Type = OperationType.Copy, Size = content.Length, Sha256 = Sha256(content), SrcSha256 = Sha256(old), DataLength = 0 });
                     continue;
                 }
                 byte[] packed = Compress(content, null);
-                byte[]? patch = old is null || old.Length > PayloadManifest.MaxReferenceBytes * 2 ? null : Compress(content, old);
+                // A patch keeps the old file's bytes where both begin and end alike (the
+                // initramfs puts what changes with every version last), and makes the rest.
+                long[]? keep = null;
+                byte[]? patch = null;
+                if (old is not null && old.Length <= PayloadManifest.MaxReferenceBytes * 2)
+                {
+                    int most = Math.Min(old.Length, content.Length);
+                    int head = content.AsSpan(0, most).CommonPrefixLength(old.AsSpan(0, most));
+                    int tail = 0;
+                    while (tail < most - head && content[^(tail + 1)] == old[^(tail + 1)]) tail++;
+                    keep = head + tail > 0 ? [head, tail] : null;
+                    patch = Compress(content[head..(content.Length - tail)], old[head..(old.Length - tail)], PatchLevel);
+                }
                 bool patched = patch is not null && patch.Length < packed.Length;
                 byte[] frame = patched ? patch! : packed;
                 bootFiles.Add(new BootFile
                 {
                     Name = name, Type = patched ? OperationType.Patch : OperationType.Data, Size = content.Length, Sha256 = Sha256(content),
-                    SrcSha256 = patched ? Sha256(old) : null,
-                    DataOffset = data.Position, DataLength = frame.Length, DataSha256 = Sha256(frame),
+                    SrcSha256 = patched ? Sha256(old) : null, Keep = patched ? keep : null,
+                    DataLength = frame.Length, DataSha256 = Sha256(frame),
                 });
                 data.Write(frame);
             }
@@ -178,17 +179,86 @@ public sealed class PayloadBuilder(int level = 19)
     }
 
     /// <summary>
+    /// A run of changed target blocks [<paramref name="start"/>, <paramref name="end"/>) in a
+    /// delta: the smallest of a patch (zstd with the source around the same place as its
+    /// dictionary) and a diff against the source where the run would be had nothing moved,
+    /// or where the copies on either side say it moved to (metadata blocks whose pointers
+    /// shifted with the files they point at differ from their old selves by a few repeated
+    /// values, which zstd packs to almost nothing; bsdiff gets its size from the same idea).
+    /// </summary>
+    private Operation Changed(SafeFileHandleReader src, (char Kind, long Src)[] kinds, long[] shifts, long start, long end, byte[] bytes, FileStream data)
+    {
+        const int bs = 4096;
+        long n = end - start, sourceBlocks = src.Length / bs;
+        long refStart = Math.Max(0, Math.Min(start, sourceBlocks - 1) - WindowBytes / bs);
+        long refCount = Math.Min(sourceBlocks, end + WindowBytes / bs) - refStart; // at least one block: a source has one
+        byte[] best = Compress(bytes, src.ReadRange(refStart * bs, refCount * bs), PatchLevel);
+        List<long[]> bestSrc = [[refStart, refCount]];
+        OperationType type = OperationType.Patch;
+        var tried = new HashSet<long>();
+        long[] candidates =
+        [
+            start,
+            start > 0 && kinds[start - 1].Kind == 'c' ? kinds[start - 1].Src + 1 : -1,
+            end < kinds.Length && kinds[end].Kind == 'c' ? kinds[end].Src - n : -1,
+            .. shifts.Select(shift => start + shift),
+        ];
+        foreach (long at in candidates)
+        {
+            if (at < 0 || at + n > sourceBlocks || !tried.Add(at)) continue;
+            byte[] diff = src.ReadRange(at * bs, n * bs);
+            int same = 0;
+            for (int k = 0; k < diff.Length; k++)
+            {
+                if (bytes[k] == diff[k]) same++;
+                diff[k] = (byte)(bytes[k] - diff[k]);
+            }
+            if (same < diff.Length / 2) continue; // not the same place moved: a patch does better
+            byte[] frame = Compress(diff, null, PatchLevel);
+            if (frame.Length >= best.Length) continue;
+            (best, bestSrc, type) = (frame, [[at, n]], OperationType.Diff);
+        }
+        var op = new Operation
+        {
+            Type = type, Dst = [[start, n]], Src = bestSrc,
+            DataLength = best.Length, DataSha256 = Sha256(best), DstSha256 = Sha256(bytes),
+        };
+        data.Write(best);
+        return op;
+    }
+
+    /// <summary>
+    /// The few distances (source block - target block) most of the copies share: where the
+    /// files moved to as a whole when something was inserted before them. A changed run
+    /// that moved with them (a binary rebuilt, its addresses moved too) diffs well there,
+    /// even where its neighbours are not copies of the same distance.
+    /// </summary>
+    private static long[] CommonShifts((char Kind, long Src)[] kinds)
+    {
+        var count = new Dictionary<long, long>();
+        for (long b = 0; b < kinds.Length; b++)
+        {
+            if (kinds[b].Kind == 'c') count[kinds[b].Src - b] = count.GetValueOrDefault(kinds[b].Src - b) + 1;
+        }
+        return [.. count.OrderByDescending(c => c.Value).Take(4).Select(c => c.Key)];
+    }
+
+    /// <summary>
     /// New runs a few blocks apart become one (the copies between them cost next to nothing
-    /// inside a patch, whose dictionary holds them): fewer operations, less manifest.
+    /// inside a patch whose dictionary holds them): fewer operations, less manifest. Only
+    /// over zeros and copies from near the same place: the dictionary is the source around
+    /// it, and a copy from far away would become new data.
     /// </summary>
     private static void MergeNearbyChanges((char Kind, long Src)[] kinds)
     {
-        const int Gap = 256;
+        const int Gap = 256, Near = (int)(WindowBytes / 4096 / 2);
         long lastNewEnd = -1, runStart = -1;
         for (long b = 0; b < kinds.Length; b++)
         {
             if (kinds[b].Kind != 'n') continue;
-            if (lastNewEnd >= 0 && b - lastNewEnd <= Gap && b - runStart < ChunkBlocks)
+            bool near = true;
+            for (long g = Math.Max(lastNewEnd, 0); g < b && near; g++) near = kinds[g].Kind == 'z' || Math.Abs(kinds[g].Src - g) <= Near;
+            if (lastNewEnd >= 0 && b - lastNewEnd <= Gap && b - runStart < ChunkBlocks && near)
             {
                 for (long g = lastNewEnd; g < b; g++) kinds[g] = ('n', 0);
             }
@@ -221,10 +291,18 @@ public sealed class PayloadBuilder(int level = 19)
 
     private static string Sha256(ReadOnlySpan<byte> data) => PayloadFile.Sha256(data);
 
+    /// <summary>
+    /// The level of every patch, whatever the payload's: a patch is worth only the matches it
+    /// finds in its dictionary, and below about 19 zstd finds few in a dictionary of several
+    /// MiB (a 9 MiB initramfs that differs in a few bytes patched to 4 MB at level 3, 1.5 KB at
+    /// 19). Patches are small, so this costs seconds, not minutes.
+    /// </summary>
+    private int PatchLevel => Math.Max(level, 19);
+
     /// <summary>One zstd frame (with its content size); with a dictionary, that raw content as its prefix.</summary>
-    internal byte[] Compress(byte[] data, byte[]? dictionary)
+    internal byte[] Compress(byte[] data, byte[]? dictionary, int? atLevel = null)
     {
-        using var c = new Compressor(level);
+        using var c = new Compressor(atLevel ?? level);
         c.SetParameter(ZSTD_cParameter.ZSTD_c_windowLog, 24);
         c.SetParameter(ZSTD_cParameter.ZSTD_c_enableLongDistanceMatching, 1);
         c.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 1);
@@ -275,12 +353,15 @@ internal sealed class SafeFileHandleReader : IDisposable
     }
 
     /// <summary>SHA-256 of the first <paramref name="size"/> bytes (all of them by default).</summary>
-    public string Sha256(long? size = null)
+    public string Sha256(long? size = null) => Sha256(0, size ?? Length);
+
+    /// <summary>SHA-256 of <paramref name="length"/> bytes from <paramref name="offset"/>, read in 1 MiB steps.</summary>
+    public string Sha256(long offset, long length)
     {
-        long end = size ?? Length;
+        long end = offset + length;
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = new byte[1 << 20];
-        for (long at = 0; at < end; at += buffer.Length)
+        for (long at = offset; at < end; at += buffer.Length)
         {
             int n = (int)Math.Min(buffer.Length, end - at);
             Read(at, buffer.AsSpan(0, n));

@@ -191,6 +191,10 @@ public sealed class PayloadTests : IDisposable
     [InlineData("outside", "is not [start, count] within 4 blocks")]
     [InlineData("copy-in-full", "reads the source, but this is a full payload")]
     [InlineData("huge-data", "data length")]
+    [InlineData("huge-patch-source", "reads 20480000 source bytes")]
+    [InlineData("hashed-zeros", "a zero operation carries no hash")]
+    [InlineData("hashed-copy", "a copy operation carries no hash")]
+    [InlineData("unhashed-diff", "dstSha256 is not")]
     [InlineData("no-boot", "must carry vmlinuz and initrd.img")]
     [InlineData("slot-in-cmdline", "without hostos.slot=")]
     [InlineData("bad-version", "is not MAJOR.MINOR.PATCH")]
@@ -198,23 +202,28 @@ public sealed class PayloadTests : IDisposable
     {
         var (key, pub) = NewKey("k1");
         string zero = Hash(new byte[4096]);
-        Operation Zero(long start, long count) => new() { Type = OperationType.Zero, Dst = [[start, count]], DstSha256 = Hash(new byte[count * 4096]) };
+        Operation Zero(long start, long count) => new() { Type = OperationType.Zero, Dst = [[start, count]] };
         List<Operation> ops = what switch
         {
             "overlap" => [Zero(0, 4), Zero(0, 1)],
             "gap" => [Zero(0, 2)],
             "outside" => [Zero(0, 4), Zero(4, 2)],
-            "copy-in-full" => [Zero(0, 3), new() { Type = OperationType.Copy, Dst = [[3, 1]], Src = [[0, 1]], SrcSha256 = zero, DstSha256 = zero }],
+            "copy-in-full" => [Zero(0, 3), new() { Type = OperationType.Copy, Dst = [[3, 1]], Src = [[0, 1]] }],
             "huge-data" => [Zero(0, 3), new() { Type = OperationType.Data, Dst = [[3, 1]], DataLength = 1L << 40, DataSha256 = zero, DstSha256 = zero }],
+            "huge-patch-source" => [Zero(0, 3), new() { Type = OperationType.Patch, Dst = [[3, 1]], Src = [[0, 5000]], DataLength = 1, DataSha256 = zero, DstSha256 = zero }],
+            "hashed-zeros" => [new() { Type = OperationType.Zero, Dst = [[0, 4]], DstSha256 = zero }],
+            "hashed-copy" => [Zero(0, 3), new() { Type = OperationType.Copy, Dst = [[3, 1]], Src = [[0, 1]], DstSha256 = zero }],
+            "unhashed-diff" => [Zero(0, 3), new() { Type = OperationType.Diff, Dst = [[3, 1]], Src = [[0, 1]], DataLength = 1, DataSha256 = zero }],
             _ => [Zero(0, 4)],
         };
         var boot = what == "no-boot" ? new List<BootFile>() : [
             new BootFile { Name = "vmlinuz", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero },
-            new BootFile { Name = "initrd.img", Size = 1, Sha256 = zero, DataOffset = 1, DataLength = 1, DataSha256 = zero }];
+            new BootFile { Name = "initrd.img", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero }];
         var manifest = new PayloadManifest
         {
             Version = what == "bad-version" ? "1.0" : "1.0.0",
             Target = new ImageIdentity { Version = "1.0.0", Size = 4 * 4096, Sha256 = zero },
+            Source = what is "huge-patch-source" or "hashed-copy" or "unhashed-diff" ? new ImageIdentity { Version = "0.9.0", Size = 8000 * 4096, Sha256 = zero } : null,
             Cmdline = what == "slot-in-cmdline" ? "quiet hostos.slot=b" : "quiet",
             Operations = ops,
             BootFiles = boot,
@@ -222,6 +231,90 @@ public sealed class PayloadTests : IDisposable
         string f = Path.Combine(_work, "crafted.hup");
         File.WriteAllBytes(f, Signed(manifest, key, [1, 2]));
         Assert.Contains(expected, Assert.Throws<PayloadException>(() => Apply(f, [pub], null)).Message);
+    }
+
+    /// <summary>
+    /// Copies longer than the applier's 1 MiB chunk, whose source and destination extents
+    /// are cut at different places, written out of order (so the target is read back to be
+    /// hashed): the result is exact; copies that make another image than the manifest names
+    /// are refused by name.
+    /// </summary>
+    [Fact]
+    public void LongSplitOutOfOrderCopiesAreStreamedAndVerified()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] source = Image(700, 5);
+        byte[] target = new byte[700 * 4096];
+        source.AsSpan(0, 400 * 4096).CopyTo(target.AsSpan(300 * 4096)); // source 0..399 -> target 300..699
+        source.AsSpan(400 * 4096).CopyTo(target);                      // source 400..699 -> target 0..299
+        string b1 = MakeBuild("1.0.0", source);
+        byte[] boot = "boot"u8.ToArray();
+        PayloadManifest Manifest(long first) => new()
+        {
+            Version = "1.1.0",
+            Source = new ImageIdentity { Version = "1.0.0", Size = source.Length, Sha256 = Hash(source) },
+            Target = new ImageIdentity { Version = "1.1.0", Size = target.Length, Sha256 = Hash(target) },
+            Operations =
+            [
+                new() { Type = OperationType.Copy, Dst = [[300, 100], [400, 300]], Src = [[first, 250], [first + 250, 150]] },
+                new() { Type = OperationType.Copy, Dst = [[0, 300]], Src = [[400, 300]] },
+            ],
+            BootFiles =
+            [
+                new BootFile { Name = "vmlinuz", Size = 4, Sha256 = Hash(boot), DataLength = 13, DataSha256 = Hash(Zstd(boot)) },
+                new BootFile { Name = "initrd.img", Size = 4, Sha256 = Hash(boot), DataLength = 13, DataSha256 = Hash(Zstd(boot)) },
+            ],
+        };
+        string f = Path.Combine(_work, "copies.hup");
+        File.WriteAllBytes(f, Signed(Manifest(0), key, [.. Zstd(boot), .. Zstd(boot)]));
+        Apply(f, [pub], Path.Combine(b1, "root.img"), current: "1.0.0");
+        Assert.Equal(target, File.ReadAllBytes(Path.Combine(_work, "applied.img")));
+
+        File.WriteAllBytes(f, Signed(Manifest(1), key, [.. Zstd(boot), .. Zstd(boot)]));
+        Assert.Contains("the written image's sha256 is",
+            Assert.Throws<PayloadException>(() => Apply(f, [pub], Path.Combine(b1, "root.img"), current: "1.0.0")).Message);
+    }
+
+    /// <summary>
+    /// What a real update does to metadata: a table of 4-byte pointers all moved by the same
+    /// amount (a diff against the old table, a few distinct bytes among zeros), and an
+    /// initramfs that differs only at its end (a patch of the middle, both ends kept).
+    /// </summary>
+    [Fact]
+    public void ShiftedPointersBecomeADiffAndABootFileKeepsItsUnchangedEnds()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] v1 = Image(64, 7);
+        var random = new Random(3);
+        for (int k = 0; k < 8 * 1024; k++) System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(v1.AsSpan(16 * 4096 + 4 * k), random.Next(1 << 20));
+        byte[] v2 = (byte[])v1.Clone();
+        for (int k = 0; k < 8 * 1024; k++)
+        {
+            var at = v2.AsSpan(16 * 4096 + 4 * k);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(at, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(at) + 7 * 4096);
+        }
+        string body = string.Concat(Enumerable.Range(0, 4000).Select(i => $"{i * 7919 % 10007} "));
+        string b1 = MakeBuild("1.0.0", v1, initrd: body + "VERSION=1.0.0\n"), b2 = MakeBuild("1.1.0", v2, initrd: body + "VERSION=1.1.0\n");
+        string delta = Path.Combine(_work, "delta.hup");
+        var result = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        Operation diff = Assert.Single(result.Manifest.Operations, o => o.Type == OperationType.Diff);
+        Assert.Equal([16L, 8], diff.Src![0]);
+        // 8192 pointers in 32 KiB: what remains is about a bit each, the carries.
+        Assert.True(diff.DataLength < 2048, $"the diff of the moved pointers is {diff.DataLength} bytes");
+        BootFile initrd = result.Manifest.BootFiles.Single(f => f.Name == "initrd.img");
+        Assert.Equal(OperationType.Patch, initrd.Type);
+        Assert.Equal([body.Length + 10, 3], initrd.Keep!);
+
+        PayloadManifest m = Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "applied.img")));
+        Assert.Equal(body + "VERSION=1.1.0\n", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
+    }
+
+    private static byte[] Zstd(byte[] data)
+    {
+        byte[] frame = new PayloadBuilder(3).Compress(data, null);
+        Assert.Equal(13, frame.Length);
+        return frame;
     }
 
     [Fact]
