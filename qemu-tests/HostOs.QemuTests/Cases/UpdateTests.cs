@@ -227,4 +227,46 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         Assert.Contains("0.4.0 failed on this machine and it fell back: not installing it again by itself", declined);
         Assert.Contains($"{"rolled_back_from",-16}  0.4.0", declined);
     }
+
+    /// <summary>
+    /// A version that hangs (hostos.fault=hang: its boot stops before its services, as one
+    /// waiting on a driver that never answers) never reaches a verdict, so nothing in it
+    /// reboots: the watchdog does, each try, until systemd-boot falls back.
+    /// </summary>
+    [Fact]
+    public async Task AVersionThatHangs_IsResetByTheWatchdog_AndFallsBack()
+    {
+        series.Payload("0.5.0", file: "hang/0.5.0-full.hup");
+
+        await using var vm = QemuMachine.Create("update-hang");
+        vm.Start();
+        await vm.Console.WaitForAsync("watchdog: Software Watchdog armed, 60 s", Boot, 0, () => vm.IsRunning);
+        SerialShell sh = await BlessedAsync(vm, "0.1.0", 0);
+        Assert.Matches(@"watchdog: Software Watchdog, 30 s; a boot without a verdict after \d+ s is reset", vm.Console.Since(0));
+        int trial = vm.Console.Mark();
+        await sh.CheckAsync($"{U} update --payload {series.Url}hang/0.5.0-full.hup", TimeSpan.FromMinutes(5));
+        sh = await RebootIntoTrialAsync(vm, sh, trial);
+        // Three tries (the entry's +3), each hanging before anything prints its entry's name.
+        for (int i = 0; i < 3; i++)
+        {
+            await vm.Console.WaitForAsync("hostos.fault=hang: this boot stops here", Boot, trial, () => vm.IsRunning);
+            await vm.Console.WaitForAsync("watchdog: this boot reached no verdict in time", TimeSpan.FromMinutes(3), trial);
+            await vm.Console.WaitForAsync("softdog: Initiating system reboot", TimeSpan.FromMinutes(1), trial);
+            trial = vm.Console.Mark();
+        }
+        await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.1\.0\.conf, not counted", Boot, trial, () => vm.IsRunning);
+        sh = await vm.ShellAsync();
+        await AssertRunningAsync(sh, "0.1.0", "a", "none");
+        string status = await sh.CheckAsync($"{U} status");
+        vm.Console.Note(status);
+        Assert.Contains("rolled back  from 0.5.0: it never reached its boot assessment", status);
+        Assert.Contains("entry        hostos-0.5.0+0-3.conf: 0.5.0, slot b, bad", status);
+    }
+
+    private static async Task<SerialShell> RebootIntoTrialAsync(QemuMachine vm, SerialShell sh, int mark)
+    {
+        await sh.FireAsync("hostctl reboot");
+        await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), mark);
+        return sh;
+    }
 }

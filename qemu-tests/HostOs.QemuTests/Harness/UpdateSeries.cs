@@ -32,6 +32,13 @@ public sealed class UpdateSeries : IDisposable
             "files": [ { "target": "/etc/hostos-series", "content": "series 4, broken\n" } ],
             "health": { "deadlineSeconds": 8, "checks": [ { "name": "broken-on-purpose", "exec": ["/usr/bin/false"] } ] }
             """);
+        // Hangs before its services start, as a boot waiting on a driver that never answers:
+        // only the watchdog (10 s here) ends each try.
+        Build("0.5.0", """
+            "files": [ { "target": "/etc/hostos-series", "content": "series 5, hangs\n" } ],
+            "kernel": { "cmdline": "console=ttyS0,115200 quiet panic=10 hostos.fault=hang" },
+            "health": { "deadlineSeconds": 8, "watchdogSeconds": 10 }
+            """);
         Directory.CreateDirectory(Path.Combine(RepoDir, "payloads"));
         _server = Process.Start(new ProcessStartInfo("python3", ["-m", "http.server", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "-d", RepoDir])
         {

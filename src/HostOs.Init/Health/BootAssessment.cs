@@ -19,7 +19,7 @@ namespace HostOs.Init.Health;
 /// unhealthy is reported but not rebooted: rebooting it would gain nothing.
 /// </summary>
 internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, ProcessTable processes,
-    Func<List<string>> bootProblems, IReadOnlyList<BlockPartition> partitions, string rootDisk)
+    Func<List<string>> bootProblems, IReadOnlyList<BlockPartition> partitions, string rootDisk, BootWatchdog? watchdog = null)
 {
     public const string OperatorChecks = "/etc/hostos/health.d";
     private const string EspMount = "/efi";
@@ -36,6 +36,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
                  (counted is { } c ? $"counted ({c.FileName}), " : "not counted, ") +
                  $"deadline {deadline.TotalSeconds:F0} s");
 
+        watchdog?.TrialFromNow((int)deadline.TotalSeconds);
         long start = Environment.TickCount64;
         string lastReport = "";
         while (true)
@@ -47,6 +48,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
                 Verdict = "healthy";
                 Record(counted);
                 if (counted is { } entry) Bless(entry);
+                watchdog?.VerdictReached();
                 return;
             }
             string report = string.Join("; ", problems);
@@ -63,6 +65,7 @@ internal sealed class BootAssessment(InitConfig config, Supervisor supervisor, P
                 else
                 {
                     Log.Warn("boot assessment: this entry is not counted, staying up");
+                    watchdog?.VerdictReached();
                 }
                 return;
             }

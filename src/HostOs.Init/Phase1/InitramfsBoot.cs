@@ -16,6 +16,7 @@ internal static class InitramfsBoot
 {
     private const string NewRoot = "/sysroot";
     public const string Phase2Path = "/sbin/hostos-init";
+    private static Watchdog? s_watchdog;
 
     public static void Run()
     {
@@ -32,6 +33,9 @@ internal static class InitramfsBoot
         var cmdline = KernelCommandLine.Parse(File.ReadAllText("/proc/cmdline"));
         // A failed module is reported; if the root's driver is among them, mount-root says so.
         BootStep.Run("load-modules", () => ModuleLoader.Load(ModuleLoader.ModulesDirectory(), null));
+        // Armed from here: a hang finding or mounting the root resets the machine. Its
+        // descriptor closes at the exec below without stopping it; phase 2 takes it over.
+        s_watchdog = Health.BootWatchdog.ArmForPhase1();
 
         string spec = RootSpec(cmdline);
         string fstype = cmdline.Get("hostos.rootfstype") ?? "erofs";

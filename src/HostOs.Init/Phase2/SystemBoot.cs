@@ -27,6 +27,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
     private readonly List<string> _bootProblems = [];
     private Supervisor? _supervisor;
     private BootAssessment? _assessment;
+    private BootWatchdog? _watchdog;
     private DhcpClient? _dhcp;
     private AppManager? _apps;
 
@@ -60,6 +61,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
             RequestPower(PowerAction.Reboot);
         }
         PowerAction action = _power.Task.GetAwaiter().GetResult();
+        _watchdog?.ShuttingDown();
         Shutdown.Run(action, _supervisor);
     }
 
@@ -69,6 +71,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
         Logging.Journal.StartWriter();
         BootStep.TryRun("log-sockets", Logging.LogSockets.Start);
         InitConfig config = LoadConfig();
+        _watchdog = BootWatchdog.Start(config.Health.WatchdogSeconds, config.Health.DeadlineSeconds);
         // Modules load on their own thread while state is checked. The boot path waits only
         // for overlay (the /etc overlay); efivarfs, vfat and the rest are waited for by the
         // boot assessment, which is the first to need them. The power button watcher polls.
@@ -125,6 +128,13 @@ internal sealed class SystemBoot : Api.IManagedSystem
         BootStep.TryRun("loopback", () => Sys.SetInterfaceUp("lo"));
         StartNetwork(modules);
 
+        if (cmdline.Get("hostos.fault") == "hang")
+        {
+            // Fault injection for the tests (docs/boot.md, "Hangs"): a boot that never goes on,
+            // as one waiting on a driver that never answers does. Only the watchdog ends it.
+            Log.Error("hostos.fault=hang: this boot stops here");
+            Thread.Sleep(Timeout.Infinite);
+        }
         if (config.Containers.Onboot.Count + config.Containers.Services.Count > 0) BootStep.TryRun("device-filter-key", PinDeviceFilterKey);
         if (config.Containers.Onboot.Count > 0) BootStep.TryRun("onboot", () => RunOnboot(config.Containers.Onboot));
         _supervisor = new Supervisor(
@@ -138,7 +148,7 @@ internal sealed class SystemBoot : Api.IManagedSystem
             if (n > 0) Log.Info($"apps: {n} started");
         });
         _apps = apps;
-        var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk);
+        var assessment = new BootAssessment(config, _supervisor, _processes, BootProblems, partitions, root.Disk, _watchdog);
         _assessment = assessment;
         Api.ApiServer.Start(this);
         _ = Task.Run(async () =>

@@ -157,6 +157,8 @@ public sealed class HealthConfig
 {
     /// <summary>How long a boot has to become healthy before it is judged failed.</summary>
     public int DeadlineSeconds { get; set; } = 120;
+    /// <summary>The watchdog's timeout: a hang resets the machine after this long (0: no watchdog). docs/boot.md, "Hangs".</summary>
+    public int WatchdogSeconds { get; set; } = 30;
     public List<HealthCheck> Checks { get; set; } = [];
 
     internal void Validate(string source)
@@ -164,6 +166,10 @@ public sealed class HealthConfig
         if (DeadlineSeconds is < 1 or > 3600)
         {
             throw new InvalidDataException($"{source}: health.deadlineSeconds must be 1..3600");
+        }
+        if (WatchdogSeconds is not 0 and (< 5 or > 600))
+        {
+            throw new InvalidDataException($"{source}: health.watchdogSeconds must be 0 (none) or 5..600");
         }
         foreach (HealthCheck c in Checks) c.Validate(source);
     }

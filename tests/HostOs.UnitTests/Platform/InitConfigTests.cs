@@ -41,6 +41,7 @@ public class InitConfigTests
     [InlineData("""{ "services": [ { "name": "a", "exec": ["/x"], "restart": "sometimes" } ] }""", "restart")]
     [InlineData("""{ "services": [ { "name": "a", "exec": ["/x"], "environment": ["NOEQUALS"] } ] }""", "NOEQUALS")]
     [InlineData("""{ "health": { "deadlineSeconds": 0 } }""", "deadlineSeconds")]
+    [InlineData("""{ "health": { "watchdogSeconds": 2 } }""", "health.watchdogSeconds must be 0 (none) or 5..600")]
     [InlineData("""{ "services": [ """, "t:")]
     public void RejectsBadConfigWithAMessageNamingTheProblem(string json, string expected)
     {
