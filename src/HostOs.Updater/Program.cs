@@ -198,8 +198,10 @@ internal static class Program
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
         if (a.One("payload") is string given)
         {
+            // Over HTTP: resumed after a cut connection, and an interrupted apply's retry asks
+            // only for the data it still needs (no index: the size is the server's).
             using Stream s = Uri.TryCreate(given, UriKind.Absolute, out Uri? url) && url.Scheme is "http" or "https"
-                ? http.GetStreamAsync(url).GetAwaiter().GetResult()
+                ? new ResumingDownload(http, url, null, say: Console.WriteLine)
                 : File.OpenRead(given);
             PayloadManifest m = updater.Install(s, a.Has("allow-downgrade"), progress);
             Console.WriteLine($"installed {m.Version}: reboot to start it");

@@ -176,10 +176,16 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             Assert.Contains("next boot    0.1.0\n", await sh.CheckAsync($"{U} status") + "\n");
         }
 
-        // The retry succeeds; the power is cut right after the new entry is written, before any reboot.
+        // The retry resumes from what the cut apply wrote (flushed every 16 MiB, verified in
+        // the slot against the manifest) and succeeds; the power is cut right after the new
+        // entry is written, before any reboot.
         int written = vm.Console.Mark();
         await sh.FireAsync(apply);
         await vm.Console.WaitForAsync(@"boot entry hostos-0\.2\.0\+3\.conf written", TimeSpan.FromMinutes(5), written);
+        var resumed = await vm.Console.WaitForAsync(@"resuming: the target already holds the verified output of operations 0\.\.\d+ of \d+ \((\d+) bytes\)", TimeSpan.FromSeconds(5), written);
+        long size = new FileInfo(Path.Combine(series.BuildOf("0.2.0"), "root.img")).Length;
+        Assert.True(long.Parse(resumed.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= size * 4 / 10,
+            $"resumed after {resumed.Groups[1].Value} of {size} bytes; the cut came at 80%");
         await vm.KillAsync();
         vm.Console.Note($"ESP after the power cut:\n{HostDisk.ListEsp(vm.DiskPath, "/loader/entries")}\n{HostDisk.ListEsp(vm.DiskPath, "/hostos/0.2.0")}");
         Assert.Contains("hostos-0.2.0+3.conf", HostDisk.BootEntries(vm.DiskPath));

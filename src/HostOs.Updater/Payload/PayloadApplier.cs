@@ -43,7 +43,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     public PayloadManifest Apply(Stream payload, Func<PayloadManifest, ApplyTarget> accept, string? currentVersion, bool allowDowngrade,
         Action<Progress>? progress = null, CancellationToken cancel = default)
     {
-        var (manifest, signer) = PayloadFile.ReadHead(payload, trusted);
+        var (manifest, signer) = PayloadFile.ReadHead(payload, trusted, out long headLength);
         say?.Invoke($"payload {manifest.Version} ({(manifest.IsDelta ? $"delta from {manifest.Source!.Version}" : "full")}), signed by key {signer}");
         if (currentVersion is not null && !allowDowngrade
             && SemanticVersion.Parse(manifest.Version) <= SemanticVersion.Parse(currentVersion))
@@ -68,8 +68,21 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
         var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress);
+        // Resume: what an interrupted apply of this payload already wrote, verified against
+        // the manifest in the target itself (no record of progress is trusted), is kept,
+        // and the payload's data goes on from the first operation still to do.
+        int first = VerifiedPrefix(manifest, target, source, cancel);
+        if (first > 0)
+        {
+            long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
+            long skip = manifest.Operations.Take(first).Sum(o => o.DataLength);
+            say?.Invoke($"resuming: the target already holds the verified output of operations 0..{first - 1} of {manifest.Operations.Count} " +
+                        $"({verified} bytes); {skip} bytes of their data are skipped");
+            writer.Resumed(verified);
+            Skip(payload, headLength, skip);
+        }
         byte[] data = [];
-        for (int i = 0; i < manifest.Operations.Count; i++)
+        for (int i = first; i < manifest.Operations.Count; i++)
         {
             cancel.ThrowIfCancellationRequested();
             Operation op = manifest.Operations[i];
@@ -185,6 +198,90 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         for (; i < sum.Length; i++) sum[i] += source[i];
     }
 
+    /// <summary>
+    /// How many operations, from the first, the target already holds the output of: each
+    /// checked as the apply would check it (its output's hash; zeros; a copy against the
+    /// verified source), stopping at the first that does not match. On a slot that held
+    /// something else that is at once, after an interrupted apply of this payload it is
+    /// where the interruption came (writes are flushed every 16 MiB).
+    /// </summary>
+    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandle target, SafeFileHandleReader? source, CancellationToken cancel)
+    {
+        int bs = manifest.BlockSize;
+        byte[] chunk = new byte[TargetWriter.ChunkBytes], other = new byte[TargetWriter.ChunkBytes];
+        for (int i = 0; i < manifest.Operations.Count; i++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            Operation op = manifest.Operations[i];
+            if (op.Type is OperationType.Zero or OperationType.Copy)
+            {
+                // Chunk by chunk along dst (and src for a copy), stopping at the first difference.
+                long srcBlock = 0;
+                foreach (long[] e in op.Dst)
+                {
+                    for (long b = 0; b < e[1]; b += chunk.Length / bs)
+                    {
+                        int n = (int)(Math.Min(chunk.Length / bs, e[1] - b) * bs);
+                        if (RandomAccess.Read(target, chunk.AsSpan(0, n), (e[0] + b) * bs) != n) return i;
+                        bool same = op.Type == OperationType.Zero
+                            ? chunk.AsSpan(0, n).IndexOfAnyExcept((byte)0) < 0
+                            : ReadSourceAt(source!, op.Src!, srcBlock, bs, other.AsSpan(0, n)) && chunk.AsSpan(0, n).SequenceEqual(other.AsSpan(0, n));
+                        if (!same) return i;
+                        srcBlock += n / bs;
+                    }
+                }
+                continue;
+            }
+            long length = op.Dst.Sum(e => e[1]) * bs;
+            byte[] output = new byte[length];
+            long offset = 0;
+            foreach (long[] e in op.Dst)
+            {
+                int n = (int)(e[1] * bs);
+                if (RandomAccess.Read(target, output.AsSpan((int)offset, n), e[0] * bs) != n) return i;
+                offset += n;
+            }
+            if (PayloadFile.Sha256(output) != op.DstSha256) return i;
+        }
+        return manifest.Operations.Count;
+    }
+
+    /// <summary>The source's bytes from block <paramref name="from"/> of the concatenated extents; false past their end.</summary>
+    private static bool ReadSourceAt(SafeFileHandleReader source, List<long[]> extents, long from, int bs, Span<byte> into)
+    {
+        long skipped = 0;
+        int filled = 0;
+        foreach (long[] e in extents)
+        {
+            if (filled == into.Length) break;
+            long start = Math.Max(from, skipped) - skipped;
+            if (start < e[1])
+            {
+                int n = (int)Math.Min(e[1] - start, (into.Length - filled) / bs) * bs;
+                source.Read((e[0] + start) * bs, into.Slice(filled, n));
+                filled += n;
+            }
+            skipped += e[1];
+        }
+        return filled == into.Length;
+    }
+
+    /// <summary>Goes on in the payload <paramref name="dataOffset"/> bytes into its data: a range request, a seek, or reading past.</summary>
+    private static void Skip(Stream payload, long headLength, long dataOffset)
+    {
+        if (dataOffset == 0) return;
+        if (payload is ISkippingStream skipping) skipping.SkipTo(headLength + dataOffset);
+        else if (payload.CanSeek) payload.Position = headLength + dataOffset;
+        else
+        {
+            byte[] discard = new byte[1 << 16];
+            for (long left = dataOffset; left > 0; left -= discard.Length)
+            {
+                PayloadFile.ReadExactly(payload, discard.AsSpan(0, (int)Math.Min(discard.Length, left)), "the data of the operations already written");
+            }
+        }
+    }
+
     private static string ReadBack(string path, long size)
     {
         using var check = new SafeFileHandleReader(path);
@@ -269,16 +366,31 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private long _next;            // the byte the in-order hash has reached
     private bool _inOrder = true;
-    private long _done;
+    private long _done, _unflushed;
     private bool _started;
+
+    /// <summary>
+    /// The first <paramref name="verified"/> bytes are already there: they count as done,
+    /// the target will be read back to be hashed, and the slot is taken now (what it holds is relied on).
+    /// </summary>
+    public void Resumed(long verified)
+    {
+        _inOrder = false;
+        _done = verified;
+        Start();
+        progress?.Invoke(new PayloadApplier.Progress(_done, total));
+    }
+
+    private void Start()
+    {
+        if (_started) return;
+        _started = true;
+        beforeFirstWrite?.Invoke();
+    }
 
     public void Write(List<long[]> dst, ReadOnlySpan<byte> bytes)
     {
-        if (!_started)
-        {
-            _started = true;
-            beforeFirstWrite?.Invoke();
-        }
+        Start();
         long offset = 0;
         foreach (long[] e in dst)
         {
@@ -290,6 +402,12 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
             offset += length;
         }
         _done += bytes.Length;
+        // Durable as it goes, so that what an interrupted apply wrote is there to resume from.
+        if ((_unflushed += bytes.Length) >= 16 << 20)
+        {
+            RandomAccess.FlushToDisk(target);
+            _unflushed = 0;
+        }
         progress?.Invoke(new PayloadApplier.Progress(_done, total));
     }
 

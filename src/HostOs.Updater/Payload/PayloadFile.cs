@@ -109,10 +109,14 @@ public static class PayloadFile
     /// checks a signature of a trusted key, and only then parses and validates the manifest.
     /// Which key signed is returned; every failure is named.
     /// </summary>
-    public static (PayloadManifest Manifest, string KeyId) ReadHead(Stream payload, IReadOnlyList<PublicKey> trusted)
+    public static (PayloadManifest Manifest, string KeyId) ReadHead(Stream payload, IReadOnlyList<PublicKey> trusted) =>
+        ReadHead(payload, trusted, out _);
+
+    /// <summary>As above; <paramref name="length"/> is where the data section starts.</summary>
+    public static (PayloadManifest Manifest, string KeyId) ReadHead(Stream payload, IReadOnlyList<PublicKey> trusted, out long length)
     {
         if (trusted.Count == 0) throw new PayloadException("no trusted update keys: nothing can be verified");
-        var (header, manifest, block) = ReadRaw(payload);
+        var (header, manifest, block) = ReadRaw(payload, out length);
         string signer = Signer(block, Signed(header, manifest), trusted, "the payload");
         return (PayloadManifest.Parse(UnpackManifest(manifest)), signer);
     }
@@ -144,12 +148,12 @@ public static class PayloadFile
     /// <summary>The head without checking signatures, for <c>payload inspect</c>: never for applying.</summary>
     public static (PayloadManifest Manifest, SignatureBlock Signatures) ReadHeadUnverified(Stream payload)
     {
-        var (_, manifest, block) = ReadRaw(payload);
+        var (_, manifest, block) = ReadRaw(payload, out _);
         return (PayloadManifest.Parse(UnpackManifest(manifest)), block);
     }
 
     /// <summary>Header (checked), packed manifest and signature block, as bytes: nothing of the manifest is interpreted.</summary>
-    private static (byte[] Header, byte[] Manifest, SignatureBlock Signatures) ReadRaw(Stream payload)
+    private static (byte[] Header, byte[] Manifest, SignatureBlock Signatures) ReadRaw(Stream payload, out long length)
     {
         byte[] header = new byte[HeaderLength];
         ReadExactly(payload, header, "the header");
@@ -165,6 +169,7 @@ public static class PayloadFile
         ReadExactly(payload, manifest, "the manifest");
         byte[] signatures = new byte[signatureLength];
         ReadExactly(payload, signatures, "the signatures");
+        length = HeaderLength + manifestLength + signatureLength;
         try
         {
             return (header, manifest, JsonSerializer.Deserialize(signatures, PayloadJson.Default.SignatureBlock) ?? new SignatureBlock());
@@ -185,4 +190,15 @@ public static class PayloadFile
             read += n;
         }
     }
+}
+
+/// <summary>
+/// A payload stream that can go on further along without reading what lies between: an
+/// HTTP download asks for a range. A resumed apply uses it to leave out the data of the
+/// operations already written and verified.
+/// </summary>
+public interface ISkippingStream
+{
+    /// <summary>Continues at <paramref name="position"/> (not before the current one).</summary>
+    void SkipTo(long position);
 }

@@ -12,13 +12,18 @@ namespace HostOs.Updater.Repository;
 /// first response's validator, so a payload replaced on the server meanwhile is a
 /// refusal, not a splice of two files), up to a number of attempts. Every byte goes into
 /// a SHA-256, and the end is checked against the size and hash the signed index gives:
-/// a second check, independent of the payload's own.
+/// a second check, independent of the payload's own. Without an index (a payload named by
+/// hand) the size is the server's. A resumed apply skips what it already has
+/// (<see cref="SkipTo"/>, a range request); the whole payload's hash is then not checked,
+/// only its operations' and its result's, which the signed manifest names.
 /// </summary>
-public sealed class ResumingDownload : Stream
+public sealed class ResumingDownload : Stream, ISkippingStream
 {
     private readonly HttpClient _http;
     private readonly Uri _uri;
-    private readonly UpdateIndex.PayloadRef _expected;
+    private readonly UpdateIndex.PayloadRef? _expected;
+    private long _size = -1;
+    private bool _skipped, _toldNoRanges;
     private readonly int _attempts;
     private readonly TimeSpan _retryDelay;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -30,11 +35,12 @@ public sealed class ResumingDownload : Stream
     private long _position;
     private int _failures;
 
-    public ResumingDownload(HttpClient http, Uri uri, UpdateIndex.PayloadRef expected, int attempts = 8, TimeSpan? retryDelay = null, Action<string>? say = null)
+    public ResumingDownload(HttpClient http, Uri uri, UpdateIndex.PayloadRef? expected, int attempts = 8, TimeSpan? retryDelay = null, Action<string>? say = null)
     {
         _http = http;
         _uri = uri;
         _expected = expected;
+        if (expected is not null) _size = expected.Size;
         _attempts = attempts;
         _retryDelay = retryDelay ?? TimeSpan.FromSeconds(1);
         _say = say;
@@ -47,29 +53,29 @@ public sealed class ResumingDownload : Stream
 
     public override int Read(Span<byte> buffer)
     {
-        if (_position == _expected.Size || buffer.Length == 0) return 0;
-        if (buffer.Length > _expected.Size - _position) buffer = buffer[..(int)(_expected.Size - _position)];
+        if (_position == _size || buffer.Length == 0) return 0;
         while (true)
         {
             try
             {
                 _body ??= Open();
-                int n = _body.Read(buffer);
-                if (n == 0) throw new IOException($"the server ended the body at {_position} of {_expected.Size} bytes");
-                _hash.AppendData(buffer[..n]);
+                Span<byte> room = buffer.Length > _size - _position ? buffer[..(int)(_size - _position)] : buffer;
+                int n = _body.Read(room);
+                if (n == 0) throw new IOException($"the server ended the body at {_position} of {_size} bytes");
+                _hash.AppendData(room[..n]);
                 _position += n;
-                if (_position == _expected.Size)
+                if (_position == _size && _expected is not null && !_skipped)
                 {
                     string sha = Convert.ToHexStringLower(_hash.GetHashAndReset());
-                    if (sha != _expected.Sha256) throw new PayloadException($"{_uri}: downloaded {_expected.Size} bytes with sha256 {sha}, the index says {_expected.Sha256}");
+                    if (sha != _expected.Sha256) throw new PayloadException($"{_uri}: downloaded {_size} bytes with sha256 {sha}, the index says {_expected.Sha256}");
                 }
                 return n;
             }
             catch (Exception e) when (e is IOException or HttpRequestException or TaskCanceledException)
             {
                 CloseBody();
-                if (++_failures >= _attempts) throw new PayloadException($"{_uri}: download failed at byte {_position} of {_expected.Size} after {_failures} attempts: {e.Message}");
-                _say?.Invoke($"download interrupted at {_position} of {_expected.Size} bytes ({e.Message}); resuming");
+                if (++_failures >= _attempts) throw new PayloadException($"{_uri}: download failed at byte {_position} of {_size} after {_failures} attempts: {e.Message}");
+                _say?.Invoke($"download interrupted at {_position} of {_size} bytes ({e.Message}); resuming");
                 Resumptions++;
                 Thread.Sleep(_retryDelay);
             }
@@ -92,17 +98,41 @@ public sealed class ResumingDownload : Stream
             if (_position == 0)
             {
                 if (response.StatusCode != HttpStatusCode.OK) throw new HttpRequestException($"{_uri}: HTTP {(int)response.StatusCode}");
-                if (response.Content.Headers.ContentLength is long length && length != _expected.Size)
+                long? length = response.Content.Headers.ContentLength;
+                if (_expected is null)
                 {
-                    throw new PayloadException($"{_uri}: the server has {length} bytes, the index says {_expected.Size}");
+                    // A payload named by hand: the server's length is what a resumption needs.
+                    _size = length ?? throw new PayloadException($"{_uri}: the server does not say how long the payload is");
+                }
+                else if (length is long l && l != _expected.Size)
+                {
+                    throw new PayloadException($"{_uri}: the server has {l} bytes, the index says {_expected.Size}");
                 }
                 _etag = response.Headers.ETag;
                 _lastModified = response.Content.Headers.LastModified;
             }
             else if (response.StatusCode == HttpStatusCode.OK)
             {
-                // If-Range failed: the file changed on the server since the first byte.
-                throw new PayloadException($"{_uri}: the payload changed on the server during the download");
+                // The whole file for a range request: If-Range did not match (the file changed
+                // on the server since the first byte), or the server does not do ranges
+                // (python's http.server). The first answer's validator and length again say
+                // the latter: read past what is already had.
+                bool same = (_etag is not null ? Equals(response.Headers.ETag, _etag)
+                                               : _lastModified is not null && response.Content.Headers.LastModified == _lastModified)
+                            && response.Content.Headers.ContentLength == _size;
+                if (!same) throw new PayloadException($"{_uri}: the payload changed on the server during the download");
+                Stream whole = response.Content.ReadAsStream();
+                byte[] discard = new byte[1 << 16];
+                for (long left = _position; left > 0;)
+                {
+                    int n = whole.Read(discard.AsSpan(0, (int)Math.Min(discard.Length, left)));
+                    if (n == 0) throw new IOException($"the server ended the body at {_position - left} of {_size} bytes");
+                    left -= n;
+                }
+                if (!_toldNoRanges) _say?.Invoke($"{_uri}: the server does not answer range requests; read past {_position} bytes instead");
+                _toldNoRanges = true;
+                _response = response;
+                return whole;
             }
             else if (response.StatusCode != HttpStatusCode.PartialContent || response.Content.Headers.ContentRange?.From != _position)
             {
@@ -139,7 +169,19 @@ public sealed class ResumingDownload : Stream
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
-    public override long Length => _expected.Size;
+    public override long Length => _size;
+
+    /// <summary>Goes on at <paramref name="position"/> with a range request; the whole payload's hash is then not checked.</summary>
+    public void SkipTo(long position)
+    {
+        if (position < _position) throw new ArgumentOutOfRangeException(nameof(position), $"cannot skip back from {_position} to {position}");
+        if (position > _size) throw new PayloadException($"{_uri}: the payload ends at byte {_size}, before byte {position} its data goes on at (truncated)");
+        if (position == _position) return;
+        if (_position == 0) throw new InvalidOperationException("skip only after the first bytes (the head) were read");
+        CloseBody();
+        _position = position;
+        _skipped = true;
+    }
     public override long Position { get => _position; set => throw new NotSupportedException(); }
     public override void Flush() { }
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();

@@ -125,6 +125,70 @@ public sealed class RepositoryTests : IDisposable
         Assert.Equal("initrd 1.1.0", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
     }
 
+    /// <summary>Records the Range of every request it passes on.</summary>
+    private sealed class RangeRecorder(List<long?> ranges) : DelegatingHandler(new HttpClientHandler())
+    {
+        protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancel)
+        {
+            lock (ranges) ranges.Add(request.Headers.Range?.Ranges.Single().From);
+            return base.Send(request, cancel);
+        }
+    }
+
+    /// <summary>
+    /// An install from the repository stopped after its first operation resumes: the second
+    /// download reads the head, then asks for the rest with a range from where the first
+    /// operation's data ends; the whole payload's hash is not checked then, the result is.
+    /// </summary>
+    [Fact]
+    public async Task AResumedInstallAsksOnlyForTheDataItStillNeeds()
+    {
+        var (key, pub) = NewKey("k");
+        byte[] image = new byte[2500 * 4096];
+        new Random(5).NextBytes(image);
+        string b1 = Build("1.0.0", image);
+        string repo = Directory.CreateDirectory(Path.Combine(_work, "repo", "payloads")).Parent!.FullName;
+        var built = new PayloadBuilder(1).Create(ImageBuild.FromDirectory(b1), null, [key], Path.Combine(repo, "payloads", "1.0.0-full.hup"));
+        UpdateIndex.Publish(repo, "stable", [key], TimeSpan.FromDays(7), Now);
+        int port = Registry.FreePort();
+        await using WebApplication server = await Serve(repo, port);
+        var ranges = new List<long?>();
+        using var http = new HttpClient(new RangeRecorder(ranges));
+        var client = new UpdateClient(http, new Uri($"http://127.0.0.1:{port}/"), [pub]);
+        UpdateIndex.PayloadRef payload = client.FetchIndex("stable", Now).Choose("0.9.0")!.Value.Payload;
+        string target = Path.Combine(_work, "slot.img");
+        var said = new List<string>();
+        void Install(CancellationToken cancel = default, Action<PayloadApplier.Progress>? progress = null)
+        {
+            using ResumingDownload download = client.Open(payload);
+            new PayloadApplier([pub], said.Add).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), "0.9.0", false, progress, cancel);
+        }
+
+        await Task.Run(() =>
+        {
+            using var cts = new CancellationTokenSource();
+            Assert.ThrowsAny<OperationCanceledException>(() => Install(cts.Token, p => { if (p.Done >= 1024 * 4096) cts.Cancel(); }));
+            ranges.Clear();
+            Install();
+        });
+        Assert.Equal(image, File.ReadAllBytes(target));
+        Assert.Contains(said, l => l.StartsWith("resuming: the target already holds the verified output of operations 0..0 of 3", StringComparison.Ordinal));
+        long head = new FileInfo(Path.Combine(repo, "payloads", "1.0.0-full.hup")).Length - built.Manifest.DataLength;
+        Assert.Equal([null, head + built.Manifest.Operations[0].DataLength], ranges);
+
+        // The same release truncated, named by hand (no index): the slot holds all three
+        // operations' output, the data the skip would go on at is not there: refused by name.
+        byte[] bytes = File.ReadAllBytes(Path.Combine(repo, "payloads", "1.0.0-full.hup"));
+        File.WriteAllBytes(Path.Combine(repo, "payloads", "truncated.hup"), bytes[..(bytes.Length / 3)]);
+        var e = await Task.Run(() =>
+        {
+            using var download = new ResumingDownload(http, new Uri($"http://127.0.0.1:{port}/payloads/truncated.hup"), null);
+            return Assert.Throws<PayloadException>(() =>
+                new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), "0.9.0", false));
+        });
+        Assert.Contains("(truncated)", e.Message);
+    }
+
     [Fact]
     public async Task ARefusedDeltaFallsBackToTheFullPayload()
     {
@@ -155,11 +219,12 @@ public sealed class RepositoryTests : IDisposable
     }
 
     /// <summary>
-    /// A deliberately bad HTTP server: answers ranges, but cuts the first response after
-    /// <paramref name="cutAfter"/> bytes; with <paramref name="changeAfterFirst"/>, later
-    /// answers carry another validator and the whole file (the file "changed").
+    /// A deliberately bad HTTP server: cuts the first response after <paramref name="cutAfter"/>
+    /// bytes; then answers ranges (<paramref name="mode"/> "ranges"), or carries another
+    /// validator and the whole file ("changed": the file changed), or the whole file with
+    /// the same validator ("no-ranges": a server that does not do ranges).
     /// </summary>
-    private static async Task FlakyServer(TcpListener listener, byte[] file, int cutAfter, bool changeAfterFirst, CancellationToken stop)
+    private static async Task FlakyServer(TcpListener listener, byte[] file, int cutAfter, string mode, CancellationToken stop)
     {
         int requests = 0;
         while (!stop.IsCancellationRequested)
@@ -174,8 +239,8 @@ public sealed class RepositoryTests : IDisposable
             int at = text.IndexOf("Range: bytes=", StringComparison.OrdinalIgnoreCase);
             if (at >= 0) from = long.Parse(text[(at + 13)..text.IndexOf('-', at + 13)], System.Globalization.CultureInfo.InvariantCulture);
             requests++;
-            string etag = changeAfterFirst && requests > 1 ? "\"v2\"" : "\"v1\"";
-            bool ranged = from > 0 && !(changeAfterFirst && requests > 1);
+            string etag = mode == "changed" && requests > 1 ? "\"v2\"" : "\"v1\"";
+            bool ranged = from > 0 && mode == "ranges";
             if (!ranged) from = 0;
             string status = ranged ? "206 Partial Content" : "200 OK";
             string range = ranged ? $"Content-Range: bytes {from}-{file.Length - 1}/{file.Length}\r\n" : "";
@@ -187,7 +252,7 @@ public sealed class RepositoryTests : IDisposable
     }
 
     [Fact]
-    public async Task ACutDownloadIsResumedWithARange_AndAChangedFileIsRefused()
+    public async Task ACutDownloadIsResumed_WithARangeOrByReadingPast_AndAChangedFileIsRefused()
     {
         var (repo, b1, b2, _, pub) = Repository();
         var (index, sig) = Files(repo);
@@ -195,24 +260,27 @@ public sealed class RepositoryTests : IDisposable
         byte[] file = File.ReadAllBytes(Path.Combine(repo, payload.Path));
         using var http = new HttpClient();
 
-        foreach (bool change in new[] { false, true })
+        foreach (string mode in new[] { "ranges", "no-ranges", "changed" })
         {
+            bool change = mode == "changed";
             var listener = new TcpListener(IPAddress.Loopback, 0);
             listener.Start();
             using var stop = new CancellationTokenSource();
-            Task server = FlakyServer(listener, file, cutAfter: file.Length / 3, change, stop.Token);
+            Task server = FlakyServer(listener, file, cutAfter: file.Length / 3, mode, stop.Token);
             var uri = new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/{payload.Path}");
-            string target = Path.Combine(_work, $"slot-{change}.img");
+            string target = Path.Combine(_work, $"slot-{mode}.img");
+            var said = new List<string>();
             try
             {
                 await Task.Run(() =>
                 {
-                    using var download = new ResumingDownload(http, uri, payload, retryDelay: TimeSpan.FromMilliseconds(10));
+                    using var download = new ResumingDownload(http, uri, payload, retryDelay: TimeSpan.FromMilliseconds(10), say: said.Add);
                     if (!change)
                     {
                         new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), null, false);
                         Assert.Equal(1, download.Resumptions);
                         Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(target));
+                        Assert.Equal(mode == "no-ranges", said.Any(l => l.Contains("the server does not answer range requests; read past", StringComparison.Ordinal)));
                     }
                     else
                     {
