@@ -40,6 +40,18 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         Assert.Equal(series, await sh.CheckAsync("cat /etc/hostos-series 2>/dev/null || echo none"));
     }
 
+    /// <summary>After a fallback: the machine runs <paramref name="version"/> again, and the updater says why it left <paramref name="failed"/>, whose entry is used up.</summary>
+    private static async Task<SerialShell> AssertFellBackAsync(QemuMachine vm, string version, string slot, string series, string failed, string failedSlot, string why)
+    {
+        SerialShell sh = await vm.ShellAsync();
+        await AssertRunningAsync(sh, version, slot, series);
+        string status = await sh.CheckAsync($"{U} status");
+        vm.Console.Note(status);
+        Assert.Contains($"rolled back  from {failed}: {why}", status);
+        Assert.Contains($"entry        hostos-{failed}+0-3.conf: {failed}, slot {failedSlot}, bad", status);
+        return sh;
+    }
+
     [Fact]
     public async Task FullThenDelta_EachBootedAndBlessed_BadPayloadsRefusedWithEntriesUntouched_RollbackBothWays()
     {
@@ -216,12 +228,7 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         }
         await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.2\.0\.conf, not counted", Boot, trial, () => vm.IsRunning);
         await vm.Console.WaitForAsync(@"\[updater\] running 0\.2\.0 \(slot b\); rolled back from 0\.4\.0: health check 'broken-on-purpose' failed", Boot, trial);
-        sh = await vm.ShellAsync();
-        await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
-        string status = await sh.CheckAsync($"{U} status");
-        vm.Console.Note(status);
-        Assert.Contains("rolled back  from 0.4.0: health check 'broken-on-purpose' failed", status);
-        Assert.Contains("entry        hostos-0.4.0+0-3.conf: 0.4.0, slot a, bad", status);
+        sh = await AssertFellBackAsync(vm, "0.2.0", "b", "series 2", failed: "0.4.0", failedSlot: "a", why: "health check 'broken-on-purpose' failed");
         // The policy's next look (within a minute and a tick) declines the version that failed.
         string declined = "";
         for (int i = 0; i < 30 && !declined.Contains("not installing it again by itself", StringComparison.Ordinal); i++)
@@ -251,7 +258,8 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         Assert.Matches(@"watchdog: Software Watchdog, 30 s; a boot without a verdict after \d+ s is reset", vm.Console.Since(0));
         int trial = vm.Console.Mark();
         await sh.CheckAsync($"{U} update --payload {series.Url}hang/0.5.0-full.hup", TimeSpan.FromMinutes(5));
-        sh = await RebootIntoTrialAsync(vm, sh, trial);
+        await sh.FireAsync("hostctl reboot");
+        await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), trial);
         // Three tries (the entry's +3), each hanging before anything prints its entry's name.
         for (int i = 0; i < 3; i++)
         {
@@ -261,18 +269,6 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             trial = vm.Console.Mark();
         }
         await vm.Console.WaitForAsync(@"boot assessment: entry hostos-0\.1\.0\.conf, not counted", Boot, trial, () => vm.IsRunning);
-        sh = await vm.ShellAsync();
-        await AssertRunningAsync(sh, "0.1.0", "a", "none");
-        string status = await sh.CheckAsync($"{U} status");
-        vm.Console.Note(status);
-        Assert.Contains("rolled back  from 0.5.0: it never reached its boot assessment", status);
-        Assert.Contains("entry        hostos-0.5.0+0-3.conf: 0.5.0, slot b, bad", status);
-    }
-
-    private static async Task<SerialShell> RebootIntoTrialAsync(QemuMachine vm, SerialShell sh, int mark)
-    {
-        await sh.FireAsync("hostctl reboot");
-        await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), mark);
-        return sh;
+        await AssertFellBackAsync(vm, "0.1.0", "a", "none", failed: "0.5.0", failedSlot: "b", why: "it never reached its boot assessment");
     }
 }

@@ -66,7 +66,6 @@ public sealed class PayloadManifest
         long targetBlocks = Target.Size / BlockSize;
         long sourceBlocks = Source is null ? 0 : Source.Size / BlockSize;
         var covered = new List<(long Start, long Count)>();
-        long data = 0;
         for (int i = 0; i < Operations.Count; i++)
         {
             Operation op = Operations[i];
@@ -105,8 +104,6 @@ public sealed class PayloadManifest
                 CheckHash(op.DataSha256, at, "dataSha256");
             }
             else if (op.DataLength != 0 || op.DataSha256 is not null) throw new PayloadException($"{at}: carries data it does not use");
-            op.DataOffset = data; // the data section is each operation's in order: an offset would say nothing more
-            data += op.DataLength;
         }
         // Every block of the target written exactly once.
         long next = 0;
@@ -145,8 +142,6 @@ public sealed class PayloadManifest
                 if (Source is null) throw new PayloadException($"boot file {f.Name}: reads the running version's file, but this is a full payload");
                 CheckHash(f.SrcSha256, $"boot file {f.Name}", "srcSha256");
             }
-            f.DataOffset = data;
-            data += f.DataLength;
         }
         if (!names.SetEquals(["vmlinuz", "initrd.img"])) throw new PayloadException("the payload must carry vmlinuz and initrd.img");
         if (Cmdline.Contains("hostos.slot=", StringComparison.Ordinal) || Cmdline.Any(c => c is '\n' or '\r'))
@@ -205,7 +200,8 @@ public enum OperationType { Copy, Zero, Data, Patch, Diff }
 /// Diff: the source's <c>src</c> blocks (as many as <c>dst</c>) plus, byte by byte modulo
 /// 256, what the zstd frame decompresses to (bsdiff's idea, aligned: metadata whose
 /// pointers all moved by the same amount is a few distinct differences among zeros).
-/// The bytes produced go to <c>dst</c> in order. What an operation reads from the source is
+/// The bytes produced go to <c>dst</c> in order; the data section holds each operation's
+/// data in operation order, so no offsets are stored. What an operation reads from the source is
 /// not hashed on its own: a delta's whole source is hashed before the first operation, and
 /// the operation's output hash covers whatever it read.
 /// </summary>
@@ -214,8 +210,6 @@ public sealed class Operation
     public required OperationType Type { get; init; }
     public required List<long[]> Dst { get; init; }
     public List<long[]>? Src { get; init; }
-    /// <summary>Where its data starts in the data section: the lengths before it, set by <see cref="PayloadManifest.Validate"/>.</summary>
-    [JsonIgnore] public long DataOffset { get; set; }
     public long DataLength { get; set; }
     public string? DataSha256 { get; set; }
     /// <summary>The SHA-256 of the bytes the operation produces (none for zeros and copies).</summary>
@@ -239,7 +233,6 @@ public sealed class BootFile
     public string? SrcSha256 { get; init; }
     /// <summary>A patch's bytes taken unchanged from the start and the end of the running version's file.</summary>
     public long[]? Keep { get; init; }
-    [JsonIgnore] public long DataOffset { get; set; }
     public required long DataLength { get; init; }
     public string? DataSha256 { get; init; }
 }

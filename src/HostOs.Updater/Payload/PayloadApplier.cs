@@ -71,7 +71,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
-        int first = VerifiedPrefix(manifest, target, source, cancel);
+        int first;
+        using (var slot = new SafeFileHandleReader(where.TargetPath)) first = VerifiedPrefix(manifest, slot, source, cancel);
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -102,11 +103,11 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     break;
                 case OperationType.Diff:
                     byte[] sum = Decompress(data, null, length, at);
-                    AddBytes(sum, ReadSource(source!, op.Src!, bs));
+                    AddBytes(sum, ReadExtents(source!, op.Src!, bs));
                     writer.Write(op.Dst, Verified(sum, op, at));
                     break;
                 default:
-                    writer.Write(op.Dst, Verified(Decompress(data, ReadSource(source!, op.Src!, bs), length, at), op, at));
+                    writer.Write(op.Dst, Verified(Decompress(data, ReadExtents(source!, op.Src!, bs), length, at), op, at));
                     break;
             }
         }
@@ -147,19 +148,21 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             }
             byte[] content;
             if (f.Type == OperationType.Copy) content = old!;
-            else if (f.Keep is [long head, long tail])
-            {
-                // The old file's first and last bytes as they are; the frame makes the middle.
-                if (head + tail > old!.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
-                byte[] frame = ReadData(payload, f.DataLength, f.DataSha256!, at);
-                content = new byte[f.Size];
-                old.AsSpan(0, (int)head).CopyTo(content);
-                old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
-                Decompress(frame, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
-            }
             else
             {
-                content = Decompress(ReadData(payload, f.DataLength, f.DataSha256!, at), old, f.Size, at);
+                byte[] frame = ReadData(payload, f.DataLength, f.DataSha256!, at);
+                if (old is null) content = Decompress(frame, null, f.Size, at);
+                else
+                {
+                    // A patch: the old file's first and last bytes as they are (keep), the
+                    // frame makes what lies between with the old file's middle as dictionary.
+                    long head = f.Keep?[0] ?? 0, tail = f.Keep?[1] ?? 0;
+                    if (head + tail > old.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
+                    content = new byte[f.Size];
+                    old.AsSpan(0, (int)head).CopyTo(content);
+                    old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
+                    Decompress(frame, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
+                }
             }
             if (PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
             string final = Path.Combine(where.BootDirectory, f.Name), temporary = final + ".new";
@@ -205,81 +208,59 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// something else that is at once, after an interrupted apply of this payload it is
     /// where the interruption came (writes are flushed every 16 MiB).
     /// </summary>
-    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandle target, SafeFileHandleReader? source, CancellationToken cancel)
+    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, CancellationToken cancel)
     {
         int bs = manifest.BlockSize;
-        byte[] chunk = new byte[TargetWriter.ChunkBytes], other = new byte[TargetWriter.ChunkBytes];
+        byte[] here = new byte[TargetWriter.ChunkBytes], there = new byte[TargetWriter.ChunkBytes];
         for (int i = 0; i < manifest.Operations.Count; i++)
         {
             cancel.ThrowIfCancellationRequested();
-            Operation op = manifest.Operations[i];
-            if (op.Type is OperationType.Zero or OperationType.Copy)
-            {
-                // Chunk by chunk along dst (and src for a copy), stopping at the first difference.
-                long srcBlock = 0;
-                foreach (long[] e in op.Dst)
-                {
-                    for (long b = 0; b < e[1]; b += chunk.Length / bs)
-                    {
-                        int n = (int)(Math.Min(chunk.Length / bs, e[1] - b) * bs);
-                        if (RandomAccess.Read(target, chunk.AsSpan(0, n), (e[0] + b) * bs) != n) return i;
-                        bool same = op.Type == OperationType.Zero
-                            ? chunk.AsSpan(0, n).IndexOfAnyExcept((byte)0) < 0
-                            : ReadSourceAt(source!, op.Src!, srcBlock, bs, other.AsSpan(0, n)) && chunk.AsSpan(0, n).SequenceEqual(other.AsSpan(0, n));
-                        if (!same) return i;
-                        srcBlock += n / bs;
-                    }
-                }
-                continue;
-            }
-            long length = op.Dst.Sum(e => e[1]) * bs;
-            byte[] output = new byte[length];
-            long offset = 0;
-            foreach (long[] e in op.Dst)
-            {
-                int n = (int)(e[1] * bs);
-                if (RandomAccess.Read(target, output.AsSpan((int)offset, n), e[0] * bs) != n) return i;
-                offset += n;
-            }
-            if (PayloadFile.Sha256(output) != op.DstSha256) return i;
+            if (!Holds(manifest.Operations[i])) return i;
         }
         return manifest.Operations.Count;
-    }
 
-    /// <summary>The source's bytes from block <paramref name="from"/> of the concatenated extents; false past their end.</summary>
-    private static bool ReadSourceAt(SafeFileHandleReader source, List<long[]> extents, long from, int bs, Span<byte> into)
-    {
-        long skipped = 0;
-        int filled = 0;
-        foreach (long[] e in extents)
+        bool Holds(Operation op)
         {
-            if (filled == into.Length) break;
-            long start = Math.Max(from, skipped) - skipped;
-            if (start < e[1])
+            if (op.Type is not (OperationType.Zero or OperationType.Copy)) return PayloadFile.Sha256(ReadExtents(written, op.Dst, bs)) == op.DstSha256;
+            foreach (var (dst, src, n) in Pieces(op.Dst, op.Src ?? op.Dst, here.Length / bs))
             {
-                int n = (int)Math.Min(e[1] - start, (into.Length - filled) / bs) * bs;
-                source.Read((e[0] + start) * bs, into.Slice(filled, n));
-                filled += n;
+                Span<byte> have = here.AsSpan(0, (int)(n * bs));
+                written.Read(dst * bs, have);
+                if (op.Type == OperationType.Zero)
+                {
+                    if (have.IndexOfAnyExcept((byte)0) >= 0) return false;
+                    continue;
+                }
+                Span<byte> want = there.AsSpan(0, have.Length);
+                source!.Read(src * bs, want);
+                if (!have.SequenceEqual(want)) return false;
             }
-            skipped += e[1];
+            return true;
         }
-        return filled == into.Length;
     }
 
-    /// <summary>Goes on in the payload <paramref name="dataOffset"/> bytes into its data: a range request, a seek, or reading past.</summary>
+    /// <summary>
+    /// Two extent lists of the same length in blocks, walked together in pieces of at most
+    /// <paramref name="most"/> blocks that neither list cuts: (block in a, block in b, count).
+    /// </summary>
+    internal static IEnumerable<(long A, long B, long Count)> Pieces(List<long[]> a, List<long[]> b, long most)
+    {
+        int ai = 0, bi = 0;
+        long aDone = 0, bDone = 0;
+        while (ai < a.Count && bi < b.Count)
+        {
+            long n = Math.Min(most, Math.Min(a[ai][1] - aDone, b[bi][1] - bDone));
+            yield return (a[ai][0] + aDone, b[bi][0] + bDone, n);
+            if ((aDone += n) == a[ai][1]) { ai++; aDone = 0; }
+            if ((bDone += n) == b[bi][1]) { bi++; bDone = 0; }
+        }
+    }
+
+    /// <summary>Goes on in the payload <paramref name="dataOffset"/> bytes into its data: a range request, or a seek in a file.</summary>
     private static void Skip(Stream payload, long headLength, long dataOffset)
     {
-        if (dataOffset == 0) return;
         if (payload is ISkippingStream skipping) skipping.SkipTo(headLength + dataOffset);
-        else if (payload.CanSeek) payload.Position = headLength + dataOffset;
-        else
-        {
-            byte[] discard = new byte[1 << 16];
-            for (long left = dataOffset; left > 0; left -= discard.Length)
-            {
-                PayloadFile.ReadExactly(payload, discard.AsSpan(0, (int)Math.Min(discard.Length, left)), "the data of the operations already written");
-            }
-        }
+        else payload.Position = headLength + dataOffset;
     }
 
     private static string ReadBack(string path, long size)
@@ -291,13 +272,13 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private static byte[] Verified(byte[] output, Operation op, string at) =>
         PayloadFile.Sha256(output) == op.DstSha256 ? output : throw new PayloadException($"{at}: its output does not match its hash");
 
-    private static byte[] ReadSource(SafeFileHandleReader source, List<long[]> extents, int bs)
+    private static byte[] ReadExtents(SafeFileHandleReader image, List<long[]> extents, int bs)
     {
         byte[] bytes = new byte[extents.Sum(e => e[1]) * bs];
         long offset = 0;
         foreach (long[] e in extents)
         {
-            source.Read(e[0] * bs, bytes.AsSpan((int)offset, (int)(e[1] * bs)));
+            image.Read(e[0] * bs, bytes.AsSpan((int)offset, (int)(e[1] * bs)));
             offset += e[1] * bs;
         }
         return bytes;
@@ -311,17 +292,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, CancellationToken cancel)
     {
         byte[] buffer = new byte[TargetWriter.ChunkBytes];
-        int si = 0, di = 0;            // current src and dst extent
-        long sDone = 0, dDone = 0;     // blocks used of each
-        while (di < op.Dst.Count)
+        foreach (var (dst, src, n) in Pieces(op.Dst, op.Src!, buffer.Length / bs))
         {
             cancel.ThrowIfCancellationRequested();
-            long n = Math.Min(TargetWriter.ChunkBytes / bs, Math.Min(op.Src![si][1] - sDone, op.Dst[di][1] - dDone));
             Span<byte> chunk = buffer.AsSpan(0, (int)(n * bs));
-            source.Read((op.Src[si][0] + sDone) * bs, chunk);
-            writer.Write([[op.Dst[di][0] + dDone, n]], chunk);
-            if ((sDone += n) == op.Src[si][1]) { si++; sDone = 0; }
-            if ((dDone += n) == op.Dst[di][1]) { di++; dDone = 0; }
+            source.Read(src * bs, chunk);
+            writer.Write([[dst, n]], chunk);
         }
     }
 
@@ -414,14 +390,7 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     public void Zero(List<long[]> dst)
     {
         byte[] zeros = new byte[Math.Min(ChunkBytes, dst.Max(e => e[1]) * blockSize)];
-        foreach (long[] e in dst)
-        {
-            for (long b = 0; b < e[1]; b += zeros.Length / blockSize)
-            {
-                long n = Math.Min(zeros.Length / blockSize, e[1] - b);
-                Write([[e[0] + b, n]], zeros.AsSpan(0, (int)(n * blockSize)));
-            }
-        }
+        foreach (var (at, _, n) in PayloadApplier.Pieces(dst, dst, zeros.Length / blockSize)) Write([[at, n]], zeros.AsSpan(0, (int)(n * blockSize)));
     }
 
     /// <summary>The target's SHA-256 when it was written in order, else null (read it back).</summary>

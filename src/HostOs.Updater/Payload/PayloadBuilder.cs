@@ -251,19 +251,27 @@ public sealed class PayloadBuilder(int level = 19)
     /// </summary>
     private static void MergeNearbyChanges((char Kind, long Src)[] kinds)
     {
-        const int Gap = 256, Near = (int)(WindowBytes / 4096 / 2);
+        const int Gap = 256;
+        const long NearBlocks = WindowBytes / 4096 / 2;
         long lastNewEnd = -1, runStart = -1;
         for (long b = 0; b < kinds.Length; b++)
         {
             if (kinds[b].Kind != 'n') continue;
-            bool near = true;
-            for (long g = Math.Max(lastNewEnd, 0); g < b && near; g++) near = kinds[g].Kind == 'z' || Math.Abs(kinds[g].Src - g) <= Near;
-            if (lastNewEnd >= 0 && b - lastNewEnd <= Gap && b - runStart < ChunkBlocks && near)
+            if (lastNewEnd >= 0 && b - lastNewEnd <= Gap && b - runStart < ChunkBlocks && Near(lastNewEnd, b))
             {
                 for (long g = lastNewEnd; g < b; g++) kinds[g] = ('n', 0);
             }
             else runStart = b;
             lastNewEnd = b + 1;
+        }
+
+        bool Near(long from, long to)
+        {
+            for (long g = from; g < to; g++)
+            {
+                if (kinds[g].Kind != 'z' && Math.Abs(kinds[g].Src - g) > NearBlocks) return false;
+            }
+            return true;
         }
     }
 
@@ -353,15 +361,12 @@ internal sealed class SafeFileHandleReader : IDisposable
     }
 
     /// <summary>SHA-256 of the first <paramref name="size"/> bytes (all of them by default).</summary>
-    public string Sha256(long? size = null) => Sha256(0, size ?? Length);
-
-    /// <summary>SHA-256 of <paramref name="length"/> bytes from <paramref name="offset"/>, read in 1 MiB steps.</summary>
-    public string Sha256(long offset, long length)
+    public string Sha256(long? size = null)
     {
-        long end = offset + length;
+        long end = size ?? Length;
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = new byte[1 << 20];
-        for (long at = offset; at < end; at += buffer.Length)
+        for (long at = 0; at < end; at += buffer.Length)
         {
             int n = (int)Math.Min(buffer.Length, end - at);
             Read(at, buffer.AsSpan(0, n));

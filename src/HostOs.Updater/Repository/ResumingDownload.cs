@@ -62,7 +62,7 @@ public sealed class ResumingDownload : Stream, ISkippingStream
                 Span<byte> room = buffer.Length > _size - _position ? buffer[..(int)(_size - _position)] : buffer;
                 int n = _body.Read(room);
                 if (n == 0) throw new IOException($"the server ended the body at {_position} of {_size} bytes");
-                _hash.AppendData(room[..n]);
+                if (_expected is not null && !_skipped) _hash.AppendData(room[..n]); // else nothing to check it against
                 _position += n;
                 if (_position == _size && _expected is not null && !_skipped)
                 {
