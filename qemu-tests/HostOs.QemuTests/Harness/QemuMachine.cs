@@ -39,6 +39,8 @@ internal sealed class QemuMachine : IAsyncDisposable
     public int WebPort { get; } = FreePort();
     /// <summary>The host name QEMU's DHCP server hands out (none when null).</summary>
     public string? DhcpHostname { get; set; }
+    /// <summary>A <c>-netdev</c> (id net0) instead of QEMU's user network, e.g. a <see cref="LeaseServer"/>'s.</summary>
+    public string? Netdev { get; set; }
     /// <summary>More host ports (on 127.0.0.1) forwarded to guest ports, besides WebPort.</summary>
     public List<(int Host, int Guest)> Forwards { get; } = [];
     /// <summary>A free TCP port on the host's loopback, for a forward or a host service.</summary>
@@ -91,7 +93,7 @@ internal sealed class QemuMachine : IAsyncDisposable
         }
         // One virtio NIC on QEMU's user network, as a cloud VM has: DHCP gives 10.0.2.15.
         psi.ArgumentList.Add("-netdev");
-        psi.ArgumentList.Add($"user,id=net0,hostfwd=tcp:127.0.0.1:{WebPort}-:8080"
+        psi.ArgumentList.Add(Netdev ?? $"user,id=net0,hostfwd=tcp:127.0.0.1:{WebPort}-:8080"
             + string.Concat(Forwards.Select(f => $",hostfwd=tcp:127.0.0.1:{f.Host}-:{f.Guest}"))
             + (DhcpHostname is null ? "" : $",hostname={DhcpHostname}"));
         psi.ArgumentList.Add("-device");
