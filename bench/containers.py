@@ -11,70 +11,17 @@ under TCG (HOSTOS_ACCEL to change), and through the test shell on ttyS1:
 Times come from the guest's /proc/uptime (10 ms resolution) around each batch.
 Usage: bench/containers.py [--runs N]
 """
-import os, re, shutil, socket, subprocess, sys, tempfile, time, uuid
+import os, subprocess, sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vm import ROOT, Vm
+
 RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 100
-OVMF = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-
-
-class Shell:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        for _ in range(100):
-            try:
-                self.s.connect(path)
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.buf = b""
-        self.n = 0
-
-    def run(self, cmd, timeout=600):
-        self.n += 1
-        marker = f"__END_{self.n}__"
-        self.s.settimeout(timeout)
-        self.s.sendall(f"{cmd}\necho \"{marker} $?\"\n".encode())
-        while True:
-            m = re.search(rf"(?s)(.*?){marker} (\d+)\n".encode(), self.buf)
-            if m:
-                self.buf = self.buf[m.end():]
-                return int(m.group(2)), m.group(1).decode(errors="replace")
-            self.buf += self.s.recv(65536)
-
-    def check(self, cmd, timeout=600):
-        code, out = self.run(cmd, timeout)
-        if code != 0:
-            raise SystemExit(f"guest command failed ({code}): {cmd}\n{out}")
-        return out
 
 
 def main():
     subprocess.run([os.path.join(ROOT, "build.sh"), "bench/image/hostos-bench.json"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
-    work = tempfile.mkdtemp(prefix="hostos-cbench-")
-    disk = os.path.join(work, "disk.img")
-    subprocess.run(["cp", "--sparse=always", os.path.join(ROOT, "out", "hostos-bench", "disk.img"), disk], check=True)
-    shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", os.path.join(work, "vars.fd"))
-    console = os.path.join(work, "console.log")
-    shell_sock = os.path.join(work, "shell.sock")
-    qemu = subprocess.Popen(
-        ["qemu-system-x86_64", "-machine", "q35", "-accel", os.environ.get("HOSTOS_ACCEL") or "tcg", "-m", "1024",
-         "-smp", "2", "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-uuid", str(uuid.uuid4()),
-         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF}",
-         "-drive", f"if=pflash,format=raw,unit=1,file={os.path.join(work, 'vars.fd')}",
-         "-drive", f"if=virtio,format=raw,file={disk}",
-         "-serial", f"file:{console}", "-serial", f"unix:{shell_sock},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while not os.path.exists(console) or "HostOS ready" not in open(console, errors="replace").read():
-            if time.time() > deadline:
-                raise SystemExit("no 'HostOS ready' within 180 s")
-            time.sleep(0.2)
-        sh = Shell(shell_sock)
-        time.sleep(1)
-        sh.run("stty -echo; export PS1=")
+    with Vm("hostos-bench") as sh:
         sh.check("hostos-guestcheck make-bundle /tmp/b true && hostos-guestcheck make-bundle /tmp/s sleep 3 && mkdir -p /run/crun /run/runc")
         # stdin from /dev/null for all: runc run in the foreground stops on a terminal stdin
         ours = "hostos-runc --root /run/hostos-runc run -b /tmp/b c$i >/dev/null </dev/null"
@@ -118,10 +65,6 @@ def main():
         m_crun = rss("crun --root /run/crun run -b /tmp/s m2 >/dev/null </dev/null", "crun")
         print(f"runtime memory while one container runs (RSS of the runtime's own processes): "
               f"HostOS {m_ours / 1024:.1f} MB, crun {m_crun / 1024:.1f} MB")
-    finally:
-        qemu.kill()
-        qemu.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,10 @@ public sealed class PayloadManifest
             {
                 if (Source is null) throw new PayloadException($"boot file {f.Name}: reads the running version's file, but this is a full payload");
                 CheckHash(f.SrcSha256, $"boot file {f.Name}", "srcSha256");
+                if (f.Type == OperationType.Copy && f.SrcSha256 != f.Sha256)
+                {
+                    throw new PayloadException($"boot file {f.Name}: a copy's srcSha256 and sha256 must be the same");
+                }
             }
         }
         if (!names.SetEquals(["vmlinuz", "initrd.img"])) throw new PayloadException("the payload must carry vmlinuz and initrd.img");

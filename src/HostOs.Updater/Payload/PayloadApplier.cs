@@ -164,7 +164,10 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     Decompress(frame, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
                 }
             }
-            if (PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
+            // A copy's content is the old file, just checked against the same hash (the manifest
+            // says srcSha256 == sha256 for a copy): hashed once.
+            if (f.Type != OperationType.Copy && PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
+            if (content.Length != f.Size) throw new PayloadException($"boot file {f.Name}: {content.Length} bytes, the manifest says {f.Size}");
             string final = Path.Combine(where.BootDirectory, f.Name), temporary = final + ".new";
             using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {

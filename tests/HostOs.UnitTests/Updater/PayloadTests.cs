@@ -196,6 +196,7 @@ public sealed class PayloadTests : IDisposable
     [InlineData("hashed-copy", "a copy operation carries no hash")]
     [InlineData("unhashed-diff", "dstSha256 is not")]
     [InlineData("no-boot", "must carry vmlinuz and initrd.img")]
+    [InlineData("boot-copy-changes", "a copy's srcSha256 and sha256 must be the same")]
     [InlineData("slot-in-cmdline", "without hostos.slot=")]
     [InlineData("bad-version", "is not MAJOR.MINOR.PATCH")]
     public void SignedButMalformedManifestsAreRefused(string what, string expected)
@@ -217,13 +218,15 @@ public sealed class PayloadTests : IDisposable
             _ => [Zero(0, 4)],
         };
         var boot = what == "no-boot" ? new List<BootFile>() : [
-            new BootFile { Name = "vmlinuz", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero },
+            what == "boot-copy-changes"
+                ? new BootFile { Name = "vmlinuz", Type = OperationType.Copy, Size = 1, Sha256 = zero, SrcSha256 = Hash([1]), DataLength = 0 }
+                : new BootFile { Name = "vmlinuz", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero },
             new BootFile { Name = "initrd.img", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero }];
         var manifest = new PayloadManifest
         {
             Version = what == "bad-version" ? "1.0" : "1.0.0",
             Target = new ImageIdentity { Version = "1.0.0", Size = 4 * 4096, Sha256 = zero },
-            Source = what is "huge-patch-source" or "hashed-copy" or "unhashed-diff" ? new ImageIdentity { Version = "0.9.0", Size = 8000 * 4096, Sha256 = zero } : null,
+            Source = what is "huge-patch-source" or "hashed-copy" or "unhashed-diff" or "boot-copy-changes" ? new ImageIdentity { Version = "0.9.0", Size = 8000 * 4096, Sha256 = zero } : null,
             Cmdline = what == "slot-in-cmdline" ? "quiet hostos.slot=b" : "quiet",
             Operations = ops,
             BootFiles = boot,
