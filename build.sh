@@ -17,7 +17,7 @@ if [ "${1:-}" = "--broken" ]; then broken=1; shift; fi
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
 HOST_PACKAGES=(qemu-system-x86 ovmf systemd-boot-efi erofs-utils gdisk dosfstools mtools
                e2fsprogs kmod busybox-static binutils cpio zstd python3
-               runc docker-registry apache2-utils openssl)
+               runc docker-registry apache2-utils openssl cryptsetup-bin nftables)
 missing=()
 for p in "${HOST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

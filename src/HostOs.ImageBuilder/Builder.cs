@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using HostOs.Platform.Boot;
+using HostOs.Platform.Disk;
 using HostOs.Platform.Kernel;
 using HostOs.Platform.Config;
 using HostOs.Images;
@@ -11,7 +12,8 @@ namespace HostOs.ImageBuilder;
 
 /// <summary>
 /// Turns a validated image definition into: the kernel, the initramfs (our init, libc and
-/// the phase-1 modules), the read-only EROFS root (reproducible), the ESP with
+/// the phase-1 modules), the read-only EROFS root (reproducible) with its dm-verity hash
+/// tree after it, the ESP with
 /// systemd-boot and a counted BLS entry, a fresh ext4 state, and the GPT disk holding
 /// them. Needs no loop device and no mount: every file system is built from a file.
 /// </summary>
@@ -19,6 +21,15 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
 {
     public const string SystemdBootPackage = "systemd-boot-efi";
     private readonly string _work = Path.Combine(outDir, "work");
+
+    /// <summary>
+    /// The dm-verity salt of every HostOS root: the same for all versions, so that a block
+    /// that did not change keeps its hash and a delta carries only the tree's changed
+    /// branches (a salt per build would change all 1/128 of the image the tree is). A salt
+    /// guards against precomputed collisions across systems; it is not a secret.
+    /// </summary>
+    private static readonly byte[] VeritySalt = SHA256.HashData("HostOS dm-verity salt, version 1"u8);
+    private VerityParameters? _verity;
 
     public void Build()
     {
@@ -66,6 +77,9 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
             List<string> args = ["--quiet", "-T0", $"-U{DerivedGuid("root")}", rootImage, staging];
             if (images is null) args.Insert(0, "--all-root");
             Tool.Run("mkfs.erofs", args);
+            // The hash tree right after the file system, in the same image: one partition,
+            // one payload target, one SHA-256 over both. Its root hash goes on the command line.
+            _verity = VerityTree.Append(rootImage, VeritySalt);
         });
 
         DiskLayout layout = new(image.Disk!.EspMiB, image.Disk.SlotMiB, image.Disk.StateMiB);
@@ -251,7 +265,8 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         tree.AddContent($"{dest}/modules.dep", lines.ToString());
     }
 
-    public string Cmdline(string slot) => BootEntryFiles.Options(image.Kernel!.Cmdline ?? "", slot, image.Version!);
+    public string Cmdline(string slot) => BootEntryFiles.Options(
+        (image.Kernel!.Cmdline ?? "") + (_verity is null ? "" : $" {VerityParameters.CommandLineKey}={_verity.ToCommandLineValue()}"), slot, image.Version!);
 
     private string BuildEsp(DiskLayout layout, string kver)
     {

@@ -67,6 +67,7 @@ internal static class Program
                     Console.WriteLine($"version      {m.Version}");
                     Console.WriteLine($"kind         {(m.IsDelta ? $"delta from {m.Source!.Version} ({m.Source.Size} bytes, sha256 {m.Source.Sha256})" : "full")}");
                     Console.WriteLine($"target       {m.Target.Size} bytes, sha256 {m.Target.Sha256}");
+                    if (m.Target.VerityRootHash is string roothash) Console.WriteLine($"dm-verity    root hash {roothash}");
                     Console.WriteLine($"created      {m.Created}");
                     Console.WriteLine($"cmdline      {m.Cmdline}");
                     Console.WriteLine($"operations   {m.Operations.Count}: {string.Join(", ", m.Operations.GroupBy(o => o.Type).Select(g => $"{g.Count()} {g.Key.ToString().ToLowerInvariant()}"))}");

@@ -73,6 +73,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         }
 
         ContainerProcess container;
+        HostOs.Init.Network.BridgeAttachment? bridge = null;
         var (pumpRead, output) = Sys.Pipe();
         try
         {
@@ -81,6 +82,11 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             try
             {
                 IReadOnlyList<BindMount> volumes = _storage.Volumes(rootfs);
+                if (definition.Network == ContainerNetwork.Bridge && File.Exists(HostOs.Init.Network.DhcpClient.ResolvConf))
+                {
+                    // The lease's name servers, as they are at the start (reached through the bridge's NAT).
+                    volumes = [.. volumes, new BindMount { Source = HostOs.Init.Network.DhcpClient.ResolvConf, Target = "/etc/resolv.conf", Readonly = true }];
+                }
                 RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{_storage.CgroupParent}/{name}", environment, volumes);
                 container = ContainerProcess.Create(name, bundle, StagePath, Spawn, output, waitHook: WaitHook, inMemory: spec);
             }
@@ -90,10 +96,13 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             }
             try
             {
+                // On the bridge before its program runs: its network is there from its first instruction.
+                if (definition.Network == ContainerNetwork.Bridge) bridge = HostOs.Init.Network.ContainerBridge.Attach(container.Pid);
                 container.Start();
             }
             catch
             {
+                bridge?.Release();
                 Sys.TryKill(container.Pid, Sys.SIGKILL);
                 _exits[container.Pid].Wait();
                 container.Delete();
@@ -109,6 +118,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         OutputPump.Start(name, pumpRead);
         int pid = container.Pid;
         _runningPid = pid;
+        if (bridge is not null) Log.Info($"{definition.Kind} {name}: on bridge {HostOs.Init.Network.ContainerBridge.Name} as {bridge.Address}");
 
         return new ServiceRun
         {
@@ -124,6 +134,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
                 lock (Setup)
                 {
                     container.Delete();
+                    bridge?.Release();
                     RemoveBundle(bundle, rootfs);
                 }
                 // An app's writable layer is on state and may be large: deleted without

@@ -7,7 +7,8 @@ namespace HostOs.Init.Phase1;
 /// <summary>
 /// Phase 1, from the initramfs: just enough to reach the real root. Mount the kernel's
 /// file systems, load the modules the initramfs carries, find the slot named on the
-/// kernel command line by GPT label or UUID, mount it read-only, move the pseudo file
+/// kernel command line by GPT label or UUID, put dm-verity over it when the command line
+/// carries its root hash (<c>hostos.verity=</c>), mount it read-only, move the pseudo file
 /// systems across, switch root, and exec the root's own hostos-init (phase 2).
 /// The state partition is checked and mounted by phase 2, with e2fsck from the root:
 /// that keeps the initramfs to our binary, libc and three modules.
@@ -42,12 +43,21 @@ internal static class InitramfsBoot
         BootStep.Run("mount-root", () =>
         {
             BlockPartition root = BlockDevices.WaitFor(spec, TimeSpan.FromSeconds(15));
-            Log.Info($"root: {root} as {fstype}");
+            string device = root.Device;
+            if (cmdline.Get(VerityParameters.CommandLineKey) is string value)
+            {
+                // Every block read from the root is checked against the hash tree under the
+                // entry's root hash; a changed block reads as an I/O error, never as data.
+                VerityParameters verity = VerityParameters.Parse(value);
+                device = DeviceMapper.CreateReadOnly("root", "verity", verity.DataBlocks * (VerityParameters.BlockSize / 512), verity.Table(root.Device));
+                Log.Info($"root: {root} checked by dm-verity as {device}, root hash {verity.RootHash}");
+            }
+            Log.Info($"root: {device} as {fstype}");
             Directory.CreateDirectory(NewRoot);
-            Sys.Mount(root.Device, NewRoot, fstype, MountFlags.ReadOnly);
+            Sys.Mount(device, NewRoot, fstype, MountFlags.ReadOnly);
             if (!File.Exists(NewRoot + Phase2Path))
             {
-                throw new FileNotFoundException($"the root on {root.Device} has no {Phase2Path}");
+                throw new FileNotFoundException($"the root on {device} has no {Phase2Path}");
             }
         });
         BootStep.Run("switch-root", SwitchRoot);

@@ -66,7 +66,29 @@ public sealed class Esp : IDisposable
         _mounted = false;
         try
         {
-            Sys.Umount(Root);
+            // Any process that walks the file system can be inside the ESP for a moment: a
+            // .NET service's default configuration watcher (a FileSystemWatcher on its content
+            // root "/", which opens every directory it finds, the new mount included) made the
+            // updater's status fail with EBUSY in the QEMU tests. Everything written is synced
+            // already, so after a short wait the mount is detached and the kernel finishes the
+            // unmount when the walker leaves.
+            for (int attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    Sys.Umount(Root);
+                    break;
+                }
+                catch (SysException e) when (e.Errno == Errno.EBUSY && attempt < 20)
+                {
+                    Thread.Sleep(50);
+                }
+                catch (SysException e) when (e.Errno == Errno.EBUSY)
+                {
+                    Sys.Umount(Root, Sys.MNT_DETACH);
+                    break;
+                }
+            }
         }
         finally
         {

@@ -35,7 +35,7 @@ public sealed class SystemContainers
     }
 }
 
-public enum ContainerNetwork { None, Host }
+public enum ContainerNetwork { None, Host, Bridge }
 
 /// <summary>What onboot steps and service containers have in common.</summary>
 public abstract class ContainerDefinition
@@ -57,11 +57,14 @@ public abstract class ContainerDefinition
     public List<BindMount> Binds { get; set; } = [];
     /// <summary>Directories that get a fresh tmpfs.</summary>
     public List<string> Tmpfs { get; set; } = [];
-    /// <summary>none: a network namespace of its own with only loopback; host: the host's.</summary>
+    /// <summary>
+    /// none: a network namespace of its own with only loopback; bridge: its own, with an
+    /// address on the host's bridge and outbound access through it (NAT); host: the host's.
+    /// </summary>
     public ContainerNetwork Network { get; set; } = ContainerNetwork.None;
     /// <summary>The root is read-only unless this is false (then writes go to a tmpfs, lost at exit).</summary>
     public bool ReadonlyRootfs { get; set; } = true;
-    /// <summary>Host TCP ports relayed to ports of the container (network none only).</summary>
+    /// <summary>Host TCP ports relayed to ports of the container (networks none and bridge).</summary>
     public List<PortMapping> Ports { get; set; } = [];
     public string? Hostname { get; init; }
     public ContainerResources? Resources { get; init; }
@@ -112,7 +115,7 @@ public abstract class ContainerDefinition
         {
             if (p.Host is < 1 or > 65535 || p.Container is < 1 or > 65535) errors.Add($"{at}: port {p.Host} -> {p.Container}: ports are 1..65535");
         }
-        if (Ports.Count > 0 && Network != ContainerNetwork.None) errors.Add($"{at}: ports are published from a private network ('none'); with 'host' the container's ports are the host's");
+        if (Ports.Count > 0 && Network == ContainerNetwork.Host) errors.Add($"{at}: ports are published from a private network ('none' or 'bridge'); with 'host' the container's ports are the host's");
         if (Ports.Select(p => p.Host).Distinct().Count() != Ports.Count) errors.Add($"{at}: a host port is published twice");
         if (StopTimeoutSeconds is < 1 or > 600) errors.Add($"{at}: stopTimeoutSeconds must be 1..600");
     }

@@ -16,7 +16,7 @@ public static unsafe partial class Sys
     private const ushort NLM_F_REQUEST = 1, NLM_F_ACK = 4, NLM_F_REPLACE = 0x100, NLM_F_CREATE = 0x400;
     private const ushort IFA_ADDRESS = 1, IFA_LOCAL = 2, IFA_BROADCAST = 4, IFA_CACHEINFO = 6;
     private const ushort RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PREFSRC = 7;
-    private const byte RT_TABLE_MAIN = 254, RTPROT_DHCP = 16, RT_SCOPE_UNIVERSE = 0, RTN_UNICAST = 1;
+    private const byte RT_TABLE_MAIN = 254, RTPROT_DHCP = 16, RTPROT_STATIC = 4, RT_SCOPE_UNIVERSE = 0, RTN_UNICAST = 1;
     private static int _netlinkSequence;
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
@@ -48,11 +48,14 @@ public static unsafe partial class Sys
         Netlink(m, $"delete address {address}/{prefixLength} from interface {ifindex}");
     }
 
-    /// <summary>Adds or replaces the IPv4 default route through <paramref name="gateway"/> on the interface.</summary>
-    public static void SetDefaultRoute(int ifindex, IPAddress gateway, IPAddress source)
+    /// <summary>
+    /// Adds or replaces the IPv4 default route through <paramref name="gateway"/> on the
+    /// interface, marked as learnt by DHCP or set statically.
+    /// </summary>
+    public static void SetDefaultRoute(int ifindex, IPAddress gateway, IPAddress source, bool fromDhcp = true)
     {
         var m = new NetlinkMessage(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
-        m.Header([2, 0 /* dst_len */, 0, 0, RT_TABLE_MAIN, RTPROT_DHCP, RT_SCOPE_UNIVERSE, RTN_UNICAST, .. Int(0)]);
+        m.Header([2, 0 /* dst_len */, 0, 0, RT_TABLE_MAIN, fromDhcp ? RTPROT_DHCP : RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST, .. Int(0)]);
         m.Attribute(RTA_GATEWAY, gateway.GetAddressBytes());
         m.Attribute(RTA_OIF, Int(ifindex));
         m.Attribute(RTA_PREFSRC, source.GetAddressBytes());
@@ -75,23 +78,37 @@ public static unsafe partial class Sys
     }
 
     /// <summary>Sends one request on a fresh NETLINK_ROUTE socket and waits for its acknowledgement.</summary>
-    private static void Netlink(NetlinkMessage message, string what)
+    private static void Netlink(NetlinkMessage message, string what) => Netlink(NETLINK_ROUTE, [message], what);
+
+    /// <summary>
+    /// Sends <paramref name="messages"/> in one datagram on a fresh netlink socket of
+    /// <paramref name="protocol"/> (in the calling thread's network namespace) and waits for
+    /// the acknowledgement of each that asks for one; the first error ends it, named.
+    /// </summary>
+    private static void Netlink(int protocol, IReadOnlyList<NetlinkMessage> messages, string what)
     {
-        int fd = Check(SocketRaw(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "socket(AF_NETLINK)", what);
+        int fd = Check(SocketRaw(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_NETLINK)", what);
         try
         {
             byte* address = stackalloc byte[12];
             new Span<byte>(address, 12).Clear();
             *(ushort*)address = AF_NETLINK;
             Check(BindRaw(fd, address, 12), "bind(AF_NETLINK)", what);
-            uint sequence = (uint)Interlocked.Increment(ref _netlinkSequence);
-            byte[] bytes = message.Finish(sequence);
-            fixed (byte* p = bytes)
+            var pending = new HashSet<uint>();
+            var bytes = new List<byte>();
+            foreach (NetlinkMessage m in messages)
             {
-                if (SendRaw(fd, p, bytes.Length, 0) < 0) Check(-1, "send(netlink)", what);
+                uint sequence = (uint)Interlocked.Increment(ref _netlinkSequence);
+                if (m.WantsAck) pending.Add(sequence);
+                bytes.AddRange(m.Finish(sequence));
+            }
+            byte[] datagram = [.. bytes];
+            fixed (byte* p = datagram)
+            {
+                if (SendRaw(fd, p, datagram.Length, 0) < 0) Check(-1, "send(netlink)", what);
             }
             byte[] reply = new byte[8192];
-            while (true)
+            while (pending.Count > 0)
             {
                 nint n;
                 fixed (byte* p = reply) n = RecvRaw(fd, p, reply.Length, 0);
@@ -102,11 +119,10 @@ public static unsafe partial class Sys
                     ushort type = BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(at + 4));
                     uint seq = BinaryPrimitives.ReadUInt32LittleEndian(reply.AsSpan(at + 8));
                     if (length < 16) throw new SysException("recv(netlink)", what, Errno.EIO);
-                    if (type == NLMSG_ERROR && seq == sequence)
+                    if (type == NLMSG_ERROR && pending.Remove(seq))
                     {
                         int error = BinaryPrimitives.ReadInt32LittleEndian(reply.AsSpan(at + 16));
-                        if (error == 0) return;
-                        throw new SysException("netlink", what, -error);
+                        if (error != 0) throw new SysException("netlink", what, -error);
                     }
                     at += (length + 3) & ~3;
                 }
@@ -118,10 +134,13 @@ public static unsafe partial class Sys
         }
     }
 
-    /// <summary>nlmsghdr, the family header, then rtattrs, each 4-byte aligned.</summary>
-    private sealed class NetlinkMessage(ushort type, ushort flags)
+    /// <summary>nlmsghdr, the family header, then attributes (flat or nested), each 4-byte aligned.</summary>
+    private sealed class NetlinkMessage(ushort type, ushort flags, bool ack = true)
     {
+        private const ushort NLA_F_NESTED = 0x8000;
         private readonly List<byte> _body = [];
+
+        public bool WantsAck => ack;
 
         public void Header(ReadOnlySpan<byte> header)
         {
@@ -137,6 +156,33 @@ public static unsafe partial class Sys
             Pad();
         }
 
+        /// <summary>A NUL-terminated string attribute.</summary>
+        public void Attribute(ushort kind, string value) => Attribute(kind, [.. System.Text.Encoding.ASCII.GetBytes(value), 0]);
+
+        /// <summary>A 32-bit attribute in network byte order (nf_tables' NLA_BE32).</summary>
+        public void AttributeBigEndian(ushort kind, uint value)
+        {
+            Span<byte> b = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(b, value);
+            Attribute(kind, b);
+        }
+
+        /// <summary>Opens a nested attribute; what follows until <see cref="End"/> is inside it.</summary>
+        public int Begin(ushort kind)
+        {
+            int at = _body.Count;
+            ushort k = (ushort)(kind | NLA_F_NESTED);
+            _body.AddRange([0, 0, (byte)k, (byte)(k >> 8)]);
+            return at;
+        }
+
+        public void End(int at)
+        {
+            int length = _body.Count - at;
+            _body[at] = (byte)length;
+            _body[at + 1] = (byte)(length >> 8);
+        }
+
         private void Pad()
         {
             while (_body.Count % 4 != 0) _body.Add(0);
@@ -147,7 +193,7 @@ public static unsafe partial class Sys
             var b = new byte[16 + _body.Count];
             BinaryPrimitives.WriteInt32LittleEndian(b, b.Length);
             BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(4), type);
-            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(6), (ushort)(flags | NLM_F_REQUEST | NLM_F_ACK));
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(6), (ushort)(flags | NLM_F_REQUEST | (ack ? NLM_F_ACK : 0)));
             BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(8), sequence);
             _body.CopyTo(b, 16);
             return b;

@@ -152,6 +152,25 @@ public sealed class PayloadManifest
         {
             throw new PayloadException("cmdline must be one line without hostos.slot= (the applier adds it)");
         }
+        // The root hash the new entry's command line gives dm-verity is the one the target names.
+        string? verity = HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
+        if (verity is not null || Target.VerityRootHash is not null)
+        {
+            HostOs.Platform.Disk.VerityParameters parameters;
+            try
+            {
+                parameters = HostOs.Platform.Disk.VerityParameters.Parse(verity ?? throw new PayloadException("target names a dm-verity root hash, but cmdline has no hostos.verity="));
+            }
+            catch (InvalidDataException e)
+            {
+                throw new PayloadException($"cmdline: {e.Message}");
+            }
+            if (parameters.RootHash != Target.VerityRootHash) throw new PayloadException($"cmdline's dm-verity root hash {parameters.RootHash} is not the target's ({Target.VerityRootHash ?? "none"})");
+            if (parameters.DataBlocks * HostOs.Platform.Disk.VerityParameters.BlockSize >= Target.Size)
+            {
+                throw new PayloadException($"cmdline's dm-verity data ({parameters.DataBlocks} blocks) leaves no room for the hash tree in the {Target.Size}-byte target");
+            }
+        }
     }
 
     /// <summary>The data section's length, as the operations and boot files add up.</summary>
@@ -183,7 +202,7 @@ public sealed class ImageIdentity
     public required string Version { get; init; }
     public required long Size { get; init; }
     public required string Sha256 { get; init; }
-    /// <summary>The dm-verity root hash of the image, when it has a hash tree (not yet: docs/updates.md).</summary>
+    /// <summary>The dm-verity root hash of the image, when it has a hash tree (the target's must match the cmdline's hostos.verity=).</summary>
     public string? VerityRootHash { get; init; }
 
     internal void Validate(string what, int blockSize)

@@ -158,7 +158,12 @@ public sealed class PayloadBuilder(int level = 19)
                 Version = target.Version,
                 Created = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
                 Source = source is null ? null : new ImageIdentity { Version = source.Version, Size = src!.Length, Sha256 = src.Sha256() },
-                Target = new ImageIdentity { Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256() },
+                Target = new ImageIdentity
+                {
+                    Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256(),
+                    VerityRootHash = HostOs.Platform.Kernel.KernelCommandLine.Parse(target.Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey) is string v
+                        ? HostOs.Platform.Disk.VerityParameters.Parse(v).RootHash : null,
+                },
                 Cmdline = target.Cmdline,
                 BlockSize = bs,
                 Operations = ops,

@@ -65,7 +65,7 @@ public class InitConfigTests
     [InlineData("""{ "name": "web", "image": "alpine" }""", "image 'alpine' is not among")]
     [InlineData("""{ "name": "web", "image": "busybox", "user": "www-data" }""", "user 'www-data'")]
     [InlineData("""{ "name": "web", "image": "busybox", "network": "host", "hostname": "x" }""", "hostname cannot be set")]
-    [InlineData("""{ "name": "web", "image": "busybox", "network": "bridge" }""", "network")]
+    [InlineData("""{ "name": "web", "image": "busybox", "network": "overlay" }""", "network")]
     [InlineData("""{ "name": "web", "image": "busybox", "capabilities": ["NET_ADMIN"] }""", "'NET_ADMIN' is not a CAP_ name")]
     [InlineData("""{ "name": "web", "image": "busybox", "binds": [ { "source": "/a/../etc", "target": "/x" } ] }""", "'..' is not allowed")]
     [InlineData("""{ "name": "web", "image": "busybox", "binds": [ { "source": "a", "target": "/x" } ] }""", "must be absolute")]

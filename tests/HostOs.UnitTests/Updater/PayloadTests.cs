@@ -198,9 +198,13 @@ public sealed class PayloadTests : IDisposable
     [InlineData("no-boot", "must carry vmlinuz and initrd.img")]
     [InlineData("boot-copy-changes", "a copy's srcSha256 and sha256 must be the same")]
     [InlineData("slot-in-cmdline", "without hostos.slot=")]
+    [InlineData("verity-elsewhere", "dm-verity root hash 13fbef2465c1e3ba23f5cc6bc9cde745c4ee25fac3e05688e0099c68ced87187 is not the target's")]
+    [InlineData("verity-unnamed", "cmdline has no hostos.verity=")]
+    [InlineData("verity-no-tree", "leaves no room for the hash tree")]
     [InlineData("bad-version", "is not MAJOR.MINOR.PATCH")]
     public void SignedButMalformedManifestsAreRefused(string what, string expected)
     {
+        const string VerityRoot = "13fbef2465c1e3ba23f5cc6bc9cde745c4ee25fac3e05688e0099c68ced87187";
         var (key, pub) = NewKey("k1");
         string zero = Hash(new byte[4096]);
         Operation Zero(long start, long count) => new() { Type = OperationType.Zero, Dst = [[start, count]] };
@@ -225,9 +229,19 @@ public sealed class PayloadTests : IDisposable
         var manifest = new PayloadManifest
         {
             Version = what == "bad-version" ? "1.0" : "1.0.0",
-            Target = new ImageIdentity { Version = "1.0.0", Size = 4 * 4096, Sha256 = zero },
+            Target = new ImageIdentity
+            {
+                Version = "1.0.0", Size = 4 * 4096, Sha256 = zero,
+                VerityRootHash = what switch { "verity-elsewhere" or "verity-unnamed" => zero, "verity-no-tree" => VerityRoot, _ => null },
+            },
             Source = what is "huge-patch-source" or "hashed-copy" or "unhashed-diff" or "boot-copy-changes" ? new ImageIdentity { Version = "0.9.0", Size = 8000 * 4096, Sha256 = zero } : null,
-            Cmdline = what == "slot-in-cmdline" ? "quiet hostos.slot=b" : "quiet",
+            Cmdline = what switch
+            {
+                "slot-in-cmdline" => "quiet hostos.slot=b",
+                "verity-elsewhere" => $"quiet hostos.verity=2:{VerityRoot}:00",
+                "verity-no-tree" => $"quiet hostos.verity=4:{VerityRoot}:00",
+                _ => "quiet",
+            },
             Operations = ops,
             BootFiles = boot,
         };
