@@ -113,6 +113,9 @@ public sealed class AppTests
             Assert.Equal("hello from an app run 3", await Page(published));
             sh = await vm.ShellAsync();
 
+            // The demo app is on the bridge too (an app's default): the first address.
+            await vm.Console.WaitForAsync(@"app demo: on bridge hostos0 as 10\.88\.0\.2", TimeSpan.FromSeconds(5), mark);
+
             // At run time: a second app from the same image (no pull), on the bridge: its own
             // address, a route out through the host, the lease's DNS, and the world outside the
             // VM reached through the host's NAT (a TCP service of the test's, from inside the app;
@@ -120,21 +123,21 @@ public sealed class AppTests
             using var outside = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
             outside.Start();
             _ = TellEachAsync(outside, "from outside the VM\n");
-            await sh.CheckAsync("""echo '{"name":"second","image":"IMAGE","network":"bridge","command":["sh","-c","mkdir -p /www; ip -4 addr show eth0 > /www/addr; ip route > /www/route; nc -w 10 10.0.2.2 PORT < /dev/null > /www/outside; echo fetched $? > /www/fetched; exec httpd -f -p 81 -h /www"],"health":{"type":"tcp","port":81}}' > /tmp/second.json"""
+            await sh.CheckAsync("""echo '{"name":"second","image":"IMAGE","command":["sh","-c","mkdir -p /www; ip -4 addr show eth0 > /www/addr; ip route > /www/route; nc -w 10 10.0.2.2 PORT < /dev/null > /www/outside; echo fetched $? > /www/fetched; exec httpd -f -p 81 -h /www"],"health":{"type":"tcp","port":81}}' > /tmp/second.json"""
                 .Replace("IMAGE", image).Replace("PORT", ((System.Net.IPEndPoint)outside.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             Assert.Equal("app second added", await sh.CheckAsync("hostctl app set /tmp/second.json"));
             mark = vm.Console.Mark();
             await vm.Console.WaitForAsync(@"service second is healthy", TimeSpan.FromSeconds(60));
             Assert.DoesNotContain("pulling", await sh.CheckAsync("hostctl logs second"));
             await vm.Console.WaitForAsync(@"network: bridge hostos0 10\.88\.0\.1/16 up", TimeSpan.FromSeconds(5));
-            await vm.Console.WaitForAsync(@"app second: on bridge hostos0 as 10\.88\.0\.2", TimeSpan.FromSeconds(5));
+            await vm.Console.WaitForAsync(@"app second: on bridge hostos0 as 10\.88\.0\.3", TimeSpan.FromSeconds(5));
             string root = $"/proc/$(head -n 1 {Cgroups}/second/cgroup.procs)/root";
-            Assert.Contains("inet 10.88.0.2/16", await sh.CheckAsync($"cat {root}/www/addr"));
+            Assert.Contains("inet 10.88.0.3/16", await sh.CheckAsync($"cat {root}/www/addr"));
             Assert.Contains("default via 10.88.0.1", await sh.CheckAsync($"cat {root}/www/route"));
             Assert.Equal("fetched 0", await sh.CheckAsync($"cat {root}/www/fetched"));
             Assert.Equal("from outside the VM", await sh.CheckAsync($"cat {root}/www/outside"));
             Assert.Contains("nameserver 10.0.2.3", await sh.CheckAsync($"cat {root}/etc/resolv.conf"));
-            Assert.Equal("1", await sh.CheckAsync("ls /sys/class/net | grep -c '^hv'"));
+            Assert.Equal("2", await sh.CheckAsync("ls /sys/class/net | grep -c '^hv'"));
             var (code, output) = await sh.RunAsync("""echo '{"name":"web","image":"x/y"}' | hostctl app set -""");
             Assert.Equal(1, code);
             Assert.Contains("'web' is the name of a system container", output);

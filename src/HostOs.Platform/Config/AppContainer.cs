@@ -7,13 +7,17 @@ namespace HostOs.Platform.Config;
 /// An app container: the machine's real workload, declared by the operator on state
 /// (<c>/var/lib/hostos/apps/NAME/app.json</c>, written through the API or by the
 /// first-boot configuration), its image pulled from a registry or imported into the image
-/// store on state. Everything a service container has, plus volumes on state. The root
-/// is writable by default, as Docker's (the writes are lost when the container stops;
-/// what must last goes in a volume).
+/// store on state. Everything a service container has, plus volumes on state. Docker's
+/// defaults: the root is writable (the writes are lost when the container stops; what
+/// must last goes in a volume) and the network is the bridge, with outbound access.
 /// </summary>
 public sealed class AppContainer : ServiceContainer
 {
-    public AppContainer() => ReadonlyRootfs = false;
+    public AppContainer()
+    {
+        ReadonlyRootfs = false;
+        Network = ContainerNetwork.Bridge;
+    }
 
     public override string Kind => "app";
 

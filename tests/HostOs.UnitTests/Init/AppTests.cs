@@ -19,7 +19,7 @@ public class AppDefinitionTests
     {
         AppContainer app = AppContainer.Parse(Web, "web.json");
         Assert.False(app.ReadonlyRootfs);
-        Assert.Equal(ContainerNetwork.None, app.Network);
+        Assert.Equal(ContainerNetwork.Bridge, app.Network);
         Assert.Equal(RestartPolicy.Always, app.Restart);
         Assert.True(app.Required);
         Assert.Equal("data", Assert.Single(app.Volumes).Name);
