@@ -190,7 +190,7 @@ internal sealed class Builder(ImageDefinition image, string repoRoot, string out
         tree.AddContent("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
         tree.AddContent("/etc/group", "root:x:0:\ntty:x:5:\nhostos-admin:x:900:\nnogroup:x:65534:\n");
         tree.AddContent("/usr/lib/hostos/init.json", image.ToInitConfig().ToJson() + "\n");
-        AddModules(tree, deps, modulesDir, kver, image.Kernel!.Modules);
+        AddModules(tree, deps, modulesDir, kver, [.. image.Kernel!.Modules, .. image.Kernel.OnDemandModules]);
 
         AddContents(tree, image.Packages, image.Files, apt, repoRoot);
         new ElfDependencies(libraryTrees).Resolve(tree);

@@ -73,6 +73,7 @@ public sealed class ImageDefinition
                 Cmdline = k.Cmdline ?? Kernel?.Cmdline,
                 InitrdModules = [.. Kernel?.InitrdModules ?? [], .. k.InitrdModules],
                 Modules = [.. Kernel?.Modules ?? [], .. k.Modules],
+                OnDemandModules = [.. Kernel?.OnDemandModules ?? [], .. k.OnDemandModules],
             };
         }
         return merged;
@@ -157,6 +158,12 @@ public sealed class KernelDefinition
     public List<string> InitrdModules { get; set; } = [];
     /// <summary>Modules (with dependencies) in the root, loaded by phase 2.</summary>
     public List<string> Modules { get; set; } = [];
+    /// <summary>
+    /// Modules (with dependencies) in the root that the boot does not load: the init loads
+    /// them when a feature first needs them (the container bridge's), so a machine that
+    /// never uses it does not wait for them.
+    /// </summary>
+    public List<string> OnDemandModules { get; set; } = [];
 }
 
 public sealed class PackageDefinition

@@ -87,7 +87,7 @@ internal static class ContainerBridge
     private static void EnsureUp()
     {
         if (s_up) return;
-        // Loaded in the background at boot (init.json); a container may come first.
+        // In the root as the image's kernel.onDemandModules; not loaded by the boot.
         List<string> failed = ModuleLoader.Load(ModuleLoader.ModulesDirectory(), Modules);
         if (failed.Count > 0) throw new InvalidOperationException($"bridge {Name}: kernel modules missing: {string.Join("; ", failed)}");
         if (!Directory.Exists($"/sys/class/net/{Name}")) Sys.CreateBridge(Name);
