@@ -19,7 +19,7 @@ public sealed class AppTests
     private const string Cgroups = "/sys/fs/cgroup/hostos-apps";
 
     /// <summary>The test image's busybox layout (built by ./build.sh), pushed to the registry as hostos/busybox:1.</summary>
-    private static async Task PushBusybox(Registry registry, string work)
+    internal static async Task PushBusybox(Registry registry, string work)
     {
         string layout = Path.Combine(Repo.Root, "out", "hostos-test", "oci", "busybox");
         if (!Directory.Exists(layout)) throw new DirectoryNotFoundException($"{layout} is missing: run ./build.sh image/hostos.json qemu-tests/image/hostos-test.json first (./test.sh does)");

@@ -1,4 +1,5 @@
 using HostOs.QemuTests.Harness;
+using HostOs.UnitTests.Images;
 using Xunit;
 
 namespace HostOs.QemuTests.Cases;
@@ -7,7 +8,8 @@ namespace HostOs.QemuTests.Cases;
 /// A/B updates on a booted machine (issue 5, docs/updates.md): the image's own updater
 /// takes payloads from an update repository on the build host, writes the inactive slot
 /// and the ESP, systemd-boot starts the new version on the next boot and the init blesses
-/// it once healthy. Bad payloads and a stale index are refused with the boot entries as
+/// it once healthy (an app installed before comes back on the new version with its
+/// volume). Bad payloads and a stale index are refused with the boot entries as
 /// they were; the operator rolls back and forth; a version whose health check fails falls
 /// back by itself and says why; power cuts during the apply and during the new version's
 /// trial never leave a machine that does not boot.
@@ -75,6 +77,19 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         SerialShell sh = await BlessedAsync(vm, "0.1.0", 0);
         await AssertRunningAsync(sh, "0.1.0", "a", "none");
         await sh.CheckAsync("echo kept > /var/lib/update-marker && sync");
+        // The machine's workload: an app with a volume, pulled before the update, must run on
+        // the new version from state alone (the registry is gone by then) with its volume.
+        string work = Directory.CreateTempSubdirectory("update-app-").FullName;
+        using (var registry = new Registry())
+        {
+            await AppTests.PushBusybox(registry, work);
+            string host = $"10.0.2.2:{registry.Port}";
+            await sh.CheckAsync($"echo '[{{\"host\": \"{host}\", \"insecure\": true}}]' > /etc/hostos/registries.json && chmod 600 /etc/hostos/registries.json");
+            await sh.CheckAsync("""echo '{"name":"keeper","image":"IMAGE","command":["sh","-c","echo run >> /data/runs; exec httpd -f -p 82 -h /data"],"volumes":[{"name":"data","target":"/data"}],"health":{"type":"tcp","port":82}}' | hostctl app set -"""
+                .Replace("IMAGE", $"{host}/hostos/busybox:1"));
+            await vm.Console.WaitForAsync("service keeper is healthy", TimeSpan.FromMinutes(2));
+        }
+        Directory.Delete(work, recursive: true);
         string before = await sh.CheckAsync($"{U} status");
         Assert.Contains("entry        hostos-0.1.0.conf: 0.1.0, slot a, blessed", before);
 
@@ -106,6 +121,8 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         sh = await BlessedAsync(vm, "0.2.0", mark);
         await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
         Assert.Equal("kept", await sh.CheckAsync("cat /var/lib/update-marker"));
+        await vm.Console.WaitForAsync("service keeper is healthy", Boot, mark);
+        Assert.Equal("run\nrun", await sh.CheckAsync("cat /proc/$(head -n 1 /sys/fs/cgroup/hostos-apps/keeper/cgroup.procs)/root/data/runs"));
 
         // A real downgrade is refused too.
         var (dc, downgrade) = await sh.RunAsync($"{U} update --payload {series.Url}bad/old.hup 2>&1", TimeSpan.FromMinutes(5));
