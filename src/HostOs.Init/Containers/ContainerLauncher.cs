@@ -367,32 +367,24 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     /// a throwaway thread that joins the namespace (per thread, FACTS.md); a socket keeps the
     /// namespace it was made in, so the rest is done from any thread.
     /// </summary>
-    private static Task<Socket> ConnectInContainerAsync(int pid, int port)
+    private static async Task<Socket> ConnectInContainerAsync(int pid, int port)
     {
-        var made = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() =>
+        Socket socket;
+        try
         {
-            try
+            socket = ThrowawayThread.Run("probe-netns", () =>
             {
                 using (SafeFileHandle ns = File.OpenHandle($"/proc/{pid}/ns/net", FileMode.Open, FileAccess.Read))
                 {
                     Sys.SetNs(ns, CloneFlags.NewNet, $"/proc/{pid}/ns/net");
                 }
-                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                made.TrySetResult(socket);
-            }
-            catch (Exception e)
-            {
-                made.TrySetException(new ContainerProbeException($"cannot join the network namespace of pid {pid}: {e.Message}"));
-            }
-        }) { IsBackground = true, Name = "probe-netns" };
-        thread.Start();
-        return ConnectAsync(made.Task, port);
-    }
-
-    private static async Task<Socket> ConnectAsync(Task<Socket> made, int port)
-    {
-        Socket socket = await made.ConfigureAwait(false);
+                return new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            });
+        }
+        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
+        {
+            throw new ContainerProbeException($"cannot join the network namespace of pid {pid}: {e.Message}");
+        }
         try
         {
             await socket.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port)).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Net;
+using HostOs.Init.Processes;
 using HostOs.Platform;
 using HostOs.Platform.Interop;
 using Microsoft.Win32.SafeHandles;
@@ -47,20 +48,24 @@ internal static class ContainerBridge
             int host = 2;
             while (Used.Contains(host)) host++;
             if (host > 65534) throw new InvalidOperationException($"bridge {Name}: all addresses of {Subnet}/{Prefix} are taken");
-            var address = new IPAddress([10, 88, (byte)(host >> 8), (byte)host]);
+            byte[] bytes = Subnet.GetAddressBytes();
+            (bytes[2], bytes[3]) = ((byte)(host >> 8), (byte)host);
+            var address = new IPAddress(bytes);
             // A new name each time: the kernel deletes a pair when its namespace dies, a little later.
             string veth = $"hv{++s_links}";
             using (SafeFileHandle ns = File.OpenHandle($"/proc/{pid}/ns/net", FileMode.Open, FileAccess.Read))
             {
                 Sys.CreateVethPair(veth, Sys.InterfaceIndex(Name), "eth0", ns);
                 Sys.SetInterfaceUp(veth);
-                InNamespace(ns, () =>
+                ThrowawayThread.Run("bridge-netns", () =>
                 {
+                    Sys.SetNs(ns, CloneFlags.NewNet, $"/proc/{pid}/ns/net");
                     Sys.SetInterfaceUp("lo");
                     Sys.SetInterfaceUp("eth0");
                     int eth0 = Sys.InterfaceIndex("eth0");
                     Sys.AddAddress(eth0, address, Prefix, null, uint.MaxValue);
                     Sys.SetDefaultRoute(eth0, Gateway, address, fromDhcp: false);
+                    return 0;
                 });
             }
             Used.Add(host);
@@ -97,27 +102,5 @@ internal static class ContainerBridge
         Sys.NftMasquerade("hostos", Subnet, Prefix, Name);
         s_up = true;
         Log.Info($"network: bridge {Name} {Gateway}/{Prefix} up, outbound traffic of its containers masqueraded");
-    }
-
-    /// <summary>Runs <paramref name="action"/> on a throwaway thread joined to <paramref name="ns"/> (setns is per thread).</summary>
-    private static void InNamespace(SafeFileHandle ns, Action action)
-    {
-        Exception? failure = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                Sys.SetNs(ns, CloneFlags.NewNet, "container network namespace");
-                action();
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        }) { IsBackground = true, Name = "bridge-netns" };
-        thread.Start();
-        thread.Join();
-        if (failure is SysException s) throw s;
-        if (failure is not null) throw new InvalidOperationException(failure.Message, failure);
     }
 }

@@ -436,25 +436,10 @@ internal sealed class ProcessLauncher(ServiceDefinition definition, ProcessTable
     }
 
     /// <summary>A throwaway thread unshares a pid namespace (it applies to that thread's children) and spawns the service as its PID 1.</summary>
-    private (int Pid, Task<ExitStatus> Exited) StartInOwnPidNamespace(SpawnRequest request)
-    {
-        (int, Task<ExitStatus>) result = default;
-        Exception? failure = null;
-        var thread = new Thread(() =>
+    private (int Pid, Task<ExitStatus> Exited) StartInOwnPidNamespace(SpawnRequest request) =>
+        ThrowawayThread.Run("pidns-spawn", () =>
         {
-            try
-            {
-                Sys.Unshare(CloneFlags.NewPid);
-                result = processes.Start(request);
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        }) { IsBackground = true, Name = "pidns-spawn" };
-        thread.Start();
-        thread.Join();
-        if (failure is not null) throw failure;
-        return result;
-    }
+            Sys.Unshare(CloneFlags.NewPid);
+            return processes.Start(request);
+        });
 }

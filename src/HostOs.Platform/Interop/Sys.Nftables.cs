@@ -29,26 +29,23 @@ public static unsafe partial class Sys
     /// Table <c>ip TABLE</c> with a nat chain on postrouting holding
     /// <c>ip saddr SUBNET/PREFIX oifname != BRIDGE masquerade</c>: packets from the
     /// containers' subnet leaving by any other interface take that interface's address.
-    /// The table is replaced if it exists, so calling it again leaves one rule, not two.
+    /// The table is replaced if it exists, in the same transaction, so calling it again leaves
+    /// one rule, not two, and never a moment without one.
     /// </summary>
     public static void NftMasquerade(string table, IPAddress subnet, int prefix, string bridge)
     {
         if (bridge.Length is 0 or > 15) throw new ArgumentException($"interface name '{bridge}'", nameof(bridge));
         string what = $"nftables: masquerade {subnet}/{prefix} leaving by other interfaces than {bridge} (table ip {table})";
-        var drop = new NetlinkMessage(NftType(NFT_MSG_DELTABLE), 0);
-        drop.Header(NfGen(NFPROTO_IPV4));
-        drop.Attribute(NFTA_TABLE_NAME, table);
-        try
+        // One transaction, as `nft -f` writes "add table; delete table; add table ...": the
+        // first add makes sure there is a table to delete, so an earlier rule set is replaced
+        // and a missing one is no error.
+        NetlinkMessage Table(ushort message)
         {
-            Netlink(NETLINK_NETFILTER, [BatchBoundary(NFNL_MSG_BATCH_BEGIN), drop, BatchBoundary(NFNL_MSG_BATCH_END)], what);
+            var m = new NetlinkMessage(NftType(message), message == NFT_MSG_NEWTABLE ? NLM_F_CREATE : (ushort)0);
+            m.Header(NfGen(NFPROTO_IPV4));
+            m.Attribute(NFTA_TABLE_NAME, table);
+            return m;
         }
-        catch (SysException e) when (e.Errno == Errno.ENOENT)
-        {
-        }
-
-        var t = new NetlinkMessage(NftType(NFT_MSG_NEWTABLE), NLM_F_CREATE);
-        t.Header(NfGen(NFPROTO_IPV4));
-        t.Attribute(NFTA_TABLE_NAME, table);
 
         var c = new NetlinkMessage(NftType(NFT_MSG_NEWCHAIN), NLM_F_CREATE);
         c.Header(NfGen(NFPROTO_IPV4));
@@ -108,7 +105,8 @@ public static unsafe partial class Sys
         Expression(r, "masq", null);
         r.End(list);
 
-        Netlink(NETLINK_NETFILTER, [BatchBoundary(NFNL_MSG_BATCH_BEGIN), t, c, r, BatchBoundary(NFNL_MSG_BATCH_END)], what);
+        Netlink(NETLINK_NETFILTER, [BatchBoundary(NFNL_MSG_BATCH_BEGIN), Table(NFT_MSG_NEWTABLE), Table(NFT_MSG_DELTABLE),
+            Table(NFT_MSG_NEWTABLE), c, r, BatchBoundary(NFNL_MSG_BATCH_END)], what);
     }
 
     private static NetlinkMessage BatchBoundary(ushort type)
