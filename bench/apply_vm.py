@@ -61,7 +61,8 @@ def main():
             for name, cmd in runs.items():
                 sh.check(f"dd if=/dev/urandom of={SLOT} bs=4096 count=1 conv=fsync 2>/dev/null; rm -rf /tmp/boot-*; "
                          "sync; echo 3 > /proc/sys/vm/drop_caches")
-                out = sh.check(f"a=$({up}); {cmd}; b=$({up}); echo $a $b", timeout=1200)
+                # An apply that fails fails the bench here, by name, not at the hash check after it.
+                out = sh.check(f"a=$({up}); {cmd} && b=$({up}) && echo $a $b", timeout=1200)
                 a, b = map(float, out.split()[-2:])
                 times[name].append(b - a)
                 got = sh.check(f"head -c {size} {SLOT} | sha256sum").split()[0]

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using HostOs.Platform.Boot;
 using HostOs.Platform.Disk;
+using HostOs.Verity;
 using HostOs.Platform.Kernel;
 using HostOs.Platform.Config;
 using HostOs.Images;

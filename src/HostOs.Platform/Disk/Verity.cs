@@ -9,7 +9,7 @@ namespace HostOs.Platform.Disk;
 /// data on the same partition. On the kernel command line as
 /// <c>hostos.verity=DATABLOCKS:ROOTHASH:SALT</c> (hex); the boot entry carries it, so the
 /// root hash is exactly as trusted as the entry and kernel it sits beside. The tree is
-/// built by the image builder (VerityTree: hashing stays out of the init's assemblies).
+/// built by the image builder and rebuilt by the updater (HostOs.Verity.VerityTree: hashing stays out of the init's assemblies).
 /// </summary>
 public sealed record VerityParameters(long DataBlocks, string RootHash, string Salt)
 {

@@ -12,7 +12,8 @@ namespace HostOs.Updater.Payload;
 /// </summary>
 public sealed class PayloadManifest
 {
-    public const int CurrentFormat = 2;
+    /// <summary>3 added the verity operation; a format 2 manifest reads as it always did.</summary>
+    public const int CurrentFormat = 3, OldestFormat = 2;
     /// <summary>
     /// Bounds that keep apply's memory small whatever the payload says: what a data or patch
     /// operation produces, the source a patch reads as its dictionary, an operation's data.
@@ -20,6 +21,8 @@ public sealed class PayloadManifest
     /// </summary>
     public const long MaxOperationBytes = 4 << 20, MaxReferenceBytes = 16 << 20, MaxDataBytes = 8 << 20;
     public const long MaxImageBytes = 64L << 30;
+    /// <summary>A dm-verity tree the applier builds is held whole: 1/128 of the data, so data up to ~2 GiB.</summary>
+    public const long MaxTreeBytes = 16 << 20;
 
     public int Format { get; set; } = CurrentFormat;
     /// <summary>The version this payload installs.</summary>
@@ -36,6 +39,18 @@ public sealed class PayloadManifest
     public List<BootFile> BootFiles { get; set; } = [];
 
     [JsonIgnore] public bool IsDelta => Source is not null;
+
+    /// <summary>
+    /// The target's dm-verity tree is rebuilt by the applier (a verity operation, always the
+    /// last): its root hash, which the manifest names, then verifies every data block written
+    /// and the tree verifies itself, so the whole image needs no other hash (docs/updates.md).
+    /// </summary>
+    [JsonIgnore] public bool VerifiedByTree => Operations.Count > 0 && Operations[^1].Type == OperationType.Verity;
+
+    /// <summary>The target's dm-verity parameters from the new command line, if it has them (validated).</summary>
+    [JsonIgnore] public HostOs.Platform.Disk.VerityParameters? TargetVerity =>
+        HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey) is string v
+            ? HostOs.Platform.Disk.VerityParameters.Parse(v) : null;
 
     public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, PayloadJson.Default.PayloadManifest);
 
@@ -58,11 +73,30 @@ public sealed class PayloadManifest
     /// <summary>Every bound apply relies on; the first violation is named.</summary>
     public void Validate()
     {
-        if (Format != CurrentFormat) throw new PayloadException($"manifest format {Format} is not understood (this updater reads {CurrentFormat})");
+        if (Format is < OldestFormat or > CurrentFormat) throw new PayloadException($"manifest format {Format} is not understood (this updater reads {OldestFormat} to {CurrentFormat})");
         if (!SemanticVersion.TryParse(Version, out _)) throw new PayloadException($"version '{Version}' is not MAJOR.MINOR.PATCH");
         if (BlockSize is < 512 or > 1 << 20 || (BlockSize & (BlockSize - 1)) != 0) throw new PayloadException($"block size {BlockSize} is not a power of two from 512 to 1 MiB");
         Target.Validate("target", BlockSize);
         Source?.Validate("source", BlockSize);
+        // The root hash the new entry's command line gives dm-verity is the one the target names.
+        HostOs.Platform.Disk.VerityParameters? parameters = null;
+        string? verity = HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
+        if (verity is not null || Target.VerityRootHash is not null)
+        {
+            try
+            {
+                parameters = HostOs.Platform.Disk.VerityParameters.Parse(verity ?? throw new PayloadException("target names a dm-verity root hash, but cmdline has no hostos.verity="));
+            }
+            catch (InvalidDataException e)
+            {
+                throw new PayloadException($"cmdline: {e.Message}");
+            }
+            if (parameters.RootHash != Target.VerityRootHash) throw new PayloadException($"cmdline's dm-verity root hash {parameters.RootHash} is not the target's ({Target.VerityRootHash ?? "none"})");
+            if (parameters.DataBlocks * HostOs.Platform.Disk.VerityParameters.BlockSize >= Target.Size)
+            {
+                throw new PayloadException($"cmdline's dm-verity data ({parameters.DataBlocks} blocks) leaves no room for the hash tree in the {Target.Size}-byte target");
+            }
+        }
         long targetBlocks = Target.Size / BlockSize;
         long sourceBlocks = Source is null ? 0 : Source.Size / BlockSize;
         var covered = new List<(long Start, long Count)>();
@@ -72,12 +106,13 @@ public sealed class PayloadManifest
             string at = $"operation {i} ({op.Type})";
             long dst = CheckExtents(op.Dst, targetBlocks, at, "dst");
             if (dst == 0) throw new PayloadException($"{at}: no destination");
-            bool streamed = op.Type is OperationType.Copy or OperationType.Zero;
+            bool streamed = op.Type is OperationType.Copy or OperationType.Zero or OperationType.Verity;
             if (!streamed && dst * BlockSize > MaxOperationBytes) throw new PayloadException($"{at}: writes {dst * BlockSize} bytes, more than {MaxOperationBytes}");
             covered.AddRange(op.Dst.Select(e => (e[0], e[1])));
-            // Zeros are zeros and a copy is the source, hashed whole before the first operation
-            // (and the written target is hashed whole after the last); what is made from data
-            // names the hash of its output.
+            // Zeros and copies name no hash: the written target is checked whole after the last
+            // operation (by the rebuilt tree's root, or its SHA-256 when there is no verity
+            // operation, when a delta's source is also hashed whole before the first); what is
+            // made from data, and the tree, name the hash of their output.
             if (op.Type is OperationType.Zero or OperationType.Copy) { if (op.DstSha256 is not null) throw new PayloadException($"{at}: a {op.Type.ToString().ToLowerInvariant()} operation carries no hash"); }
             else CheckHash(op.DstSha256, at, "dstSha256");
             switch (op.Type)
@@ -94,8 +129,22 @@ public sealed class PayloadManifest
                 case OperationType.Data:
                     if (op.Src is not null) throw new PayloadException($"{at}: reads no source, yet names one");
                     break;
+                case OperationType.Verity:
+                    // The tree of everything before it, exactly where dm-verity reads it and as
+                    // large as the data needs, the last operation, and one the applier can hold.
+                    if (op.Src is not null) throw new PayloadException($"{at}: reads no source, yet names one");
+                    if (parameters is null) throw new PayloadException($"{at}: the target has no dm-verity root hash to check the tree against");
+                    if (BlockSize != HostOs.Platform.Disk.VerityParameters.BlockSize) throw new PayloadException($"{at}: needs {HostOs.Platform.Disk.VerityParameters.BlockSize}-byte blocks");
+                    if (i != Operations.Count - 1) throw new PayloadException($"{at}: the tree is built from the data written before it, so it must be the last operation");
+                    long treeBlocks = HostOs.Verity.VerityTree.TreeBlocks(parameters.DataBlocks);
+                    if (op.Dst.Count != 1 || op.Dst[0][0] != parameters.DataBlocks || op.Dst[0][1] != treeBlocks || parameters.DataBlocks + treeBlocks != targetBlocks)
+                    {
+                        throw new PayloadException($"{at}: the tree of {parameters.DataBlocks} data blocks is [{parameters.DataBlocks},{treeBlocks}] and ends the {targetBlocks}-block target");
+                    }
+                    if (treeBlocks * BlockSize > MaxTreeBytes) throw new PayloadException($"{at}: a tree of {treeBlocks * BlockSize} bytes is more than {MaxTreeBytes}");
+                    break;
                 default:
-                    throw new PayloadException($"{at}: type {op.Type} is not copy, zero, data, patch or diff");
+                    throw new PayloadException($"{at}: type {op.Type} is not copy, zero, data, patch, diff or verity");
             }
             bool hasData = op.Type is OperationType.Data or OperationType.Patch or OperationType.Diff;
             if (hasData)
@@ -152,25 +201,6 @@ public sealed class PayloadManifest
         {
             throw new PayloadException("cmdline must be one line without hostos.slot= (the applier adds it)");
         }
-        // The root hash the new entry's command line gives dm-verity is the one the target names.
-        string? verity = HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
-        if (verity is not null || Target.VerityRootHash is not null)
-        {
-            HostOs.Platform.Disk.VerityParameters parameters;
-            try
-            {
-                parameters = HostOs.Platform.Disk.VerityParameters.Parse(verity ?? throw new PayloadException("target names a dm-verity root hash, but cmdline has no hostos.verity="));
-            }
-            catch (InvalidDataException e)
-            {
-                throw new PayloadException($"cmdline: {e.Message}");
-            }
-            if (parameters.RootHash != Target.VerityRootHash) throw new PayloadException($"cmdline's dm-verity root hash {parameters.RootHash} is not the target's ({Target.VerityRootHash ?? "none"})");
-            if (parameters.DataBlocks * HostOs.Platform.Disk.VerityParameters.BlockSize >= Target.Size)
-            {
-                throw new PayloadException($"cmdline's dm-verity data ({parameters.DataBlocks} blocks) leaves no room for the hash tree in the {Target.Size}-byte target");
-            }
-        }
     }
 
     /// <summary>The data section's length, as the operations and boot files add up.</summary>
@@ -207,13 +237,14 @@ public sealed class ImageIdentity
 
     internal void Validate(string what, int blockSize)
     {
+        if (VerityRootHash is not null) PayloadManifest.CheckHash(VerityRootHash, what, "verityRootHash");
         if (!SemanticVersion.TryParse(Version, out _)) throw new PayloadException($"{what}: version '{Version}' is not MAJOR.MINOR.PATCH");
         if (Size < blockSize || Size > PayloadManifest.MaxImageBytes || Size % blockSize != 0) throw new PayloadException($"{what}: size {Size} is not a whole number of {blockSize}-byte blocks up to 64 GiB");
         PayloadManifest.CheckHash(Sha256, what, "sha256");
     }
 }
 
-public enum OperationType { Copy, Zero, Data, Patch, Diff }
+public enum OperationType { Copy, Zero, Data, Patch, Diff, Verity }
 
 /// <summary>
 /// One step of the target's construction. Extents are [start block, block count].
@@ -223,6 +254,10 @@ public enum OperationType { Copy, Zero, Data, Patch, Diff }
 /// Diff: the source's <c>src</c> blocks (as many as <c>dst</c>) plus, byte by byte modulo
 /// 256, what the zstd frame decompresses to (bsdiff's idea, aligned: metadata whose
 /// pointers all moved by the same amount is a few distinct differences among zeros).
+/// Verity (format 3, the last operation): the dm-verity hash tree of the target's data
+/// blocks, built by the applier from what it wrote; its root must be the target's
+/// <c>verityRootHash</c> and its bytes hash to <c>dstSha256</c>. No data: a tree is
+/// random bytes wherever a block changed, which no compressor shrinks.
 /// The bytes produced go to <c>dst</c> in order; the data section holds each operation's
 /// data in operation order, so no offsets are stored. What an operation reads from the source is
 /// not hashed on its own: a delta's whole source is hashed before the first operation, and

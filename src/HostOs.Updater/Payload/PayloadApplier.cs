@@ -8,20 +8,22 @@ namespace HostOs.Updater.Payload;
 
 /// <summary>Where an apply writes and reads: the inactive slot (a partition or an image file), and for a delta the source.</summary>
 /// <param name="BeforeFirstWrite">Runs once everything before the first write to the target is verified
-/// (signature, version, the whole source, the first operation's data and output unless it is
-/// a copy of that verified source): the machine's updater removes
+/// (signature, version, the whole source when the target is checked by its SHA-256, the first
+/// operation's data and output unless it is a copy or zeros): the machine's updater removes
 /// the boot entry that still points at the slot there.</param>
 public sealed record ApplyTarget(string TargetPath, string? SourcePath, string BootDirectory, string? SourceBootDirectory = null,
     Action? BeforeFirstWrite = null);
 
 /// <summary>
 /// Applies a payload as it streams in (docs/updates.md): the signed head first (nothing
-/// else is read before its signature is checked), then for a delta the whole source is
-/// hashed against the manifest, then each operation: its data read and hashed, its output
-/// produced and hashed, and only then written to the target (copies and zeros, which may be
-/// as long as the image, go in chunks; a copy's source was hashed whole first). At the end the whole target is hashed against the manifest
-/// (on the way when the operations write it in order), and the boot files
-/// (each verified) land in the boot directory through a temporary name, fsync and rename.
+/// else is read before its signature is checked), then each operation: its data read and
+/// hashed, its output produced and hashed, and only then written to the target (copies and
+/// zeros, which may be as long as the image, go in chunks). Then the whole target is checked:
+/// when the payload ends with a verity operation, by rebuilding the dm-verity tree from the
+/// written data on every core and comparing its root with the manifest's (the tree is then
+/// written: it verifies the rest); otherwise by its SHA-256 (on the way when the operations
+/// write it in order), and a delta's source is hashed whole before the first operation.
+/// The boot files (each verified) land in the boot directory through a temporary name, fsync and rename.
 /// The data is read once, in order: the payload never has to be on disk, and memory stays
 /// within a few operations' bounds (<see cref="PayloadManifest.MaxOperationBytes"/> and the
 /// like). Any failure is a <see cref="PayloadException"/> naming it; the target is then
@@ -63,11 +65,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         {
             ImageIdentity expected = manifest.Source!;
             if (source.Length < expected.Size) throw new PayloadException($"the source {source.Path} has {source.Length} bytes, the delta expects {expected.Size} (version {expected.Version})");
-            string actual = source.Sha256(expected.Size);
-            if (actual != expected.Sha256) throw new PayloadException($"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})");
+            // Checked by the tree of what it helps make when there is one (a source that is not
+            // the version named shows there, and is then named); else hashed whole first.
+            if (!manifest.VerifiedByTree) CheckSource(source, expected);
         }
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress);
+        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree);
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
@@ -106,14 +109,20 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     AddBytes(sum, ReadExtents(source!, op.Src!, bs));
                     writer.Write(op.Dst, Verified(sum, op, at));
                     break;
+                case OperationType.Verity:
+                    writer.Write(op.Dst, VerifiedTree(manifest, target, source, at));
+                    break;
                 default:
                     writer.Write(op.Dst, Verified(Decompress(data, ReadExtents(source!, op.Src!, bs), length, at), op, at));
                     break;
             }
         }
         RandomAccess.FlushToDisk(target);
-        string written = writer.Sha256() ?? ReadBack(where.TargetPath, manifest.Target.Size);
-        if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
+        if (!manifest.VerifiedByTree)
+        {
+            string written = writer.Sha256() ?? ReadBack(where.TargetPath, manifest.Target.Size);
+            if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
+        }
         say?.Invoke($"root image {manifest.Target.Version} written and verified ({manifest.Target.Size} bytes)");
         HostOs.Platform.Interop.Sys.CreateDirectoryDurably(where.BootDirectory);
         // Each boot file is written under a temporary name and synced; only when all are
@@ -178,6 +187,41 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
     }
 
+    private static void CheckSource(SafeFileHandleReader source, ImageIdentity expected)
+    {
+        string actual = source.Sha256(expected.Size);
+        if (actual != expected.Sha256) throw new PayloadException($"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})");
+    }
+
+    /// <summary>
+    /// The verity operation: the dm-verity tree of the data blocks now in the target, built
+    /// on every core, whose root must be the one the signed manifest names (so every data
+    /// block is the target's), and whose bytes must hash as the manifest says (so the whole
+    /// image is). When the root differs in a delta, the source is the first suspect: it is
+    /// hashed and named when it is not the version the delta was made from.
+    /// </summary>
+    private static byte[] VerifiedTree(PayloadManifest manifest, SafeFileHandle target, SafeFileHandleReader? source, string at)
+    {
+        HostOs.Platform.Disk.VerityParameters verity = manifest.TargetVerity!;
+        var (tree, root) = HostOs.Verity.VerityTree.Build(verity.DataBlocks, Convert.FromHexString(verity.Salt), (offset, buffer) =>
+        {
+            for (int done = 0; done < buffer.Length;)
+            {
+                int n = RandomAccess.Read(target, buffer[done..], offset + done);
+                if (n == 0) throw new PayloadException($"{at}: the target ends at {offset + done}");
+                done += n;
+            }
+        });
+        string got = Convert.ToHexStringLower(root);
+        if (got != manifest.Target.VerityRootHash)
+        {
+            if (source is not null) CheckSource(source, manifest.Source!);
+            throw new PayloadException($"{at}: the written data's dm-verity root hash is {got}, the manifest says {manifest.Target.VerityRootHash}");
+        }
+        if (PayloadFile.Sha256(tree) != manifest.Operations[^1].DstSha256) throw new PayloadException($"{at}: the tree's bytes do not match its hash");
+        return tree;
+    }
+
     private static SafeFileHandle OpenTarget(string path, long size)
     {
         bool device = path.StartsWith("/dev/", StringComparison.Ordinal);
@@ -207,7 +251,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// <summary>
     /// How many operations, from the first, the target already holds the output of: each
     /// checked as the apply would check it (its output's hash; zeros; a copy against the
-    /// verified source), stopping at the first that does not match. On a slot that held
+    /// source), stopping at the first that does not match or at the verity operation. On a slot that held
     /// something else that is at once, after an interrupted apply of this payload it is
     /// where the interruption came (writes are flushed every 16 MiB).
     /// </summary>
@@ -218,7 +262,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         for (int i = 0; i < manifest.Operations.Count; i++)
         {
             cancel.ThrowIfCancellationRequested();
-            if (!Holds(manifest.Operations[i])) return i;
+            // The tree is always built again: it is the check of everything kept.
+            if (manifest.Operations[i].Type == OperationType.Verity || !Holds(manifest.Operations[i])) return i;
         }
         return manifest.Operations.Count;
 
@@ -288,9 +333,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     }
 
     /// <summary>
-    /// A copy of any length, in chunks of at most <see cref="TargetWriter.ChunkBytes"/>, of a
-    /// source hashed whole before the first operation; the written target is hashed whole
-    /// after the last.
+    /// A copy of any length, in chunks of at most <see cref="TargetWriter.ChunkBytes"/>; what it
+    /// wrote is checked with the whole target after the last operation.
     /// </summary>
     private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, CancellationToken cancel)
     {
@@ -336,15 +380,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 /// Writes the target: the first write runs <see cref="ApplyTarget.BeforeFirstWrite"/>,
 /// progress follows the bytes written, and while the operations write the target in order
 /// from its first block (as the builder makes them) its SHA-256 is computed on the way, so
-/// the written image needs no second read; otherwise the caller reads it back.
+/// the written image needs no second read; otherwise the caller reads it back. Not when the
+/// target is checked by its rebuilt hash tree instead.
 /// </summary>
 internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long total, Action? beforeFirstWrite,
-    Action<PayloadApplier.Progress>? progress)
+    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true)
 {
     public const int ChunkBytes = 1 << 20;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private long _next;            // the byte the in-order hash has reached
-    private bool _inOrder = true;
+    private bool _inOrder = hashOnTheWay;
     private long _done, _unflushed;
     private bool _started;
 

@@ -64,7 +64,12 @@ public sealed class PayloadBuilder(int level = 19)
         using (var data = new FileStream(dataFile, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose))
         {
             Dictionary<ulong, long>? index = src is null ? null : Index(src, bs);
-            long blocks = tgt.Length / bs;
+            // A root with a dm-verity tree: the operations make its data, and the last one has
+            // the applier build the tree again (random bytes wherever a block changed: no
+            // compressor shrinks them, and the applier checks everything by its root).
+            HostOs.Platform.Disk.VerityParameters? verity = Verity(target.Cmdline);
+            byte[]? tree = verity is null ? null : CheckedTree(target.RootImage, tgt, verity);
+            long blocks = verity?.DataBlocks ?? tgt.Length / bs;
             byte[] block = new byte[bs], other = new byte[bs];
             // Classify every target block, then emit runs.
             var kinds = new (char Kind, long Src)[blocks];
@@ -119,6 +124,7 @@ public sealed class PayloadBuilder(int level = 19)
                     data.Write(plain);
                 }
             }
+            if (tree is not null) ops.Add(new Operation { Type = OperationType.Verity, Dst = [[blocks, tree.Length / bs]], DstSha256 = Sha256(tree) });
             var bootFiles = new List<BootFile>();
             foreach (var (name, path, previous) in new[] { ("vmlinuz", target.Kernel, source?.Kernel), ("initrd.img", target.Initrd, source?.Initrd) })
             {
@@ -157,13 +163,11 @@ public sealed class PayloadBuilder(int level = 19)
             {
                 Version = target.Version,
                 Created = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
-                Source = source is null ? null : new ImageIdentity { Version = source.Version, Size = src!.Length, Sha256 = src.Sha256() },
-                Target = new ImageIdentity
+                Source = source is null ? null : new ImageIdentity
                 {
-                    Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256(),
-                    VerityRootHash = HostOs.Platform.Kernel.KernelCommandLine.Parse(target.Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey) is string v
-                        ? HostOs.Platform.Disk.VerityParameters.Parse(v).RootHash : null,
+                    Version = source.Version, Size = src!.Length, Sha256 = src.Sha256(), VerityRootHash = Verity(source.Cmdline)?.RootHash,
                 },
+                Target = new ImageIdentity { Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256(), VerityRootHash = verity?.RootHash },
                 Cmdline = target.Cmdline,
                 BlockSize = bs,
                 Operations = ops,
@@ -181,6 +185,34 @@ public sealed class PayloadBuilder(int level = 19)
             File.Move(tmp, output, overwrite: true);
             return new Result(manifest, new FileInfo(output).Length);
         }
+    }
+
+    private static HostOs.Platform.Disk.VerityParameters? Verity(string cmdline)
+    {
+        string? value = HostOs.Platform.Kernel.KernelCommandLine.Parse(cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
+        try
+        {
+            return value is null ? null : HostOs.Platform.Disk.VerityParameters.Parse(value);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new PayloadException($"the build's command line: {e.Message}");
+        }
+    }
+
+    /// <summary>The image's hash tree, which must sit right after its data and be the one its data and salt give, with the command line's root.</summary>
+    private static byte[] CheckedTree(string name, SafeFileHandleReader image, HostOs.Platform.Disk.VerityParameters verity)
+    {
+        const int bs = HostOs.Platform.Disk.VerityParameters.BlockSize;
+        long treeBlocks = HostOs.Verity.VerityTree.TreeBlocks(verity.DataBlocks);
+        if ((verity.DataBlocks + treeBlocks) * bs != image.Length)
+        {
+            throw new PayloadException($"{name}: {image.Length} bytes, but {verity.DataBlocks} data blocks and their hash tree of {treeBlocks} make {(verity.DataBlocks + treeBlocks) * bs}");
+        }
+        var (tree, root) = HostOs.Verity.VerityTree.Build(verity.DataBlocks, Convert.FromHexString(verity.Salt), (offset, buffer) => image.Read(offset, buffer));
+        if (Convert.ToHexStringLower(root) != verity.RootHash) throw new PayloadException($"{name}: its data's dm-verity root hash is {Convert.ToHexStringLower(root)}, its command line says {verity.RootHash}");
+        if (!image.ReadRange(verity.DataBlocks * bs, tree.Length).AsSpan().SequenceEqual(tree)) throw new PayloadException($"{name}: the hash tree after its data is not the one its data gives");
+        return tree;
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
-using HostOs.ImageBuilder;
 using HostOs.Platform.Disk;
+using HostOs.Verity;
 
 namespace HostOs.UnitTests.Platform;
 

@@ -15,14 +15,14 @@ public sealed class PayloadTests : IDisposable
     public void Dispose() => Directory.Delete(_work, recursive: true);
 
     /// <summary>A build directory as build.sh makes it: root.img, vmlinuz, initrd.img, manifest.json.</summary>
-    internal static string WriteBuild(string work, string version, byte[] root, string kernel, string initrd)
+    internal static string WriteBuild(string work, string version, byte[] root, string kernel, string initrd, string extraCmdline = "")
     {
         string dir = Directory.CreateDirectory(Path.Combine(work, "build-" + version)).FullName;
         File.WriteAllBytes(Path.Combine(dir, "root.img"), root);
         File.WriteAllText(Path.Combine(dir, "vmlinuz"), kernel);
         File.WriteAllText(Path.Combine(dir, "initrd.img"), initrd);
         File.WriteAllText(Path.Combine(dir, "manifest.json"),
-            $$"""{ "name": "hostos", "version": "{{version}}", "cmdline": "console=ttyS0 quiet hostos.slot=a hostos.version={{version}}" }""");
+            $$"""{ "name": "hostos", "version": "{{version}}", "cmdline": "console=ttyS0 quiet{{extraCmdline}} hostos.slot=a hostos.version={{version}}" }""");
         return dir;
     }
 
@@ -202,12 +202,16 @@ public sealed class PayloadTests : IDisposable
     [InlineData("verity-unnamed", "cmdline has no hostos.verity=")]
     [InlineData("verity-no-tree", "leaves no room for the hash tree")]
     [InlineData("bad-version", "is not MAJOR.MINOR.PATCH")]
+    [InlineData("verity-without-root", "the target has no dm-verity root hash to check the tree against")]
+    [InlineData("verity-elsewhere-in-target", "the tree of 2 data blocks is [2,1] and ends the 4-block target")]
+    [InlineData("verity-not-last", "so it must be the last operation")]
     public void SignedButMalformedManifestsAreRefused(string what, string expected)
     {
         const string VerityRoot = "13fbef2465c1e3ba23f5cc6bc9cde745c4ee25fac3e05688e0099c68ced87187";
         var (key, pub) = NewKey("k1");
         string zero = Hash(new byte[4096]);
         Operation Zero(long start, long count) => new() { Type = OperationType.Zero, Dst = [[start, count]] };
+        Operation Tree(long start, long count) => new() { Type = OperationType.Verity, Dst = [[start, count]], DstSha256 = zero };
         List<Operation> ops = what switch
         {
             "overlap" => [Zero(0, 4), Zero(0, 1)],
@@ -219,6 +223,9 @@ public sealed class PayloadTests : IDisposable
             "hashed-zeros" => [new() { Type = OperationType.Zero, Dst = [[0, 4]], DstSha256 = zero }],
             "hashed-copy" => [Zero(0, 3), new() { Type = OperationType.Copy, Dst = [[3, 1]], Src = [[0, 1]], DstSha256 = zero }],
             "unhashed-diff" => [Zero(0, 3), new() { Type = OperationType.Diff, Dst = [[3, 1]], Src = [[0, 1]], DataLength = 1, DataSha256 = zero }],
+            "verity-without-root" => [Zero(0, 3), Tree(3, 1)],
+            "verity-elsewhere-in-target" => [Zero(0, 2), Tree(2, 2)],
+            "verity-not-last" => [Tree(3, 1), Zero(0, 3)],
             _ => [Zero(0, 4)],
         };
         var boot = what == "no-boot" ? new List<BootFile>() : [
@@ -232,7 +239,12 @@ public sealed class PayloadTests : IDisposable
             Target = new ImageIdentity
             {
                 Version = "1.0.0", Size = 4 * 4096, Sha256 = zero,
-                VerityRootHash = what switch { "verity-elsewhere" or "verity-unnamed" => zero, "verity-no-tree" => VerityRoot, _ => null },
+                VerityRootHash = what switch
+                {
+                    "verity-elsewhere" or "verity-unnamed" => zero,
+                    "verity-no-tree" or "verity-elsewhere-in-target" or "verity-not-last" => VerityRoot,
+                    _ => null,
+                },
             },
             Source = what is "huge-patch-source" or "hashed-copy" or "unhashed-diff" or "boot-copy-changes" ? new ImageIdentity { Version = "0.9.0", Size = 8000 * 4096, Sha256 = zero } : null,
             Cmdline = what switch
@@ -240,6 +252,8 @@ public sealed class PayloadTests : IDisposable
                 "slot-in-cmdline" => "quiet hostos.slot=b",
                 "verity-elsewhere" => $"quiet hostos.verity=2:{VerityRoot}:00",
                 "verity-no-tree" => $"quiet hostos.verity=4:{VerityRoot}:00",
+                "verity-elsewhere-in-target" => $"quiet hostos.verity=2:{VerityRoot}:00",
+                "verity-not-last" => $"quiet hostos.verity=3:{VerityRoot}:00",
                 _ => "quiet",
             },
             Operations = ops,
@@ -373,6 +387,74 @@ public sealed class PayloadTests : IDisposable
         ApplyOnce();
         Assert.Contains("operations 0..0 of 3", Assert.Single(said, l => l.StartsWith("resuming", StringComparison.Ordinal)));
         Assert.Equal(image, File.ReadAllBytes(target));
+    }
+
+    /// <summary>
+    /// Roots with a dm-verity tree, as every HostOS root has: the payloads carry no tree (a
+    /// verity operation, last, has the applier build it); full and delta applies give the
+    /// exact image; a delta applied to a source that is not its version is found by the
+    /// tree's root and named; a resumed apply keeps what holds but always builds the tree
+    /// again (it is the check of all of it); a build whose tree is not its data's is refused.
+    /// </summary>
+    [Fact]
+    public void RootsWithAHashTree_ThePayloadCarriesNoTree_TheApplierBuildsAndChecksIt()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] salt = Convert.FromHexString("0123456789abcdef");
+        (byte[] Image, string Cmdline) WithTree(byte[] data)
+        {
+            string file = Path.Combine(_work, "tree.img");
+            File.WriteAllBytes(file, data);
+            HostOs.Platform.Disk.VerityParameters p = HostOs.Verity.VerityTree.Append(file, salt);
+            return (File.ReadAllBytes(file), $" hostos.verity={p.ToCommandLineValue()}");
+        }
+        byte[] d1 = Image(600, 1);
+        var (v1, c1) = WithTree(d1);
+        var (v2, c2) = WithTree(NextVersion(d1));
+        string b1 = WriteBuild(_work, "1.0.0", v1, "kernel-1", "initrd-1", c1), b2 = WriteBuild(_work, "1.1.0", v2, "kernel-1", "initrd-1", c2);
+        long dataBlocks = 608, treeBlocks = HostOs.Verity.VerityTree.TreeBlocks(dataBlocks);
+        Assert.Equal((dataBlocks + treeBlocks) * 4096, v2.Length);
+
+        string full = Path.Combine(_work, "full.hup"), delta = Path.Combine(_work, "delta.hup");
+        var fullResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), null, [key], full);
+        var deltaResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        foreach (var r in new[] { fullResult, deltaResult })
+        {
+            Operation last = r.Manifest.Operations[^1];
+            Assert.Equal(OperationType.Verity, last.Type);
+            Assert.Equal([dataBlocks, treeBlocks], last.Dst.Single());
+            Assert.Equal(0, last.DataLength);
+            Assert.All(r.Manifest.Operations.SkipLast(1), o => Assert.True(o.Dst.All(e => e[0] + e[1] <= dataBlocks)));
+        }
+        Assert.Equal(c1.Split(':')[1], deltaResult.Manifest.Source!.VerityRootHash);
+
+        Apply(full, [pub], null, target: "full.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full.img")));
+        Apply(delta, [pub], Path.Combine(b1, "root.img"), target: "delta.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
+
+        // All there again: everything but the tree is kept, and the tree is built and checked.
+        var said = new List<string>();
+        using (FileStream f = File.OpenRead(delta))
+        {
+            new PayloadApplier([pub], said.Add).Apply(f, new ApplyTarget(Path.Combine(_work, "delta.img"), Path.Combine(b1, "root.img"), Path.Combine(_work, "boot"), b1), null, false);
+        }
+        int count = deltaResult.Manifest.Operations.Count;
+        Assert.Contains($"operations 0..{count - 2} of {count}", Assert.Single(said, l => l.StartsWith("resuming", StringComparison.Ordinal)));
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
+
+        // A source of the right version in name whose bytes differ where a copy reads: found by the root, named.
+        byte[] other = (byte[])v1.Clone();
+        other[100 * 4096 + 5] ^= 1;
+        File.WriteAllBytes(Path.Combine(_work, "other.img"), other);
+        Assert.Contains("is not version 1.0.0", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(_work, "other.img"), target: "other-target.img")).Message);
+
+        // A build whose tree is not its data's.
+        byte[] spoiled = (byte[])v2.Clone();
+        spoiled[^5] ^= 1;
+        string b3 = WriteBuild(_work, "1.2.0", spoiled, "kernel-1", "initrd-1", c2);
+        Assert.Contains("the hash tree after its data is not the one its data gives",
+            Assert.Throws<PayloadException>(() => new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b3), null, [key], Path.Combine(_work, "x.hup"))).Message);
     }
 
     private static byte[] Zstd(byte[] data)

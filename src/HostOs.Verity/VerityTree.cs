@@ -1,0 +1,117 @@
+using System.Security.Cryptography;
+using HostOs.Platform.Disk;
+
+namespace HostOs.Verity;
+
+/// <summary>
+/// The dm-verity hash tree of an image (<see cref="VerityParameters"/>' format): built by
+/// the image builder, which appends it to every root, and rebuilt by the updater from the
+/// data it wrote, whose root hash the signed manifest names (a payload carries no tree).
+/// </summary>
+public static class VerityTree
+{
+    /// <summary>
+    /// The blocks of each level, as the kernel lays them out (dm-verity-target.c, verity_ctr):
+    /// level 0 hashes the data, each level above hashes the one below, the top has one block.
+    /// </summary>
+    public static long[] LevelBlocks(long dataBlocks)
+    {
+        int levels = 0;
+        while (7 * levels < 64 && ((dataBlocks - 1) >> (7 * levels)) != 0) levels++;
+        var sizes = new long[levels];
+        for (int i = 0; i < levels; i++)
+        {
+            int shift = 7 * (i + 1);
+            sizes[i] = shift >= 63 ? 1 : (dataBlocks + (1L << shift) - 1) >> shift;
+        }
+        return sizes;
+    }
+
+    /// <summary>The tree's size in blocks for <paramref name="dataBlocks"/> blocks of data.</summary>
+    public static long TreeBlocks(long dataBlocks) => LevelBlocks(dataBlocks).Sum();
+
+    /// <summary>
+    /// The tree of <paramref name="dataBlocks"/> 4 KiB blocks (at least two) that
+    /// <paramref name="read"/> gives (offset, buffer: it must be safe to call from several
+    /// threads at once, as positional reads are), laid out as the kernel reads it: top level
+    /// first. Level 0, nearly all of the work, is hashed on every core. Memory: the tree
+    /// (1/128 of the data) and 1 MiB per core.
+    /// </summary>
+    public static (byte[] Tree, byte[] RootHash) Build(long dataBlocks, byte[] salt, Action<long, Span<byte>> read)
+    {
+        if (salt.Length is 0 or > 256) throw new ArgumentException("salt must be 1..256 bytes", nameof(salt));
+        if (dataBlocks < 2) throw new InvalidDataException($"{dataBlocks} block(s) is too small for a hash tree");
+        const int bs = VerityParameters.BlockSize;
+        const int chunkBlocks = 256; // 1 MiB read at a time
+        long[] sizes = LevelBlocks(dataBlocks);
+        var levels = new byte[sizes.Length][];
+        levels[0] = new byte[checked(sizes[0] * bs)];
+        long chunks = (dataBlocks + chunkBlocks - 1) / chunkBlocks;
+        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: new byte[chunkBlocks * bs]),
+            (chunk, _, local) =>
+            {
+                long first = chunk * chunkBlocks, count = Math.Min(chunkBlocks, dataBlocks - first);
+                Span<byte> bytes = local.Buffer.AsSpan(0, (int)(count * bs));
+                read(first * bs, bytes);
+                for (int b = 0; b < count; b++) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), levels[0].AsSpan((int)((first + b) * 32), 32));
+                return local;
+            },
+            local => local.Hash.Dispose());
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        for (int i = 1; i < levels.Length; i++)
+        {
+            levels[i] = new byte[checked(sizes[i] * bs)];
+            for (long b = 0; b < sizes[i - 1]; b++) Digest(hash, salt, levels[i - 1].AsSpan((int)(b * bs), bs), levels[i].AsSpan((int)(b * 32), 32));
+        }
+        var root = new byte[32];
+        Digest(hash, salt, levels[^1], root);
+        var tree = new byte[checked(sizes.Sum() * bs)];
+        int at = 0;
+        for (int i = levels.Length - 1; i >= 0; i--)
+        {
+            levels[i].CopyTo(tree, at);
+            at += levels[i].Length;
+        }
+        return (tree, root);
+    }
+
+    private static void Digest(IncrementalHash hash, byte[] salt, ReadOnlySpan<byte> block, Span<byte> into)
+    {
+        hash.AppendData(salt);
+        hash.AppendData(block);
+        hash.GetHashAndReset(into);
+    }
+
+    /// <summary>
+    /// Hashes <paramref name="image"/> (a whole number of 4 KiB blocks, at least two) and
+    /// appends the tree; returns what the kernel needs.
+    /// </summary>
+    public static VerityParameters Append(string image, byte[] salt)
+    {
+        long length = new FileInfo(image).Length;
+        const int bs = VerityParameters.BlockSize;
+        if (length % bs != 0) throw new InvalidDataException($"{image}: {length} bytes is not a whole number of {bs}-byte blocks");
+        byte[] tree, root;
+        using (var data = File.OpenHandle(image))
+        {
+            (tree, root) = Build(length / bs, salt, (offset, buffer) => ReadExactly(data, offset, buffer, image));
+        }
+        using (var output = new FileStream(image, FileMode.Append, FileAccess.Write))
+        {
+            output.Write(tree);
+            output.Flush(flushToDisk: true);
+        }
+        return new VerityParameters(length / bs, Convert.ToHexStringLower(root), Convert.ToHexStringLower(salt));
+    }
+
+    private static void ReadExactly(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset, Span<byte> buffer, string name)
+    {
+        for (int done = 0; done < buffer.Length;)
+        {
+            int n = RandomAccess.Read(file, buffer[done..], offset + done);
+            if (n == 0) throw new InvalidDataException($"{name}: ends at {offset + done}");
+            done += n;
+        }
+    }
+}
