@@ -39,25 +39,45 @@ public static class VerityTree
     /// </summary>
     public static (byte[] Tree, byte[] RootHash) Build(long dataBlocks, byte[] salt, Action<long, Span<byte>> read)
     {
-        if (salt.Length is 0 or > 256) throw new ArgumentException("salt must be 1..256 bytes", nameof(salt));
+        byte[] leaves = NewLeaves(dataBlocks);
+        HashLeaves(salt, 0, dataBlocks, read, leaves, parallel: true);
+        return FromLeaves(dataBlocks, salt, leaves);
+    }
+
+    /// <summary>Level 0 for <paramref name="dataBlocks"/> blocks, to be filled by <see cref="HashLeaves"/> (in parts, by several callers).</summary>
+    public static byte[] NewLeaves(long dataBlocks)
+    {
         if (dataBlocks < 2) throw new InvalidDataException($"{dataBlocks} block(s) is too small for a hash tree");
+        return new byte[checked(LevelBlocks(dataBlocks)[0] * VerityParameters.BlockSize)];
+    }
+
+    /// <summary>The digests of data blocks [<paramref name="first"/>, +<paramref name="count"/>) into <paramref name="leaves"/>, on every core or on the caller's.</summary>
+    public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel)
+    {
+        if (salt.Length is 0 or > 256) throw new ArgumentException("salt must be 1..256 bytes", nameof(salt));
         const int bs = VerityParameters.BlockSize;
         const int chunkBlocks = 256; // 1 MiB read at a time
-        long[] sizes = LevelBlocks(dataBlocks);
-        var levels = new byte[sizes.Length][];
-        levels[0] = new byte[checked(sizes[0] * bs)];
-        long chunks = (dataBlocks + chunkBlocks - 1) / chunkBlocks;
-        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+        long chunks = (count + chunkBlocks - 1) / chunkBlocks;
+        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
             () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: new byte[chunkBlocks * bs]),
             (chunk, _, local) =>
             {
-                long first = chunk * chunkBlocks, count = Math.Min(chunkBlocks, dataBlocks - first);
-                Span<byte> bytes = local.Buffer.AsSpan(0, (int)(count * bs));
-                read(first * bs, bytes);
-                for (int b = 0; b < count; b++) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), levels[0].AsSpan((int)((first + b) * 32), 32));
+                long at = first + chunk * chunkBlocks, n = Math.Min(chunkBlocks, first + count - at);
+                Span<byte> bytes = local.Buffer.AsSpan(0, (int)(n * bs));
+                read(at * bs, bytes);
+                for (int b = 0; b < n; b++) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), leaves.AsSpan((int)((at + b) * 32), 32));
                 return local;
             },
             local => local.Hash.Dispose());
+    }
+
+    /// <summary>The levels above complete <paramref name="leaves"/>, the root, and the tree as the kernel reads it (top level first).</summary>
+    public static (byte[] Tree, byte[] RootHash) FromLeaves(long dataBlocks, byte[] salt, byte[] leaves)
+    {
+        const int bs = VerityParameters.BlockSize;
+        long[] sizes = LevelBlocks(dataBlocks);
+        var levels = new byte[sizes.Length][];
+        levels[0] = leaves;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         for (int i = 1; i < levels.Length; i++)
         {
@@ -67,11 +87,11 @@ public static class VerityTree
         var root = new byte[32];
         Digest(hash, salt, levels[^1], root);
         var tree = new byte[checked(sizes.Sum() * bs)];
-        int at = 0;
+        int offset = 0;
         for (int i = levels.Length - 1; i >= 0; i--)
         {
-            levels[i].CopyTo(tree, at);
-            at += levels[i].Length;
+            levels[i].CopyTo(tree, offset);
+            offset += levels[i].Length;
         }
         return (tree, root);
     }

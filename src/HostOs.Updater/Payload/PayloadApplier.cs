@@ -67,10 +67,15 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             if (source.Length < expected.Size) throw new PayloadException($"the source {source.Path} has {source.Length} bytes, the delta expects {expected.Size} (version {expected.Version})");
             // Checked by the tree of what it helps make when there is one (a source that is not
             // the version named shows there, and is then named); else hashed whole first.
-            if (!manifest.VerifiedByTree) CheckSource(source, expected);
+            if (!manifest.VerifiedByTree && SourceProblem(source, expected) is string problem) throw new PayloadException(problem);
         }
+        // The running version's boot files a delta starts from are read and checked on another
+        // core while the root is written (they are needed only at the end).
+        Task<Dictionary<string, byte[]>> runningBootFiles = Task.Run(() => RunningBootFiles(manifest, where));
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree);
+        using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(target, manifest.TargetVerity!) : null;
+        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
+            inOrder: tree is null ? null : bytes => tree.Written(bytes / bs));
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
@@ -82,7 +87,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             long skip = manifest.Operations.Take(first).Sum(o => o.DataLength);
             say?.Invoke($"resuming: the target already holds the verified output of operations 0..{first - 1} of {manifest.Operations.Count} " +
                         $"({verified} bytes); {skip} bytes of their data are skipped");
-            writer.Resumed(verified);
+            writer.Resumed(verified, prefix: IsPrefix(manifest.Operations.Take(first).SelectMany(o => o.Dst), verified / bs));
             Skip(payload, headLength, skip);
         }
         byte[] data = [];
@@ -102,18 +107,18 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     Copy(source!, writer, op, bs, cancel);
                     break;
                 case OperationType.Data:
-                    writer.Write(op.Dst, Verified(Decompress(data, null, length, at), op, at));
+                    writer.Write(op.Dst, Verified(Decompress(data, null, length, at), op, at, null, null));
                     break;
                 case OperationType.Diff:
                     byte[] sum = Decompress(data, null, length, at);
                     AddBytes(sum, ReadExtents(source!, op.Src!, bs));
-                    writer.Write(op.Dst, Verified(sum, op, at));
+                    writer.Write(op.Dst, Verified(sum, op, at, source, manifest.Source));
                     break;
                 case OperationType.Verity:
-                    writer.Write(op.Dst, VerifiedTree(manifest, target, source, at));
+                    writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
                     break;
                 default:
-                    writer.Write(op.Dst, Verified(Decompress(data, ReadExtents(source!, op.Src!, bs), length, at), op, at));
+                    writer.Write(op.Dst, Verified(Decompress(data, ReadExtents(source!, op.Src!, bs), length, at), op, at, source, manifest.Source));
                     break;
             }
         }
@@ -130,7 +135,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         var staged = new List<(string Temporary, string Final)>();
         try
         {
-            StageBootFiles(payload, manifest, where, staged);
+            StageBootFiles(payload, manifest, where, Await(runningBootFiles), staged);
             foreach (var (temporary, final) in staged) HostOs.Platform.Interop.Sys.RenameDurably(temporary, final, overwrite: true);
         }
         finally
@@ -141,20 +146,54 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return manifest;
     }
 
-    private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, List<(string, string)> staged)
+    /// <summary>The running version's boot files that a delta's copies and patches start from, each checked against its srcSha256.</summary>
+    private static Dictionary<string, byte[]> RunningBootFiles(PayloadManifest manifest, ApplyTarget where)
+    {
+        var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (BootFile f in manifest.BootFiles.Where(f => f.Type != OperationType.Data))
+        {
+            string at = $"boot file {f.Name}";
+            string path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
+            if (!File.Exists(path)) throw new PayloadException($"{at}: {path} is missing");
+            byte[] old = File.ReadAllBytes(path);
+            if (PayloadFile.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
+            files[f.Name] = old;
+        }
+        return files;
+    }
+
+    private static T Await<T>(Task<T> task)
+    {
+        try
+        {
+            return task.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PayloadException($"the running version's boot files: {e.Message}");
+        }
+    }
+
+    /// <summary>Whether <paramref name="extents"/> cover exactly blocks [0, <paramref name="blocks"/>).</summary>
+    private static bool IsPrefix(IEnumerable<long[]> extents, long blocks)
+    {
+        long next = 0;
+        foreach (long[] e in extents.OrderBy(e => e[0]))
+        {
+            if (e[0] != next) return false;
+            next += e[1];
+        }
+        return next == blocks;
+    }
+
+    private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, Dictionary<string, byte[]> running,
+        List<(string, string)> staged)
     {
         foreach (BootFile f in manifest.BootFiles)
         {
             string at = $"boot file {f.Name}";
-            byte[]? old = null;
-            string path = "";
-            if (f.Type != OperationType.Data)
-            {
-                path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
-                if (!File.Exists(path)) throw new PayloadException($"{at}: {path} is missing");
-                old = File.ReadAllBytes(path);
-                if (PayloadFile.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
-            }
+            byte[]? old = f.Type == OperationType.Data ? null : running[f.Name];
+            string path = f.Type == OperationType.Data ? "" : Path.Combine(where.SourceBootDirectory!, f.Name);
             byte[] content;
             if (f.Type == OperationType.Copy) content = old!;
             else
@@ -187,36 +226,31 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
     }
 
-    private static void CheckSource(SafeFileHandleReader source, ImageIdentity expected)
+    private static string? SourceProblem(SafeFileHandleReader source, ImageIdentity expected)
     {
         string actual = source.Sha256(expected.Size);
-        if (actual != expected.Sha256) throw new PayloadException($"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})");
+        return actual == expected.Sha256 ? null : $"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})";
     }
 
+    /// <summary>" (why: the source is not its version)" after a check that failed, when a delta's source is that reason.</summary>
+    private static string SourceSuspect(SafeFileHandleReader? source, ImageIdentity? expected) =>
+        source is not null && SourceProblem(source, expected!) is string problem ? $": {problem}" : "";
+
     /// <summary>
-    /// The verity operation: the dm-verity tree of the data blocks now in the target, built
-    /// on every core, whose root must be the one the signed manifest names (so every data
+    /// The verity operation: the dm-verity tree of the data blocks now in the target (hashed
+    /// as they were written, the rest now on every core: <see cref="TreeFollower"/>), whose root must be the one the signed manifest names (so every data
     /// block is the target's), and whose bytes must hash as the manifest says (so the whole
     /// image is). When the root differs in a delta, the source is the first suspect: it is
     /// hashed and named when it is not the version the delta was made from.
     /// </summary>
-    private static byte[] VerifiedTree(PayloadManifest manifest, SafeFileHandle target, SafeFileHandleReader? source, string at)
+    private byte[] VerifiedTree(PayloadManifest manifest, TreeFollower follower, SafeFileHandleReader? source, string at)
     {
-        HostOs.Platform.Disk.VerityParameters verity = manifest.TargetVerity!;
-        var (tree, root) = HostOs.Verity.VerityTree.Build(verity.DataBlocks, Convert.FromHexString(verity.Salt), (offset, buffer) =>
-        {
-            for (int done = 0; done < buffer.Length;)
-            {
-                int n = RandomAccess.Read(target, buffer[done..], offset + done);
-                if (n == 0) throw new PayloadException($"{at}: the target ends at {offset + done}");
-                done += n;
-            }
-        });
+        var (tree, root, ahead) = follower.Finish();
+        say?.Invoke($"dm-verity tree built: {ahead} of {manifest.TargetVerity!.DataBlocks} blocks hashed while they were written");
         string got = Convert.ToHexStringLower(root);
         if (got != manifest.Target.VerityRootHash)
         {
-            if (source is not null) CheckSource(source, manifest.Source!);
-            throw new PayloadException($"{at}: the written data's dm-verity root hash is {got}, the manifest says {manifest.Target.VerityRootHash}");
+            throw new PayloadException($"{at}: the written data's dm-verity root hash is {got}, the manifest says {manifest.Target.VerityRootHash}{SourceSuspect(source, manifest.Source)}");
         }
         if (PayloadFile.Sha256(tree) != manifest.Operations[^1].DstSha256) throw new PayloadException($"{at}: the tree's bytes do not match its hash");
         return tree;
@@ -317,8 +351,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return check.Sha256(size);
     }
 
-    private static byte[] Verified(byte[] output, Operation op, string at) =>
-        PayloadFile.Sha256(output) == op.DstSha256 ? output : throw new PayloadException($"{at}: its output does not match its hash");
+    /// <summary>
+    /// The output, when it hashes as the manifest says. When it does not and it was made
+    /// from the source, the source is the first suspect (when checked by the tree, it was
+    /// not hashed first): it is hashed and named if it is not the version the delta is from.
+    /// </summary>
+    private static byte[] Verified(byte[] output, Operation op, string at, SafeFileHandleReader? source, ImageIdentity? from)
+    {
+        if (PayloadFile.Sha256(output) == op.DstSha256) return output;
+        throw new PayloadException($"{at}: its output does not match its hash{SourceSuspect(source, from)}");
+    }
 
     private static byte[] ReadExtents(SafeFileHandleReader image, List<long[]> extents, int bs)
     {
@@ -384,22 +426,29 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 /// target is checked by its rebuilt hash tree instead.
 /// </summary>
 internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long total, Action? beforeFirstWrite,
-    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true)
+    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true, Action<long>? inOrder = null)
 {
     public const int ChunkBytes = 1 << 20;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-    private long _next;            // the byte the in-order hash has reached
-    private bool _inOrder = hashOnTheWay;
+    private long _next;            // the target's prefix written in order, in bytes
+    private bool _inOrder = true, _hashing = hashOnTheWay;
     private long _done, _unflushed;
     private bool _started;
 
     /// <summary>
-    /// The first <paramref name="verified"/> bytes are already there: they count as done,
-    /// the target will be read back to be hashed, and the slot is taken now (what it holds is relied on).
+    /// <paramref name="verified"/> bytes are already there (the target's first ones when
+    /// <paramref name="prefix"/>): they count as done, the target will be read back to be
+    /// hashed, and the slot is taken now (what it holds is relied on).
     /// </summary>
-    public void Resumed(long verified)
+    public void Resumed(long verified, bool prefix)
     {
-        _inOrder = false;
+        _hashing = false;
+        if (prefix)
+        {
+            _next = verified;
+            inOrder?.Invoke(_next);
+        }
+        else _inOrder = false;
         _done = verified;
         Start();
         progress?.Invoke(new PayloadApplier.Progress(_done, total));
@@ -421,10 +470,15 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
             long at = e[0] * blockSize, length = e[1] * blockSize;
             ReadOnlySpan<byte> part = bytes.Slice((int)offset, (int)length);
             RandomAccess.Write(target, part, at);
-            if (_inOrder && at == _next) { _hash.AppendData(part); _next += length; }
+            if (_inOrder && at == _next)
+            {
+                if (_hashing) _hash.AppendData(part);
+                _next += length;
+            }
             else _inOrder = false;
             offset += length;
         }
+        if (_inOrder) inOrder?.Invoke(_next);
         _done += bytes.Length;
         // Durable as it goes, so that what an interrupted apply wrote is there to resume from.
         if ((_unflushed += bytes.Length) >= 16 << 20)
@@ -442,5 +496,5 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     }
 
     /// <summary>The target's SHA-256 when it was written in order, else null (read it back).</summary>
-    public string? Sha256() => _inOrder && _next == total ? Convert.ToHexStringLower(_hash.GetHashAndReset()) : null;
+    public string? Sha256() => _hashing && _inOrder && _next == total ? Convert.ToHexStringLower(_hash.GetHashAndReset()) : null;
 }

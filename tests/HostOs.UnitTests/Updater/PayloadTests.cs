@@ -441,13 +441,25 @@ public sealed class PayloadTests : IDisposable
         }
         int count = deltaResult.Manifest.Operations.Count;
         Assert.Contains($"operations 0..{count - 2} of {count}", Assert.Single(said, l => l.StartsWith("resuming", StringComparison.Ordinal)));
+        Assert.Matches(@"^dm-verity tree built: \d+ of 608 blocks hashed while they were written$", Assert.Single(said, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
 
         // A source of the right version in name whose bytes differ where a copy reads: found by the root, named.
         byte[] other = (byte[])v1.Clone();
         other[100 * 4096 + 5] ^= 1;
         File.WriteAllBytes(Path.Combine(_work, "other.img"), other);
-        Assert.Contains("is not version 1.0.0", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(_work, "other.img"), target: "other-target.img")).Message);
+        string error = Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(_work, "other.img"), target: "other-target.img")).Message;
+        Assert.StartsWith($"operation {count - 1} (Verity): the written data's dm-verity root hash is ", error);
+        Assert.Contains($": the source {Path.Combine(_work, "other.img")} is not version 1.0.0", error);
+        // ... or where a patch or diff reads it: found at once by that operation's output, named the same way.
+        int made = deltaResult.Manifest.Operations.FindIndex(o => o.Type is OperationType.Patch or OperationType.Diff);
+        other = (byte[])v1.Clone();
+        foreach (long[] e in deltaResult.Manifest.Operations[made].Src!) other.AsSpan((int)(e[0] * 4096), (int)(e[1] * 4096)).Fill(0x5a);
+        File.WriteAllBytes(Path.Combine(_work, "other.img"), other);
+        error = Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(_work, "other.img"), target: "fresh-target.img")).Message;
+        Assert.StartsWith($"operation {made} (", error);
+        Assert.Contains("its output does not match its hash: the source ", error);
+        Assert.Contains("is not version 1.0.0", error);
 
         // A build whose tree is not its data's.
         byte[] spoiled = (byte[])v2.Clone();
