@@ -17,8 +17,9 @@ public sealed record ApplyTarget(string TargetPath, string? SourcePath, string B
 /// <summary>
 /// Applies a payload as it streams in (docs/updates.md): the signed head first (nothing
 /// else is read before its signature is checked), then each operation: its data read and
-/// hashed, its output produced and hashed, and only then written to the target (copies and
-/// zeros, which may be as long as the image, go in chunks). Then the whole target is checked:
+/// hashed and its output produced (on one thread), that output hashed and only then
+/// written to the target (on another; copies and zeros, which may be as long as the image,
+/// go in chunks). Then the whole target is checked:
 /// when the payload ends with a verity operation, by rebuilding the dm-verity tree from the
 /// written data on every core and comparing its root with the manifest's (the tree is then
 /// written: it verifies the rest); otherwise by its SHA-256 (on the way when the operations
@@ -90,37 +91,58 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             writer.Resumed(verified, prefix: IsPrefix(manifest.Operations.Take(first).SelectMany(o => o.Dst), verified / bs));
             Skip(payload, headLength, skip);
         }
-        byte[] data = [];
-        for (int i = first; i < manifest.Operations.Count; i++)
+        // Two stages on two threads: this one reads each operation's data, checks it and
+        // decompresses it; the caller's checks the output and writes it (copies, zeros and
+        // the tree are the writer's alone). At most two outputs wait between them.
+        using (var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel))
+        using (var made = new System.Collections.Concurrent.BlockingCollection<(int Index, byte[]? Output)>(boundedCapacity: 2))
         {
-            cancel.ThrowIfCancellationRequested();
-            Operation op = manifest.Operations[i];
-            string at = $"operation {i} ({op.Type})";
-            if (op.DataLength > 0) data = ReadData(payload, op.DataLength, op.DataSha256!, at);
-            long length = op.Dst.Sum(e => e[1]) * bs;
-            switch (op.Type)
+            Task reader = Task.Run(() =>
             {
-                case OperationType.Zero:
-                    writer.Zero(op.Dst);
-                    break;
-                case OperationType.Copy:
-                    Copy(source!, writer, op, bs, cancel);
-                    break;
-                case OperationType.Data:
-                    writer.Write(op.Dst, Verified(Decompress(data, null, length, at), op, at, null, null));
-                    break;
-                case OperationType.Diff:
-                    byte[] sum = Decompress(data, null, length, at);
-                    AddBytes(sum, ReadExtents(source!, op.Src!, bs));
-                    writer.Write(op.Dst, Verified(sum, op, at, source, manifest.Source));
-                    break;
-                case OperationType.Verity:
-                    writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
-                    break;
-                default:
-                    writer.Write(op.Dst, Verified(Decompress(data, ReadExtents(source!, op.Src!, bs), length, at), op, at, source, manifest.Source));
-                    break;
+                try
+                {
+                    for (int i = first; i < manifest.Operations.Count; i++)
+                    {
+                        stop.Token.ThrowIfCancellationRequested();
+                        made.Add((i, Make(payload, manifest, i, source)), stop.Token);
+                    }
+                }
+                finally
+                {
+                    made.CompleteAdding();
+                }
+            });
+            try
+            {
+                foreach (var (i, output) in made.GetConsumingEnumerable(stop.Token))
+                {
+                    Operation op = manifest.Operations[i];
+                    string at = $"operation {i} ({op.Type})";
+                    switch (op.Type)
+                    {
+                        case OperationType.Zero:
+                            writer.Zero(op.Dst);
+                            break;
+                        case OperationType.Copy:
+                            Copy(source!, writer, op, bs, stop.Token);
+                            break;
+                        case OperationType.Verity:
+                            writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
+                            break;
+                        default:
+                            bool read = op.Type != OperationType.Data;
+                            writer.Write(op.Dst, Verified(output!, op, at, read ? source : null, read ? manifest.Source : null));
+                            break;
+                    }
+                }
             }
+            catch
+            {
+                stop.Cancel();
+                WaitQuietly(reader);
+                throw;
+            }
+            reader.GetAwaiter().GetResult(); // the reader's own failure, by name
         }
         RandomAccess.FlushToDisk(target);
         if (!manifest.VerifiedByTree)
@@ -184,6 +206,45 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             next += e[1];
         }
         return next == blocks;
+    }
+
+    /// <summary>
+    /// What operation <paramref name="i"/> makes from the payload's data (read and checked
+    /// here, in order): the output of a data, patch or diff operation, not yet checked
+    /// against its hash; null for the writer's own (zeros, copies, the tree).
+    /// </summary>
+    private static byte[]? Make(Stream payload, PayloadManifest manifest, int i, SafeFileHandleReader? source)
+    {
+        Operation op = manifest.Operations[i];
+        string at = $"operation {i} ({op.Type})";
+        int bs = manifest.BlockSize;
+        byte[] data = op.DataLength > 0 ? ReadData(payload, op.DataLength, op.DataSha256!, at) : [];
+        long length = op.Dst.Sum(e => e[1]) * bs;
+        switch (op.Type)
+        {
+            case OperationType.Data:
+                return Decompress(data, null, length, at);
+            case OperationType.Diff:
+                byte[] sum = Decompress(data, null, length, at);
+                AddBytes(sum, ReadExtents(source!, op.Src!, bs));
+                return sum;
+            case OperationType.Patch:
+                return Decompress(data, ReadExtents(source!, op.Src!, bs), length, at);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Waits for a stage that was told to stop; what it failed with then is not the error to report.</summary>
+    private static void WaitQuietly(Task task)
+    {
+        try
+        {
+            task.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
     }
 
     private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, Dictionary<string, byte[]> running,
