@@ -72,7 +72,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
         // The running version's boot files a delta starts from are read and checked on another
         // core while the root is written (they are needed only at the end).
+        // An apply that fails first still waits for it: nothing of ours stays open in the ESP the caller unmounts.
         Task<Dictionary<string, byte[]>> runningBootFiles = Task.Run(() => RunningBootFiles(manifest, where));
+        using var waitForBootFiles = new Joined(runningBootFiles);
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
         using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(target, manifest.TargetVerity!) : null;
         var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
@@ -235,7 +237,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
     }
 
-    /// <summary>Waits for a stage that was told to stop; what it failed with then is not the error to report.</summary>
+    /// <summary>Waits for a stage that was told to stop, or whose result is no longer needed; what it failed with then is not the error to report.</summary>
     private static void WaitQuietly(Task task)
     {
         try
@@ -245,6 +247,11 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         catch (AggregateException)
         {
         }
+    }
+
+    private sealed class Joined(Task task) : IDisposable
+    {
+        public void Dispose() => WaitQuietly(task);
     }
 
     private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, Dictionary<string, byte[]> running,
