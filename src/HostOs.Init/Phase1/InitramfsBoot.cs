@@ -44,11 +44,10 @@ internal static class InitramfsBoot
         {
             BlockPartition root = BlockDevices.WaitFor(spec, TimeSpan.FromSeconds(15));
             string device = root.Device;
-            if (cmdline.Get(VerityParameters.CommandLineKey) is string value)
+            if (VerityParameters.FromCommandLine(cmdline) is VerityParameters verity)
             {
                 // Every block read from the root is checked against the hash tree under the
                 // entry's root hash; a changed block reads as an I/O error, never as data.
-                VerityParameters verity = VerityParameters.Parse(value);
                 device = DeviceMapper.CreateReadOnly("root", "verity", verity.DataBlocks * (VerityParameters.BlockSize / 512), verity.Table(root.Device));
                 Log.Info($"root: {root} checked by dm-verity as {device}, root hash {verity.RootHash}");
             }

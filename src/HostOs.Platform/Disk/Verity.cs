@@ -18,6 +18,10 @@ public sealed record VerityParameters(long DataBlocks, string RootHash, string S
 
     public string ToCommandLineValue() => $"{DataBlocks}:{RootHash}:{Salt}";
 
+    /// <summary>The parameters a command line gives, or null when it has no <c>hostos.verity=</c>.</summary>
+    public static VerityParameters? FromCommandLine(Kernel.KernelCommandLine cmdline) =>
+        cmdline.Get(CommandLineKey) is string value ? Parse(value) : null;
+
     /// <summary>The dm-verity table for one device holding data then tree (hash start block = data blocks).</summary>
     public string Table(string device) =>
         $"1 {device} {device} {BlockSize} {BlockSize} {DataBlocks} {DataBlocks} sha256 {RootHash} {Salt}";

@@ -47,10 +47,9 @@ public sealed class PayloadManifest
     /// </summary>
     [JsonIgnore] public bool VerifiedByTree => Operations.Count > 0 && Operations[^1].Type == OperationType.Verity;
 
-    /// <summary>The target's dm-verity parameters from the new command line, if it has them (validated).</summary>
+    /// <summary>The target's dm-verity parameters from the new command line, if it has them (checked by <see cref="Validate"/>).</summary>
     [JsonIgnore] public HostOs.Platform.Disk.VerityParameters? TargetVerity =>
-        HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey) is string v
-            ? HostOs.Platform.Disk.VerityParameters.Parse(v) : null;
+        HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline));
 
     public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, PayloadJson.Default.PayloadManifest);
 
@@ -79,18 +78,18 @@ public sealed class PayloadManifest
         Target.Validate("target", BlockSize);
         Source?.Validate("source", BlockSize);
         // The root hash the new entry's command line gives dm-verity is the one the target names.
-        HostOs.Platform.Disk.VerityParameters? parameters = null;
-        string? verity = HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
-        if (verity is not null || Target.VerityRootHash is not null)
+        HostOs.Platform.Disk.VerityParameters? parameters;
+        try
         {
-            try
-            {
-                parameters = HostOs.Platform.Disk.VerityParameters.Parse(verity ?? throw new PayloadException("target names a dm-verity root hash, but cmdline has no hostos.verity="));
-            }
-            catch (InvalidDataException e)
-            {
-                throw new PayloadException($"cmdline: {e.Message}");
-            }
+            parameters = TargetVerity;
+        }
+        catch (InvalidDataException e)
+        {
+            throw new PayloadException($"cmdline: {e.Message}");
+        }
+        if (parameters is null && Target.VerityRootHash is not null) throw new PayloadException("target names a dm-verity root hash, but cmdline has no hostos.verity=");
+        if (parameters is not null)
+        {
             if (parameters.RootHash != Target.VerityRootHash) throw new PayloadException($"cmdline's dm-verity root hash {parameters.RootHash} is not the target's ({Target.VerityRootHash ?? "none"})");
             if (parameters.DataBlocks * HostOs.Platform.Disk.VerityParameters.BlockSize >= Target.Size)
             {
@@ -260,8 +259,9 @@ public enum OperationType { Copy, Zero, Data, Patch, Diff, Verity }
 /// random bytes wherever a block changed, which no compressor shrinks.
 /// The bytes produced go to <c>dst</c> in order; the data section holds each operation's
 /// data in operation order, so no offsets are stored. What an operation reads from the source is
-/// not hashed on its own: a delta's whole source is hashed before the first operation, and
-/// the operation's output hash covers whatever it read.
+/// not hashed on its own: the operation's output hash, and the check of the whole target
+/// after the last operation, cover whatever it read (without a verity operation a delta's
+/// whole source is also hashed before the first).
 /// </summary>
 public sealed class Operation
 {

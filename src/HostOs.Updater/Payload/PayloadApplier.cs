@@ -76,14 +76,14 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         Task<Dictionary<string, byte[]>> runningBootFiles = Task.Run(() => RunningBootFiles(manifest, where));
         using var waitForBootFiles = new Joined(runningBootFiles);
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(target, manifest.TargetVerity!) : null;
+        using SafeFileHandleReader slot = new(where.TargetPath);
+        using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(slot, manifest.TargetVerity!) : null;
         var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
             inOrder: tree is null ? null : bytes => tree.Written(bytes / bs));
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
-        int first;
-        using (var slot = new SafeFileHandleReader(where.TargetPath)) first = VerifiedPrefix(manifest, slot, source, cancel);
+        int first = VerifiedPrefix(manifest, slot, source, cancel);
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -132,8 +132,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                             writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
                             break;
                         default:
-                            bool read = op.Type != OperationType.Data;
-                            writer.Write(op.Dst, Verified(output!, op, at, read ? source : null, read ? manifest.Source : null));
+                            writer.Write(op.Dst, Verified(output!, op, at, source, manifest));
                             break;
                     }
                 }
@@ -149,7 +148,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         RandomAccess.FlushToDisk(target);
         if (!manifest.VerifiedByTree)
         {
-            string written = writer.Sha256() ?? ReadBack(where.TargetPath, manifest.Target.Size);
+            string written = writer.Sha256() ?? slot.Sha256(manifest.Target.Size);
             if (written != manifest.Target.Sha256) throw new PayloadException($"the written image's sha256 is {written}, the manifest says {manifest.Target.Sha256}");
         }
         say?.Invoke($"root image {manifest.Target.Version} written and verified ({manifest.Target.Size} bytes)");
@@ -300,9 +299,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return actual == expected.Sha256 ? null : $"the source {source.Path} is not version {expected.Version} (sha256 {actual}, the delta expects {expected.Sha256})";
     }
 
-    /// <summary>" (why: the source is not its version)" after a check that failed, when a delta's source is that reason.</summary>
-    private static string SourceSuspect(SafeFileHandleReader? source, ImageIdentity? expected) =>
-        source is not null && SourceProblem(source, expected!) is string problem ? $": {problem}" : "";
+    /// <summary>
+    /// ": the source … is not version V" after a check that failed, when the source of a
+    /// delta checked by its tree (not hashed first) is the reason; else nothing.
+    /// </summary>
+    private static string SourceSuspect(SafeFileHandleReader? source, PayloadManifest manifest) =>
+        source is not null && manifest.VerifiedByTree && SourceProblem(source, manifest.Source!) is string problem ? $": {problem}" : "";
 
     /// <summary>
     /// The verity operation: the dm-verity tree of the data blocks now in the target (hashed
@@ -318,7 +320,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         string got = Convert.ToHexStringLower(root);
         if (got != manifest.Target.VerityRootHash)
         {
-            throw new PayloadException($"{at}: the written data's dm-verity root hash is {got}, the manifest says {manifest.Target.VerityRootHash}{SourceSuspect(source, manifest.Source)}");
+            throw new PayloadException($"{at}: the written data's dm-verity root hash is {got}, the manifest says {manifest.Target.VerityRootHash}{SourceSuspect(source, manifest)}");
         }
         if (PayloadFile.Sha256(tree) != manifest.Operations[^1].DstSha256) throw new PayloadException($"{at}: the tree's bytes do not match its hash");
         return tree;
@@ -413,21 +415,14 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         else payload.Position = headLength + dataOffset;
     }
 
-    private static string ReadBack(string path, long size)
-    {
-        using var check = new SafeFileHandleReader(path);
-        return check.Sha256(size);
-    }
-
     /// <summary>
     /// The output, when it hashes as the manifest says. When it does not and it was made
-    /// from the source, the source is the first suspect (when checked by the tree, it was
-    /// not hashed first): it is hashed and named if it is not the version the delta is from.
+    /// from the source, the source is the first suspect: see <see cref="SourceSuspect"/>.
     /// </summary>
-    private static byte[] Verified(byte[] output, Operation op, string at, SafeFileHandleReader? source, ImageIdentity? from)
+    private static byte[] Verified(byte[] output, Operation op, string at, SafeFileHandleReader? source, PayloadManifest manifest)
     {
         if (PayloadFile.Sha256(output) == op.DstSha256) return output;
-        throw new PayloadException($"{at}: its output does not match its hash{SourceSuspect(source, from)}");
+        throw new PayloadException($"{at}: its output does not match its hash{(op.Src is null ? "" : SourceSuspect(source, manifest))}");
     }
 
     private static byte[] ReadExtents(SafeFileHandleReader image, List<long[]> extents, int bs)

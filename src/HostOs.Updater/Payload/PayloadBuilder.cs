@@ -189,10 +189,9 @@ public sealed class PayloadBuilder(int level = 19)
 
     private static HostOs.Platform.Disk.VerityParameters? Verity(string cmdline)
     {
-        string? value = HostOs.Platform.Kernel.KernelCommandLine.Parse(cmdline).Get(HostOs.Platform.Disk.VerityParameters.CommandLineKey);
         try
         {
-            return value is null ? null : HostOs.Platform.Disk.VerityParameters.Parse(value);
+            return HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(cmdline));
         }
         catch (InvalidDataException e)
         {

@@ -1,12 +1,11 @@
 using HostOs.Platform.Disk;
 using HostOs.Verity;
-using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Updater.Payload;
 
 /// <summary>
 /// Builds the target's dm-verity tree while the operations write its data: a thread of its
-/// own reads back (from the page cache) and hashes each block once the target holds every
+/// own reads it back (from the page cache, through a handle of its own) and hashes each block once the target holds every
 /// block before it, so on a second core the tree is mostly done when the verity operation
 /// comes (<see cref="Finish"/>), which hashes what is left on every core. Only blocks in
 /// the written prefix are hashed early, and a manifest writes every block exactly once, so
@@ -15,7 +14,7 @@ namespace HostOs.Updater.Payload;
 internal sealed class TreeFollower : IDisposable
 {
     private const long ChunkBlocks = 256;
-    private readonly SafeFileHandle _target;
+    private readonly SafeFileHandleReader _target;
     private readonly long _dataBlocks;
     private readonly byte[] _salt, _leaves;
     private readonly Thread _thread;
@@ -23,7 +22,7 @@ internal sealed class TreeFollower : IDisposable
     private long _written, _hashed; // blocks: the target's prefix that is final, and the prefix hashed
     private bool _stop;
 
-    public TreeFollower(SafeFileHandle target, VerityParameters verity)
+    public TreeFollower(SafeFileHandleReader target, VerityParameters verity)
     {
         _target = target;
         _dataBlocks = verity.DataBlocks;
@@ -58,7 +57,7 @@ internal sealed class TreeFollower : IDisposable
                     from = _hashed;
                     count = Math.Min(ChunkBlocks, _written - _hashed);
                 }
-                VerityTree.HashLeaves(_salt, from, count, Read, _leaves, parallel: false);
+                VerityTree.HashLeaves(_salt, from, count, _target.Read, _leaves, parallel: false);
                 lock (_gate) _hashed = from + count;
             }
         }
@@ -72,19 +71,9 @@ internal sealed class TreeFollower : IDisposable
     public (byte[] Tree, byte[] RootHash, long HashedAhead) Finish()
     {
         Stop();
-        VerityTree.HashLeaves(_salt, _hashed, _dataBlocks - _hashed, Read, _leaves, parallel: true);
+        VerityTree.HashLeaves(_salt, _hashed, _dataBlocks - _hashed, _target.Read, _leaves, parallel: true);
         var (tree, root) = VerityTree.FromLeaves(_dataBlocks, _salt, _leaves);
         return (tree, root, _hashed);
-    }
-
-    private void Read(long offset, Span<byte> buffer)
-    {
-        for (int done = 0; done < buffer.Length;)
-        {
-            int n = RandomAccess.Read(_target, buffer[done..], offset + done);
-            if (n == 0) throw new PayloadException($"the target ends at {offset + done}, inside its dm-verity data");
-            done += n;
-        }
     }
 
     private void Stop()
