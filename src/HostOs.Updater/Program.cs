@@ -18,6 +18,7 @@ internal static class Program
         usage:
           hostos-updater keygen --out DIR [--name NAME]
           hostos-updater payload create --to BUILD [--from BUILD] --key KEY [--key KEY...] --out FILE [--level N]
+                                        [--format 3]   (for machines whose updater reads format 3 at most)
           hostos-updater payload inspect FILE
           hostos-updater payload verify FILE --trust DIR|PUBFILE... [--from BUILD]
           hostos-updater payload apply FILE --target IMAGE --boot-dir DIR --trust DIR|PUBFILE... [--from BUILD]
@@ -55,7 +56,14 @@ internal static class Program
                     if (keys.Count == 0) throw new UsageException("--key is required");
                     int level = a.One("level") is string l ? int.Parse(l, System.Globalization.CultureInfo.InvariantCulture) : 19;
                     var clock = Stopwatch.StartNew();
-                    var r = new PayloadBuilder(level).Create(target, source, keys, a.Required("out"));
+                    int format = a.One("format") switch
+                    {
+                        null => PayloadManifest.CurrentFormat,
+                        "3" => 3,
+                        "4" => 4,
+                        string other => throw new UsageException($"--format {other}: payloads are made in format 3 or 4"),
+                    };
+                    var r = new PayloadBuilder(level, format).Create(target, source, keys, a.Required("out"));
                     Console.WriteLine($"{a.Required("out")}: {(source is null ? "full" : $"delta {source.Version} ->")} {target.Version}, {r.PayloadBytes} bytes " +
                                       $"({r.Count(OperationType.Copy)} copy, {r.Count(OperationType.Zero)} zero, {r.Count(OperationType.Data)} data, {r.Count(OperationType.Patch)} patch, {r.Count(OperationType.Diff)} diff operations) in {clock.ElapsedMilliseconds} ms");
                     return 0;

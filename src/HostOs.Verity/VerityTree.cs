@@ -51,25 +51,51 @@ public static class VerityTree
         return new byte[checked(LevelBlocks(dataBlocks)[0] * VerityParameters.BlockSize)];
     }
 
-    /// <summary>The digests of data blocks [<paramref name="first"/>, +<paramref name="count"/>) into <paramref name="leaves"/>, on every core or on the caller's.</summary>
-    public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel)
+    /// <summary>
+    /// The digests of data blocks [<paramref name="first"/>, +<paramref name="count"/>) into
+    /// <paramref name="leaves"/>, on every core or on the caller's; blocks marked in
+    /// <paramref name="known"/> (digests already there) are not hashed, nor read when a whole
+    /// chunk of them is.
+    /// </summary>
+    public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel, bool[]? known = null)
     {
         if (salt.Length is 0 or > 256) throw new ArgumentException("salt must be 1..256 bytes", nameof(salt));
         const int bs = VerityParameters.BlockSize;
         const int chunkBlocks = 256; // 1 MiB read at a time
         long chunks = (count + chunkBlocks - 1) / chunkBlocks;
         Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
-            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: new byte[chunkBlocks * bs]),
+            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: new byte[Math.Min(chunkBlocks, count) * bs]),
             (chunk, _, local) =>
             {
                 long at = first + chunk * chunkBlocks, n = Math.Min(chunkBlocks, first + count - at);
+                if (known is not null && known.AsSpan((int)at, (int)n).IndexOf(false) < 0) return local;
                 Span<byte> bytes = local.Buffer.AsSpan(0, (int)(n * bs));
                 read(at * bs, bytes);
-                for (int b = 0; b < n; b++) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), leaves.AsSpan((int)((at + b) * 32), 32));
+                for (int b = 0; b < n; b++)
+                {
+                    if (known is null || !known[at + b]) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), leaves.AsSpan((int)((at + b) * 32), 32));
+                }
                 return local;
             },
             local => local.Hash.Dispose());
     }
+
+    /// <summary>
+    /// The digests (leaves) of the whole blocks of <paramref name="data"/>, in order, on every
+    /// core or on the caller's: what a payload's data operations are checked by (format 4).
+    /// </summary>
+    public static byte[] BlockDigests(byte[] salt, byte[] data, bool parallel)
+    {
+        const int bs = VerityParameters.BlockSize;
+        if (data.Length % bs != 0) throw new ArgumentException($"{data.Length} bytes is not a whole number of {bs}-byte blocks", nameof(data));
+        byte[] digests = new byte[data.Length / bs * 32];
+        HashLeaves(salt, 0, data.Length / bs, (offset, into) => data.AsSpan((int)offset, into.Length).CopyTo(into), digests, parallel);
+        return digests;
+    }
+
+    /// <summary>SHA-256 (hex) of <see cref="BlockDigests"/>: what <c>dstLeavesSha256</c> names.</summary>
+    public static string BlockDigestsSha256(byte[] salt, byte[] data) =>
+        Convert.ToHexStringLower(SHA256.HashData(BlockDigests(salt, data, parallel: true)));
 
     /// <summary>The levels above complete <paramref name="leaves"/>, the root, and the tree as the kernel reads it (top level first).</summary>
     public static (byte[] Tree, byte[] RootHash) FromLeaves(long dataBlocks, byte[] salt, byte[] leaves)

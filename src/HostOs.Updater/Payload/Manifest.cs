@@ -12,8 +12,12 @@ namespace HostOs.Updater.Payload;
 /// </summary>
 public sealed class PayloadManifest
 {
-    /// <summary>3 added the verity operation; a format 2 manifest reads as it always did.</summary>
-    public const int CurrentFormat = 3, OldestFormat = 2;
+    /// <summary>
+    /// 3 added the verity operation; 4 checks what data operations make, in a payload that
+    /// ends with one, by their blocks' dm-verity digests (<see cref="Operation.DstLeavesSha256"/>).
+    /// Formats 2 and 3 read as they always did.
+    /// </summary>
+    public const int CurrentFormat = 4, OldestFormat = 2;
     /// <summary>
     /// Bounds that keep apply's memory small whatever the payload says: what a data or patch
     /// operation produces, the source a patch reads as its dictionary, an operation's data.
@@ -46,6 +50,8 @@ public sealed class PayloadManifest
     /// and the tree verifies itself, so the whole image needs no other hash (docs/updates.md).
     /// </summary>
     [JsonIgnore] public bool VerifiedByTree => Operations.Count > 0 && Operations[^1].Type == OperationType.Verity;
+    /// <summary>Whether data, patch and diff operations name the hash of their blocks' dm-verity digests (format 4 with a tree).</summary>
+    [JsonIgnore] public bool ByLeaves => Format >= 4 && VerifiedByTree;
 
     /// <summary>The target's dm-verity parameters from the new command line, if it has them (checked by <see cref="Validate"/>).</summary>
     [JsonIgnore] public HostOs.Platform.Disk.VerityParameters? TargetVerity =>
@@ -111,9 +117,22 @@ public sealed class PayloadManifest
             // Zeros and copies name no hash: the written target is checked whole after the last
             // operation (by the rebuilt tree's root, or its SHA-256 when there is no verity
             // operation, when a delta's source is also hashed whole before the first); what is
-            // made from data, and the tree, name the hash of their output.
-            if (op.Type is OperationType.Zero or OperationType.Copy) { if (op.DstSha256 is not null) throw new PayloadException($"{at}: a {op.Type.ToString().ToLowerInvariant()} operation carries no hash"); }
-            else CheckHash(op.DstSha256, at, "dstSha256");
+            // made from data names the hash of its output (format 4 with a tree: of its blocks'
+            // digests, which the tree is then built from), and the tree the hash of its bytes.
+            if (op.Type is OperationType.Zero or OperationType.Copy)
+            {
+                if (op.DstSha256 is not null || op.DstLeavesSha256 is not null) throw new PayloadException($"{at}: a {op.Type.ToString().ToLowerInvariant()} operation carries no hash");
+            }
+            else if (op.Type != OperationType.Verity && ByLeaves)
+            {
+                if (op.DstSha256 is not null) throw new PayloadException($"{at}: in a format {Format} payload with a hash tree, an operation's output is checked by dstLeavesSha256, not dstSha256");
+                CheckHash(op.DstLeavesSha256, at, "dstLeavesSha256");
+            }
+            else
+            {
+                if (op.DstLeavesSha256 is not null) throw new PayloadException($"{at}: dstLeavesSha256 belongs only to data operations of a format 4 payload with a hash tree");
+                CheckHash(op.DstSha256, at, "dstSha256");
+            }
             switch (op.Type)
             {
                 case OperationType.Copy:
@@ -272,6 +291,14 @@ public sealed class Operation
     public string? DataSha256 { get; set; }
     /// <summary>The SHA-256 of the bytes the operation produces (none for zeros and copies).</summary>
     public string? DstSha256 { get; init; }
+    /// <summary>
+    /// Instead of <see cref="DstSha256"/>, for a data, patch or diff operation of a format 4
+    /// payload that ends with a verity operation: the SHA-256 of the dm-verity digests of the
+    /// blocks it produces (each SHA-256 of the tree's salt and the block), in order. The
+    /// applier computes those digests to check the output and builds the tree from them, so
+    /// what an operation makes is hashed once.
+    /// </summary>
+    public string? DstLeavesSha256 { get; init; }
 }
 
 /// <summary>

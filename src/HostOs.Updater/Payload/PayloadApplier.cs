@@ -1,6 +1,7 @@
 using IncrementalHash = System.Security.Cryptography.IncrementalHash;
 using HashAlgorithmName = System.Security.Cryptography.HashAlgorithmName;
 using Microsoft.Win32.SafeHandles;
+using HostOs.Verity;
 using NSec.Cryptography;
 using ZstdSharp;
 
@@ -83,7 +84,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
-        int first = VerifiedPrefix(manifest, slot, source, cancel);
+        // Format 4 with a tree: what data operations make is checked by its blocks' digests (salted SHA-256s), which the tree is built from.
+        byte[]? salt = manifest.ByLeaves ? Convert.FromHexString(manifest.TargetVerity!.Salt) : null;
+        int first = VerifiedPrefix(manifest, slot, source, salt, cancel);
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -123,6 +126,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     switch (op.Type)
                     {
                         case OperationType.Zero:
+                            tree?.KnownZeros(op.Dst);
                             writer.Zero(op.Dst);
                             break;
                         case OperationType.Copy:
@@ -132,7 +136,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                             writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
                             break;
                         default:
-                            writer.Write(op.Dst, Verified(output!, op, at, source, manifest));
+                            if (Checked(output!, op, at, source, manifest, salt) is byte[] digests) tree!.Known(op.Dst, digests);
+                            writer.Write(op.Dst, output!);
                             break;
                     }
                 }
@@ -253,37 +258,41 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         public void Dispose() => WaitQuietly(task);
     }
 
+    /// <summary>
+    /// The boot files, each written under a temporary name and synced (<paramref name="staged"/>).
+    /// Their data comes in order from the stream; each file is checked, made and checked again
+    /// on a core of its own as soon as its data is read (the next one is read meanwhile).
+    /// </summary>
     private static void StageBootFiles(Stream payload, PayloadManifest manifest, ApplyTarget where, Dictionary<string, byte[]> running,
         List<(string, string)> staged)
     {
-        foreach (BootFile f in manifest.BootFiles)
+        var made = new List<Task<byte[]>>();
+        try
         {
-            string at = $"boot file {f.Name}";
-            byte[]? old = f.Type == OperationType.Data ? null : running[f.Name];
-            string path = f.Type == OperationType.Data ? "" : Path.Combine(where.SourceBootDirectory!, f.Name);
-            byte[] content;
-            if (f.Type == OperationType.Copy) content = old!;
-            else
+            foreach (BootFile f in manifest.BootFiles)
             {
-                byte[] frame = ReadData(payload, f.DataLength, f.DataSha256!, at);
-                if (old is null) content = Decompress(frame, null, f.Size, at);
-                else
+                byte[]? frame = null;
+                if (f.Type != OperationType.Copy)
                 {
-                    // A patch: the old file's first and last bytes as they are (keep), the
-                    // frame makes what lies between with the old file's middle as dictionary.
-                    long head = f.Keep?[0] ?? 0, tail = f.Keep?[1] ?? 0;
-                    if (head + tail > old.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
-                    content = new byte[f.Size];
-                    old.AsSpan(0, (int)head).CopyTo(content);
-                    old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
-                    Decompress(frame, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
+                    frame = new byte[f.DataLength];
+                    PayloadFile.ReadExactly(payload, frame, $"the data of boot file {f.Name}");
                 }
+                made.Add(Task.Run(() => BootFileContent(f, frame, where, running)));
             }
-            // A copy's content is the old file, just checked against the same hash (the manifest
-            // says srcSha256 == sha256 for a copy): hashed once.
-            if (f.Type != OperationType.Copy && PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"boot file {f.Name}: its content does not match its hash");
-            if (content.Length != f.Size) throw new PayloadException($"boot file {f.Name}: {content.Length} bytes, the manifest says {f.Size}");
-            string final = Path.Combine(where.BootDirectory, f.Name), temporary = final + ".new";
+        }
+        catch
+        {
+            // What an earlier file failed with comes first, as it would have one file at a time;
+            // none is left running.
+            foreach (Task<byte[]> task in made) WaitQuietly(task);
+            foreach (Task<byte[]> task in made.Where(t => t.IsFaulted)) task.GetAwaiter().GetResult();
+            throw;
+        }
+        using var waitForAll = new Joined(Task.WhenAll(made));
+        for (int i = 0; i < made.Count; i++)
+        {
+            byte[] content = made[i].GetAwaiter().GetResult();
+            string final = Path.Combine(where.BootDirectory, manifest.BootFiles[i].Name), temporary = final + ".new";
             using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {
                 file.Write(content);
@@ -291,6 +300,37 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             }
             staged.Add((temporary, final));
         }
+    }
+
+    /// <summary>A boot file's content from its data (<paramref name="frame"/>, checked first) and the running version's file, checked.</summary>
+    private static byte[] BootFileContent(BootFile f, byte[]? frame, ApplyTarget where, Dictionary<string, byte[]> running)
+    {
+        string at = $"boot file {f.Name}";
+        byte[]? old = f.Type == OperationType.Data ? null : running[f.Name];
+        string path = f.Type == OperationType.Data ? "" : Path.Combine(where.SourceBootDirectory!, f.Name);
+        byte[] content;
+        if (f.Type == OperationType.Copy) content = old!;
+        else
+        {
+            CheckData(frame!, f.DataSha256!, at);
+            if (old is null) content = Decompress(frame!, null, f.Size, at);
+            else
+            {
+                // A patch: the old file's first and last bytes as they are (keep), the
+                // frame makes what lies between with the old file's middle as dictionary.
+                long head = f.Keep?[0] ?? 0, tail = f.Keep?[1] ?? 0;
+                if (head + tail > old.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
+                content = new byte[f.Size];
+                old.AsSpan(0, (int)head).CopyTo(content);
+                old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
+                Decompress(frame!, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
+            }
+        }
+        // A copy's content is the old file, just checked against the same hash (the manifest
+        // says srcSha256 == sha256 for a copy): hashed once.
+        if (f.Type != OperationType.Copy && PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"{at}: its content does not match its hash");
+        if (content.Length != f.Size) throw new PayloadException($"{at}: {content.Length} bytes, the manifest says {f.Size}");
+        return content;
     }
 
     private static string? SourceProblem(SafeFileHandleReader source, ImageIdentity expected)
@@ -315,8 +355,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// </summary>
     private byte[] VerifiedTree(PayloadManifest manifest, TreeFollower follower, SafeFileHandleReader? source, string at)
     {
-        var (tree, root, ahead) = follower.Finish();
-        say?.Invoke($"dm-verity tree built: {ahead} of {manifest.TargetVerity!.DataBlocks} blocks hashed while they were written");
+        var (tree, root, known, ahead) = follower.Finish();
+        long blocks = manifest.TargetVerity!.DataBlocks;
+        say?.Invoke($"dm-verity tree built from {blocks} blocks: {known} digests known (checked outputs, zeros), {ahead} read back while the others were written, {blocks - known - ahead} after");
         string got = Convert.ToHexStringLower(root);
         if (got != manifest.Target.VerityRootHash)
         {
@@ -359,7 +400,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// something else that is at once, after an interrupted apply of this payload it is
     /// where the interruption came (writes are flushed every 16 MiB).
     /// </summary>
-    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, CancellationToken cancel)
+    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, byte[]? salt,
+        CancellationToken cancel)
     {
         int bs = manifest.BlockSize;
         byte[] here = new byte[TargetWriter.ChunkBytes], there = new byte[TargetWriter.ChunkBytes];
@@ -373,7 +415,11 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 
         bool Holds(Operation op)
         {
-            if (op.Type is not (OperationType.Zero or OperationType.Copy)) return PayloadFile.Sha256(ReadExtents(written, op.Dst, bs)) == op.DstSha256;
+            if (op.Type is not (OperationType.Zero or OperationType.Copy))
+            {
+                byte[] held = ReadExtents(written, op.Dst, bs);
+                return salt is null ? PayloadFile.Sha256(held) == op.DstSha256 : VerityTree.BlockDigestsSha256(salt, held) == op.DstLeavesSha256;
+            }
             foreach (var (dst, src, n) in Pieces(op.Dst, op.Src ?? op.Dst, here.Length / bs))
             {
                 Span<byte> have = here.AsSpan(0, (int)(n * bs));
@@ -416,12 +462,15 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     }
 
     /// <summary>
-    /// The output, when it hashes as the manifest says. When it does not and it was made
-    /// from the source, the source is the first suspect: see <see cref="SourceSuspect"/>.
+    /// Checks an operation's output before it is written: by its SHA-256, or with a
+    /// <paramref name="salt"/> (format 4 with a tree) by the SHA-256 of its blocks' digests,
+    /// computed on every core and returned for the tree. When it does not match and it was
+    /// made from the source, the source is the first suspect: see <see cref="SourceSuspect"/>.
     /// </summary>
-    private static byte[] Verified(byte[] output, Operation op, string at, SafeFileHandleReader? source, PayloadManifest manifest)
+    private static byte[]? Checked(byte[] output, Operation op, string at, SafeFileHandleReader? source, PayloadManifest manifest, byte[]? salt)
     {
-        if (PayloadFile.Sha256(output) == op.DstSha256) return output;
+        byte[]? digests = salt is null ? null : VerityTree.BlockDigests(salt, output, parallel: true);
+        if (digests is null ? PayloadFile.Sha256(output) == op.DstSha256 : PayloadFile.Sha256(digests) == op.DstLeavesSha256) return digests;
         throw new PayloadException($"{at}: its output does not match its hash{(op.Src is null ? "" : SourceSuspect(source, manifest))}");
     }
 
@@ -458,8 +507,13 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     {
         byte[] data = new byte[length];
         PayloadFile.ReadExactly(payload, data, $"the data of {what}");
-        if (PayloadFile.Sha256(data) != sha256) throw new PayloadException($"{what}: its data does not match its hash: the payload is corrupt");
+        CheckData(data, sha256, what);
         return data;
+    }
+
+    private static void CheckData(byte[] data, string sha256, string what)
+    {
+        if (PayloadFile.Sha256(data) != sha256) throw new PayloadException($"{what}: its data does not match its hash: the payload is corrupt");
     }
 
     /// <summary>Exactly <paramref name="length"/> bytes out of one frame, or a named error (never more memory than that).</summary>

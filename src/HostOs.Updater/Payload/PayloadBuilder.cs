@@ -35,7 +35,9 @@ public sealed record ImageBuild(string Version, string RootImage, string Kernel,
 /// new bytes is bounded (4 MiB out, 16 MiB of source in); copies and zeros are streamed,
 /// so applying needs little memory.
 /// </summary>
-public sealed class PayloadBuilder(int level = 19)
+/// <param name="format">The manifest format written: 4, or 3 (data operations checked by
+/// their output's SHA-256 also with a tree) for machines whose updater reads no newer.</param>
+public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.CurrentFormat)
 {
     private const int ChunkBlocks = 1024;             // new data per frame: 4 MiB of 4 KiB blocks
     private const long WindowBytes = 4 << 20;         // source on each side of a new run, as its dictionary
@@ -48,6 +50,7 @@ public sealed class PayloadBuilder(int level = 19)
     public Result Create(ImageBuild target, ImageBuild? source, IReadOnlyList<Key> keys, string output)
     {
         if (keys.Count == 0) throw new PayloadException("no signing key");
+        if (format is < 3 or > PayloadManifest.CurrentFormat) throw new PayloadException($"payloads are made in format 3 or {PayloadManifest.CurrentFormat}, not {format}");
         if (source is not null && SemanticVersion.Parse(target.Version) <= SemanticVersion.Parse(source.Version))
         {
             throw new PayloadException($"a delta goes forward: {source.Version} -> {target.Version} does not");
@@ -69,6 +72,8 @@ public sealed class PayloadBuilder(int level = 19)
             // compressor shrinks them, and the applier checks everything by its root).
             HostOs.Platform.Disk.VerityParameters? verity = Verity(target.Cmdline);
             byte[]? tree = verity is null ? null : CheckedTree(target.RootImage, tgt, verity);
+            // Format 4 with a tree: what a data operation makes is named by its blocks' digests.
+            byte[]? salt = tree is not null && format >= 4 ? Convert.FromHexString(verity!.Salt) : null;
             long blocks = verity?.DataBlocks ?? tgt.Length / bs;
             byte[] block = new byte[bs], other = new byte[bs];
             // Classify every target block, then emit runs.
@@ -112,14 +117,15 @@ public sealed class PayloadBuilder(int level = 19)
                     byte[] bytes = tgt.ReadRange(start * bs, (i - start) * bs);
                     if (src is not null)
                     {
-                        ops.Add(Changed(src, kinds, shifts, start, i, bytes, data));
+                        ops.Add(Changed(src, kinds, shifts, start, i, bytes, data, salt));
                         continue;
                     }
                     byte[] plain = Compress(bytes, null);
                     ops.Add(new Operation
                     {
                         Type = OperationType.Data, Dst = [[start, i - start]],
-                        DataLength = plain.Length, DataSha256 = Sha256(plain), DstSha256 = Sha256(bytes),
+                        DataLength = plain.Length, DataSha256 = Sha256(plain),
+                        DstSha256 = salt is null ? Sha256(bytes) : null, DstLeavesSha256 = LeavesSha256(salt, bytes),
                     });
                     data.Write(plain);
                 }
@@ -169,6 +175,7 @@ public sealed class PayloadBuilder(int level = 19)
                 },
                 Target = new ImageIdentity { Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256(), VerityRootHash = verity?.RootHash },
                 Cmdline = target.Cmdline,
+                Format = format,
                 BlockSize = bs,
                 Operations = ops,
                 BootFiles = bootFiles,
@@ -222,7 +229,8 @@ public sealed class PayloadBuilder(int level = 19)
     /// shifted with the files they point at differ from their old selves by a few repeated
     /// values, which zstd packs to almost nothing; bsdiff gets its size from the same idea).
     /// </summary>
-    private Operation Changed(SafeFileHandleReader src, (char Kind, long Src)[] kinds, long[] shifts, long start, long end, byte[] bytes, FileStream data)
+    private Operation Changed(SafeFileHandleReader src, (char Kind, long Src)[] kinds, long[] shifts, long start, long end, byte[] bytes, FileStream data,
+        byte[]? salt)
     {
         const int bs = 4096;
         long n = end - start, sourceBlocks = src.Length / bs;
@@ -257,7 +265,8 @@ public sealed class PayloadBuilder(int level = 19)
         var op = new Operation
         {
             Type = type, Dst = [[start, n]], Src = bestSrc,
-            DataLength = best.Length, DataSha256 = Sha256(best), DstSha256 = Sha256(bytes),
+            DataLength = best.Length, DataSha256 = Sha256(best),
+            DstSha256 = salt is null ? Sha256(bytes) : null, DstLeavesSha256 = LeavesSha256(salt, bytes),
         };
         data.Write(best);
         return op;
@@ -334,6 +343,8 @@ public sealed class PayloadBuilder(int level = 19)
     private static ulong BlockKey(byte[] block) => BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(block));
 
     private static string Sha256(ReadOnlySpan<byte> data) => PayloadFile.Sha256(data);
+
+    private static string? LeavesSha256(byte[]? salt, byte[] bytes) => salt is null ? null : HostOs.Verity.VerityTree.BlockDigestsSha256(salt, bytes);
 
     /// <summary>
     /// The level of every patch, whatever the payload's: a patch is worth only the matches it

@@ -10,6 +10,8 @@ namespace HostOs.Updater.Payload;
 /// comes (<see cref="Finish"/>), which hashes what is left on every core. Only blocks in
 /// the written prefix are hashed early, and a manifest writes every block exactly once, so
 /// a block hashed early is the block the target keeps; the root is checked all the same.
+/// Blocks whose digests the apply already has (<see cref="Known"/>: a data operation's
+/// output checked by its blocks' digests before it was written, zeros) are not read again.
 /// </summary>
 internal sealed class TreeFollower : IDisposable
 {
@@ -17,6 +19,8 @@ internal sealed class TreeFollower : IDisposable
     private readonly SafeFileHandleReader _target;
     private readonly long _dataBlocks;
     private readonly byte[] _salt, _leaves;
+    private readonly bool[] _known;
+    private byte[]? _zeroDigest;
     private readonly Thread _thread;
     private readonly object _gate = new();
     private long _written, _hashed; // blocks: the target's prefix that is final, and the prefix hashed
@@ -28,8 +32,41 @@ internal sealed class TreeFollower : IDisposable
         _dataBlocks = verity.DataBlocks;
         _salt = Convert.FromHexString(verity.Salt);
         _leaves = VerityTree.NewLeaves(_dataBlocks);
+        _known = new bool[_dataBlocks];
         _thread = new Thread(Run) { IsBackground = true, Name = "verity tree" };
         _thread.Start();
+    }
+
+    /// <summary>
+    /// The digests of blocks <paramref name="dst"/> (in order, 32 bytes each), before the
+    /// blocks are written: they are not read back. Blocks past the data (the tree's own) are ignored.
+    /// </summary>
+    public void Known(List<long[]> dst, ReadOnlySpan<byte> digests)
+    {
+        int at = 0;
+        foreach (long[] e in dst)
+        {
+            for (long b = e[0]; b < e[0] + e[1]; b++, at += 32)
+            {
+                if (b >= _dataBlocks) continue;
+                digests.Slice(at, 32).CopyTo(_leaves.AsSpan((int)(b * 32), 32));
+                _known[b] = true;
+            }
+        }
+    }
+
+    /// <summary>Every block of <paramref name="dst"/> is zeros (written from a fresh buffer: its digest is a constant).</summary>
+    public void KnownZeros(List<long[]> dst)
+    {
+        byte[] digest = _zeroDigest ??= VerityTree.BlockDigests(_salt, new byte[VerityParameters.BlockSize], parallel: false);
+        foreach (long[] e in dst)
+        {
+            for (long b = e[0]; b < Math.Min(e[0] + e[1], _dataBlocks); b++)
+            {
+                digest.CopyTo(_leaves, b * 32);
+                _known[b] = true;
+            }
+        }
     }
 
     /// <summary>The target holds its final data blocks [0, <paramref name="blocks"/>).</summary>
@@ -57,7 +94,7 @@ internal sealed class TreeFollower : IDisposable
                     from = _hashed;
                     count = Math.Min(ChunkBlocks, _written - _hashed);
                 }
-                VerityTree.HashLeaves(_salt, from, count, _target.Read, _leaves, parallel: false);
+                HashUnknown(from, count, parallel: false);
                 lock (_gate) _hashed = from + count;
             }
         }
@@ -67,13 +104,26 @@ internal sealed class TreeFollower : IDisposable
         }
     }
 
-    /// <summary>Every data block written: the rest hashed on every core, then the levels above and the root.</summary>
-    public (byte[] Tree, byte[] RootHash, long HashedAhead) Finish()
+    /// <summary>Reads back and hashes the blocks of [<paramref name="from"/>, +<paramref name="count"/>) whose digests are not known.</summary>
+    private void HashUnknown(long from, long count, bool parallel) =>
+        VerityTree.HashLeaves(_salt, from, count, _target.Read, _leaves, parallel, _known);
+
+    /// <summary>
+    /// Every data block written: the rest hashed on every core, then the levels above and the
+    /// root. Also says how many digests were known and how many of the others were hashed before.
+    /// </summary>
+    public (byte[] Tree, byte[] RootHash, long Known, long HashedAhead) Finish()
     {
         Stop();
-        VerityTree.HashLeaves(_salt, _hashed, _dataBlocks - _hashed, _target.Read, _leaves, parallel: true);
+        long ahead = 0, known = 0;
+        for (long b = 0; b < _dataBlocks; b++)
+        {
+            if (_known[b]) known++;
+            else if (b < _hashed) ahead++;
+        }
+        HashUnknown(_hashed, _dataBlocks - _hashed, parallel: true);
         var (tree, root) = VerityTree.FromLeaves(_dataBlocks, _salt, _leaves);
-        return (tree, root, _hashed);
+        return (tree, root, known, ahead);
     }
 
     private void Stop()

@@ -205,6 +205,10 @@ public sealed class PayloadTests : IDisposable
     [InlineData("verity-without-root", "the target has no dm-verity root hash to check the tree against")]
     [InlineData("verity-elsewhere-in-target", "the tree of 2 data blocks is [2,1] and ends the 4-block target")]
     [InlineData("verity-not-last", "so it must be the last operation")]
+    [InlineData("leaves-without-tree", "dstLeavesSha256 belongs only to data operations of a format 4 payload with a hash tree")]
+    [InlineData("sha-with-tree", "in a format 4 payload with a hash tree, an operation's output is checked by dstLeavesSha256, not dstSha256")]
+    [InlineData("no-leaves-with-tree", "dstLeavesSha256 is not")]
+    [InlineData("leaves-in-format-3", "dstLeavesSha256 belongs only to data operations of a format 4 payload with a hash tree")]
     public void SignedButMalformedManifestsAreRefused(string what, string expected)
     {
         const string VerityRoot = "13fbef2465c1e3ba23f5cc6bc9cde745c4ee25fac3e05688e0099c68ced87187";
@@ -226,6 +230,10 @@ public sealed class PayloadTests : IDisposable
             "verity-without-root" => [Zero(0, 3), Tree(3, 1)],
             "verity-elsewhere-in-target" => [Zero(0, 2), Tree(2, 2)],
             "verity-not-last" => [Tree(3, 1), Zero(0, 3)],
+            "leaves-without-tree" => [Zero(0, 3), new() { Type = OperationType.Data, Dst = [[3, 1]], DataLength = 1, DataSha256 = zero, DstSha256 = zero, DstLeavesSha256 = zero }],
+            "sha-with-tree" => [Zero(0, 2), new() { Type = OperationType.Data, Dst = [[2, 1]], DataLength = 1, DataSha256 = zero, DstSha256 = zero }, Tree(3, 1)],
+            "no-leaves-with-tree" => [Zero(0, 2), new() { Type = OperationType.Data, Dst = [[2, 1]], DataLength = 1, DataSha256 = zero }, Tree(3, 1)],
+            "leaves-in-format-3" => [Zero(0, 2), new() { Type = OperationType.Data, Dst = [[2, 1]], DataLength = 1, DataSha256 = zero, DstLeavesSha256 = zero }, Tree(3, 1)],
             _ => [Zero(0, 4)],
         };
         var boot = what == "no-boot" ? new List<BootFile>() : [
@@ -235,6 +243,7 @@ public sealed class PayloadTests : IDisposable
             new BootFile { Name = "initrd.img", Size = 1, Sha256 = zero, DataLength = 1, DataSha256 = zero }];
         var manifest = new PayloadManifest
         {
+            Format = what == "leaves-in-format-3" ? 3 : PayloadManifest.CurrentFormat,
             Version = what == "bad-version" ? "1.0" : "1.0.0",
             Target = new ImageIdentity
             {
@@ -242,7 +251,7 @@ public sealed class PayloadTests : IDisposable
                 VerityRootHash = what switch
                 {
                     "verity-elsewhere" or "verity-unnamed" => zero,
-                    "verity-no-tree" or "verity-elsewhere-in-target" or "verity-not-last" => VerityRoot,
+                    "verity-no-tree" or "verity-elsewhere-in-target" or "verity-not-last" or "sha-with-tree" or "no-leaves-with-tree" or "leaves-in-format-3" => VerityRoot,
                     _ => null,
                 },
             },
@@ -253,7 +262,7 @@ public sealed class PayloadTests : IDisposable
                 "verity-elsewhere" => $"quiet hostos.verity=2:{VerityRoot}:00",
                 "verity-no-tree" => $"quiet hostos.verity=4:{VerityRoot}:00",
                 "verity-elsewhere-in-target" => $"quiet hostos.verity=2:{VerityRoot}:00",
-                "verity-not-last" => $"quiet hostos.verity=3:{VerityRoot}:00",
+                "verity-not-last" or "sha-with-tree" or "no-leaves-with-tree" or "leaves-in-format-3" => $"quiet hostos.verity=3:{VerityRoot}:00",
                 _ => "quiet",
             },
             Operations = ops,
@@ -420,18 +429,54 @@ public sealed class PayloadTests : IDisposable
         var deltaResult = new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
         foreach (var r in new[] { fullResult, deltaResult })
         {
+            Assert.Equal(4, r.Manifest.Format);
             Operation last = r.Manifest.Operations[^1];
             Assert.Equal(OperationType.Verity, last.Type);
             Assert.Equal([dataBlocks, treeBlocks], last.Dst.Single());
             Assert.Equal(0, last.DataLength);
             Assert.All(r.Manifest.Operations.SkipLast(1), o => Assert.True(o.Dst.All(e => e[0] + e[1] <= dataBlocks)));
+            // What data makes is named by its blocks' digests, which the applier then builds the tree from.
+            Assert.All(r.Manifest.Operations.Where(o => o.Type is OperationType.Data or OperationType.Patch or OperationType.Diff),
+                o => Assert.True(o.DstSha256 is null && o.DstLeavesSha256 is not null));
         }
+        Assert.Contains(fullResult.Manifest.Operations, o => o.Type == OperationType.Data);
         Assert.Equal(c1.Split(':')[1], deltaResult.Manifest.Source!.VerityRootHash);
 
-        Apply(full, [pub], null, target: "full.img");
+        var fullSaid = new List<string>();
+        using (FileStream f = File.OpenRead(full))
+        {
+            new PayloadApplier([pub], fullSaid.Add).Apply(f, new ApplyTarget(Path.Combine(_work, "full.img"), null, Path.Combine(_work, "boot"), null), null, false);
+        }
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full.img")));
+        // A full payload's blocks are all data or zeros: no digest had to be read back.
+        Assert.Equal("dm-verity tree built from 608 blocks: 608 digests known (checked outputs, zeros), 0 read back while the others were written, 0 after",
+            Assert.Single(fullSaid, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
         Apply(delta, [pub], Path.Combine(b1, "root.img"), target: "delta.img");
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
+        // The full payload applied again over itself: its data operations are recognised by their blocks' digests and kept.
+        fullSaid.Clear();
+        using (FileStream f = File.OpenRead(full))
+        {
+            new PayloadApplier([pub], fullSaid.Add).Apply(f, new ApplyTarget(Path.Combine(_work, "full.img"), null, Path.Combine(_work, "boot"), null), null, false);
+        }
+        int fullCount = fullResult.Manifest.Operations.Count;
+        Assert.Contains($"operations 0..{fullCount - 2} of {fullCount}", Assert.Single(fullSaid, l => l.StartsWith("resuming", StringComparison.Ordinal)));
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full.img")));
+
+        // Format 3 (outputs named by their SHA-256) is still made on request and applied.
+        string full3 = Path.Combine(_work, "full3.hup"), delta3 = Path.Combine(_work, "delta3.hup");
+        var full3Result = new PayloadBuilder(3, format: 3).Create(ImageBuild.FromDirectory(b2), null, [key], full3);
+        var delta3Result = new PayloadBuilder(3, format: 3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta3);
+        foreach (var r in new[] { full3Result, delta3Result })
+        {
+            Assert.Equal(3, r.Manifest.Format);
+            Assert.All(r.Manifest.Operations.Where(o => o.Type is OperationType.Data or OperationType.Patch or OperationType.Diff),
+                o => Assert.True(o.DstSha256 is not null && o.DstLeavesSha256 is null));
+        }
+        Apply(full3, [pub], null, target: "full3.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full3.img")));
+        Apply(delta3, [pub], Path.Combine(b1, "root.img"), target: "delta3.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta3.img")));
 
         // All there again: everything but the tree is kept, and the tree is built and checked.
         var said = new List<string>();
@@ -441,7 +486,8 @@ public sealed class PayloadTests : IDisposable
         }
         int count = deltaResult.Manifest.Operations.Count;
         Assert.Contains($"operations 0..{count - 2} of {count}", Assert.Single(said, l => l.StartsWith("resuming", StringComparison.Ordinal)));
-        Assert.Matches(@"^dm-verity tree built: \d+ of 608 blocks hashed while they were written$", Assert.Single(said, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
+        Assert.Matches(@"^dm-verity tree built from 608 blocks: \d+ digests known \(checked outputs, zeros\), \d+ read back while the others were written, \d+ after$",
+            Assert.Single(said, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
 
         // A source of the right version in name whose bytes differ where a copy reads: found by the root, named.
