@@ -1,7 +1,6 @@
 using IncrementalHash = System.Security.Cryptography.IncrementalHash;
 using HashAlgorithmName = System.Security.Cryptography.HashAlgorithmName;
 using Microsoft.Win32.SafeHandles;
-using HostOs.Verity;
 using NSec.Cryptography;
 using ZstdSharp;
 
@@ -84,9 +83,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
-        // Format 4 with a tree: what data operations make is checked by its blocks' digests (salted SHA-256s), which the tree is built from.
-        byte[]? salt = manifest.ByLeaves ? Convert.FromHexString(manifest.TargetVerity!.Salt) : null;
-        int first = VerifiedPrefix(manifest, slot, source, salt, cancel);
+        // Format 4 with a tree: what data operations make is checked by its blocks' digests
+        // (salted SHA-256s), which the tree is built from; so are the operations kept here.
+        int first = VerifiedPrefix(manifest, slot, source, tree, cancel);
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -136,7 +135,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                             writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
                             break;
                         default:
-                            if (Checked(output!, op, at, source, manifest, salt) is byte[] digests) tree!.Known(op.Dst, digests);
+                            if (Checked(output!, op, at, source, manifest, tree) is byte[] digests) tree!.Known(op.Dst, digests);
                             writer.Write(op.Dst, output!);
                             break;
                     }
@@ -400,7 +399,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// something else that is at once, after an interrupted apply of this payload it is
     /// where the interruption came (writes are flushed every 16 MiB).
     /// </summary>
-    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, byte[]? salt,
+    private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, TreeFollower? tree,
         CancellationToken cancel)
     {
         int bs = manifest.BlockSize;
@@ -418,7 +417,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             if (op.Type is not (OperationType.Zero or OperationType.Copy))
             {
                 byte[] held = ReadExtents(written, op.Dst, bs);
-                return salt is null ? PayloadFile.Sha256(held) == op.DstSha256 : VerityTree.BlockDigestsSha256(salt, held) == op.DstLeavesSha256;
+                if (!manifest.ByLeaves) return PayloadFile.Sha256(held) == op.DstSha256;
+                // The digests that matched are the tree's for those blocks: not read back again.
+                byte[] digests = tree!.Digests(held);
+                if (PayloadFile.Sha256(digests) != op.DstLeavesSha256) return false;
+                tree.Known(op.Dst, digests);
+                return true;
             }
             foreach (var (dst, src, n) in Pieces(op.Dst, op.Src ?? op.Dst, here.Length / bs))
             {
@@ -433,6 +437,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 source!.Read(src * bs, want);
                 if (!have.SequenceEqual(want)) return false;
             }
+            if (op.Type == OperationType.Zero) tree?.KnownZeros(op.Dst);
             return true;
         }
     }
@@ -462,14 +467,14 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     }
 
     /// <summary>
-    /// Checks an operation's output before it is written: by its SHA-256, or with a
-    /// <paramref name="salt"/> (format 4 with a tree) by the SHA-256 of its blocks' digests,
-    /// computed on every core and returned for the tree. When it does not match and it was
-    /// made from the source, the source is the first suspect: see <see cref="SourceSuspect"/>.
+    /// Checks an operation's output before it is written: by its SHA-256, or (format 4 with a
+    /// tree) by the SHA-256 of its blocks' digests, computed on every core and returned for
+    /// the tree. When it does not match and it was made from the source, the source is the
+    /// first suspect: see <see cref="SourceSuspect"/>.
     /// </summary>
-    private static byte[]? Checked(byte[] output, Operation op, string at, SafeFileHandleReader? source, PayloadManifest manifest, byte[]? salt)
+    private static byte[]? Checked(byte[] output, Operation op, string at, SafeFileHandleReader? source, PayloadManifest manifest, TreeFollower? tree)
     {
-        byte[]? digests = salt is null ? null : VerityTree.BlockDigests(salt, output, parallel: true);
+        byte[]? digests = manifest.ByLeaves ? tree!.Digests(output) : null;
         if (digests is null ? PayloadFile.Sha256(output) == op.DstSha256 : PayloadFile.Sha256(digests) == op.DstLeavesSha256) return digests;
         throw new PayloadException($"{at}: its output does not match its hash{(op.Src is null ? "" : SourceSuspect(source, manifest))}");
     }

@@ -41,12 +41,19 @@ internal sealed class TreeFollower : IDisposable
     /// The digests of blocks <paramref name="dst"/> (in order, 32 bytes each), before the
     /// blocks are written: they are not read back. Blocks past the data (the tree's own) are ignored.
     /// </summary>
-    public void Known(List<long[]> dst, ReadOnlySpan<byte> digests)
+    public void Known(List<long[]> dst, ReadOnlySpan<byte> digests) => Mark(dst, digests, 32);
+
+    /// <summary>Every block of <paramref name="dst"/> is zeros (written from a fresh buffer: its digest is a constant).</summary>
+    public void KnownZeros(List<long[]> dst) =>
+        Mark(dst, _zeroDigest ??= VerityTree.BlockDigests(_salt, new byte[VerityParameters.BlockSize], parallel: false), 0);
+
+    /// <summary>The digests of blocks <paramref name="dst"/>: the next one <paramref name="step"/> bytes on for each block.</summary>
+    private void Mark(List<long[]> dst, ReadOnlySpan<byte> digests, int step)
     {
         int at = 0;
         foreach (long[] e in dst)
         {
-            for (long b = e[0]; b < e[0] + e[1]; b++, at += 32)
+            for (long b = e[0]; b < e[0] + e[1]; b++, at += step)
             {
                 if (b >= _dataBlocks) continue;
                 digests.Slice(at, 32).CopyTo(_leaves.AsSpan((int)(b * 32), 32));
@@ -55,19 +62,8 @@ internal sealed class TreeFollower : IDisposable
         }
     }
 
-    /// <summary>Every block of <paramref name="dst"/> is zeros (written from a fresh buffer: its digest is a constant).</summary>
-    public void KnownZeros(List<long[]> dst)
-    {
-        byte[] digest = _zeroDigest ??= VerityTree.BlockDigests(_salt, new byte[VerityParameters.BlockSize], parallel: false);
-        foreach (long[] e in dst)
-        {
-            for (long b = e[0]; b < Math.Min(e[0] + e[1], _dataBlocks); b++)
-            {
-                digest.CopyTo(_leaves, b * 32);
-                _known[b] = true;
-            }
-        }
-    }
+    /// <summary>The digests of <paramref name="data"/>'s blocks with this tree's salt, on every core.</summary>
+    public byte[] Digests(byte[] data) => VerityTree.BlockDigests(_salt, data, parallel: true);
 
     /// <summary>The target holds its final data blocks [0, <paramref name="blocks"/>).</summary>
     public void Written(long blocks)

@@ -461,6 +461,9 @@ public sealed class PayloadTests : IDisposable
         }
         int fullCount = fullResult.Manifest.Operations.Count;
         Assert.Contains($"operations 0..{fullCount - 2} of {fullCount}", Assert.Single(fullSaid, l => l.StartsWith("resuming", StringComparison.Ordinal)));
+        // ... and the digests that recognised them are the tree's: nothing is read back to be hashed again.
+        Assert.Equal("dm-verity tree built from 608 blocks: 608 digests known (checked outputs, zeros), 0 read back while the others were written, 0 after",
+            Assert.Single(fullSaid, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full.img")));
 
         // Format 3 (outputs named by their SHA-256) is still made on request and applied.
