@@ -16,7 +16,7 @@ if [ "${1:-}" = "--broken" ]; then broken=1; shift; fi
 # Host tools, from Debian's archive only. Installed when missing; never the kernel
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
 HOST_PACKAGES=(qemu-system-x86 ovmf systemd-boot-efi erofs-utils gdisk dosfstools mtools
-               e2fsprogs kmod busybox-static binutils cpio zstd python3
+               e2fsprogs kmod busybox-static binutils gcc libc6-dev cpio zstd python3
                runc docker-registry apache2-utils openssl cryptsetup-bin nftables)
 missing=()
 for p in "${HOST_PACKAGES[@]}"; do
@@ -38,11 +38,17 @@ publish() { # project output-name
 }
 publish src/HostOs.Init hostos-init
 publish src/HostOs.Runc hostos-runc
+# The native stage (C# without the .NET runtime, src/HostOs.Stage), beside the binaries
+# that start containers from out/publish (hostos-runc, the guest checker), and in images.
+echo "== building hostos-stage (NativeAOT, no runtime)"
+src/HostOs.Stage/make.sh out/publish/hostos-stage
+cp out/publish/hostos-stage/hostos-stage out/publish/hostos-runc/
 publish src/HostOs.Ctl hostctl
 publish src/HostOs.ImageTool hostos-images
 publish src/HostOs.Updater hostos-updater
 # The in-guest checker goes only into the test image (qemu-tests/image/hostos-test.json).
 publish tests/HostOs.GuestCheck hostos-guestcheck
+cp out/publish/hostos-stage/hostos-stage out/publish/hostos-guestcheck/
 publish tests/HostOs.HostedDemo hostos-hosted-demo
 
 # The update signing key (docs/updates.md): HOSTOS_UPDATE_KEY names one; otherwise a

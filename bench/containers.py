@@ -7,6 +7,7 @@ under TCG (HOSTOS_ACCEL to change), and through the test shell on ttyS1:
     from its command line: `hostos-guestcheck container-run BUNDLE ID` (create, start,
     wait, delete through HostOs.Containers) and `crun run -b BUNDLE ID`;
   - 20 containers started in parallel with each;
+  - exec of /bin/true into a running container, sequential, with each;
   - resident memory of the runtime's own processes while one container runs.
 Times come from the guest's /proc/uptime (10 ms resolution) around each batch.
 Usage: bench/containers.py [--runs N]
@@ -56,6 +57,18 @@ def main():
               f"hostos-runc / runc: {rows[0][1] / rows[3][1]:.2f}x")
         p_ours, p_crun = par(ours.replace("c$i", "p$i"), 20), par(crun.replace("c$i", "p$i"), 20)
         print(f"20 containers started in parallel: HostOS {p_ours:.0f} ms, crun {p_crun:.0f} ms, ratio {p_ours / p_crun:.2f}x")
+
+        # exec into a running container (what exec health probes do): /bin/true, sequential
+        sh.check("hostos-guestcheck make-bundle /tmp/l sleep 3600")
+        execs = []
+        for name, rt in [("hostos-runc exec", "hostos-runc --root /run/hostos-runc"), ("crun exec", "crun --root /run/crun")]:
+            sh.check(f"{rt} create -b /tmp/l e1 >/dev/null </dev/null && {rt} start e1")
+            cmd = f"{rt} exec e1 true >/dev/null </dev/null"
+            seq(cmd, 3)
+            execs.append((name, seq(cmd, RUNS)))
+            sh.check(f"{rt} delete --force e1")
+        print(f"exec of /bin/true into a running container, {RUNS} sequential runs each: "
+              + ", ".join(f"{n} {ms:.1f} ms" for n, ms in execs) + f", ratio {execs[0][1] / execs[1][1]:.2f}x")
 
         def rss(cmd, procname):
             sh.check(f"({cmd}) & sleep 1")

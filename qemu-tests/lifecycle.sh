@@ -240,6 +240,19 @@ expect "kill of an unknown container fails" 1 rt kill nope KILL
 expect "delete of an unknown container fails" 1 rt delete nope
 expect "create without config.json fails" 1 rt create --bundle "$W" c6
 expect "a failed create leaves no container" 1 rt state c6
+# a hostile root: a mount destination through a symlink to a host directory never reaches
+# it (runc and crun resolve the link inside the root, hostos-runc refuses the destination)
+bundle "$W/hostile" '["true"]'
+mkdir -p "$W/host-dir"
+ln -s "$W/host-dir" "$W/hostile/rootfs/escape"
+sed -i '/"mounts": \[/a\    { "destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs" },' "$W/hostile/config.json"
+rt run --bundle "$W/hostile" c12 >/dev/null 2>&1 </dev/null
+rt delete --force c12 >/dev/null 2>&1
+if [ -e "$W/host-dir/sub" ] || grep -q " $W/host-dir" /proc/self/mountinfo; then
+  bad "a mount through a symlink in the root stays in the root" "$(ls -la "$W/host-dir"; grep " $W/host-dir" /proc/self/mountinfo)"
+else
+  ok "a mount through a symlink in the root stays in the root"
+fi
 expect "exec in an unknown container fails" 255 rt exec nope true
 expect "list is empty at the end" 0 rt list -q
 if [ -s "$W/out" ]; then bad "nothing left" "$(cat "$W/out")"; else ok "nothing left"; fi

@@ -13,8 +13,9 @@ namespace HostOs.Runc;
 /// <summary>
 /// hostos-runc: HostOS's container runtime behind runc's command line, so that OCI tooling
 /// and scripts written for runc drive it unchanged: same commands, flags, JSON and exit
-/// codes (1 on any error, the container's code for run and exec). Also the stage each
-/// container starts as (<c>hostos-runc container-init</c>, never typed by anyone).
+/// codes (1 on any error, the container's code for run and exec). Its stage is hostos-stage
+/// beside it (docs/containers.md "The native stage"); for a terminal or startContainer
+/// hooks, itself as <c>hostos-runc container-init</c> (never typed by anyone).
 /// Output goes straight to fds 1 and 2: never System.Console (docs/pid1.md).
 /// </summary>
 internal static class Program

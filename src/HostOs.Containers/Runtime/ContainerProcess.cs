@@ -161,8 +161,10 @@ public sealed class ContainerProcess
                 HookRunner.Run("createContainer", spec.Hooks?.CreateContainer, creating,
                     request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
             }
-            var (pid, control) = Launch(id, stagePid => plan.StartContainerHooks.Count == 0 ? plan : plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup, stagePath, spawn, stdout,
-                RunCreateHooks, terminal?.StageEnd);
+            // The native stage unless the managed one's pty or startContainer hooks are needed.
+            bool native = plan.NativeCapable;
+            var (pid, control) = Launch(id, stagePid => plan.StartContainerHooks.Count == 0 ? plan : plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup,
+                native ? NativeStage.Path : stagePath, spawn, stdout, RunCreateHooks, terminal?.StageEnd, native);
             return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs, SpecBytes = specBytes, ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e)
@@ -192,7 +194,11 @@ public sealed class ContainerProcess
         {
             using var terminal = TerminalLink.Open(process, console, id);
             using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);
-            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, stagePath, spawn, stdout, console: terminal?.StageEnd);
+            // Without a terminal the native stage does it (a C program's start, not a
+            // runtime's); a terminal still needs the managed stage's pty handling.
+            bool native = plan.NativeCapable;
+            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, native ? NativeStage.Path : stagePath, spawn, stdout,
+                console: terminal?.StageEnd, native: native);
             return new ContainerProcess(id, pid, cgroup, control) { ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e) when (e is not ContainerException)
@@ -209,7 +215,7 @@ public sealed class ContainerProcess
     /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
     private static (int Pid, (FileStream Control, FileStream Status) Pipes) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
         List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup, string stagePath,
-        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null, SafeHandle? console = null)
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null, SafeHandle? console = null, bool native = false)
     {
         int pid = 0;
         FileStream? status = null;
@@ -219,6 +225,14 @@ public sealed class ContainerProcess
         if (consoleFd is not null) extras.Add(consoleFd);
         int consoleNumber = consoleFd is null ? 0 : 5 + extras.Count - 1;
         FileStream? control = null;
+        // The native stage's plan does not depend on its pid: made (and refused, if it must
+        // be) before anything is spawned.
+        MemoryStream? nativePlan = null;
+        if (native)
+        {
+            nativePlan = new MemoryStream();
+            (planFor(0) with { ConsoleFd = consoleNumber }).WriteNativeFramed(nativePlan);
+        }
         try
         {
             var (controlRead, controlWrite) = Sys.Pipe();
@@ -232,7 +246,7 @@ public sealed class ContainerProcess
                     pid = SpawnInNamespaces(unshare, joins, new SpawnRequest
                     {
                         Path = stagePath,
-                        Args = [stagePath, Stage.Mode],
+                        Args = native ? [stagePath] : [stagePath, Stage.Mode],
                         Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
                         ExtraFds = [controlRead, statusWrite, .. extras],
                         Stdout = stdout,
@@ -243,7 +257,8 @@ public sealed class ContainerProcess
                 Trace.Step("parent", "spawned stage");
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
-                (planFor(pid) with { ConsoleFd = consoleNumber }).WriteFramed(control);
+                if (nativePlan is not null) nativePlan.WriteTo(control);
+                else (planFor(pid) with { ConsoleFd = consoleNumber }).WriteFramed(control);
                 cgroup.AddProcess(pid);
                 control.WriteByte((byte)'G');
                 control.Flush();
@@ -260,7 +275,7 @@ public sealed class ContainerProcess
                 Trace.Step("parent", "stage ready");
                 if (report != "R")
                 {
-                    throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? report[1..] : "the stage exited before it was ready"));
+                    throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? Failure(report) : "the stage exited before it was ready"));
                 }
             }
             return (pid, (control, status));
@@ -285,7 +300,7 @@ public sealed class ContainerProcess
         _control.Dispose();
         string report = ReadAll(_status);
         _status.Dispose();
-        if (report.StartsWith('E')) throw new ContainerException($"container {Id}: {report[1..]}");
+        if (report.StartsWith('E')) throw new ContainerException($"container {Id}: {Failure(report)}");
     }
 
     /// <summary>
@@ -311,6 +326,19 @@ public sealed class ContainerProcess
     private static void TryDestroy(Cgroup cgroup)
     {
         try { cgroup.Destroy(TimeSpan.FromSeconds(5)); } catch (CgroupException) { }
+    }
+
+    /// <summary>
+    /// A stage's 'E' report as a message. The managed stage sends its message; the native
+    /// one sends the step, the operation, its target and errno, NUL-separated (errno 0: the
+    /// operation is the whole message), worded here as every system call's failure is.
+    /// </summary>
+    internal static string Failure(string report)
+    {
+        string[] parts = report[1..].Split('\0');
+        if (parts.Length != 4 || !int.TryParse(parts[3], System.Globalization.CultureInfo.InvariantCulture, out int errno)) return report[1..];
+        string step = parts[0], operation = parts[1];
+        return errno == 0 ? $"{step}: {operation}" : $"{step}: {new SysException(operation, parts[2].Length == 0 ? null : parts[2], errno).Message}";
     }
 
     /// <summary>Everything the stage writes until it closes its end (or execs): nothing, or 'E' and a message.</summary>

@@ -21,7 +21,9 @@ public static class Stage
     public const string Mode = "container-init";
     private const int ControlFd = 3, StatusFd = 4, AuxiliaryFd = 5, StderrFd = 2;
 
-    private static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
+    internal static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
+    internal static readonly (string Link, string To)[] DeviceLinks =
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
 
     /// <summary>
     /// Entry point: <c>BINARY container-init</c>. The plan arrives first on fd 3, then 'G'.
@@ -73,7 +75,7 @@ public static class Stage
                 if (plan.OomScoreAdj is int adj) File.WriteAllText("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
             step = "rlimits";
-            foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(RlimitNumber(type), soft, hard, type);
+            foreach (var (type, soft, hard) in plan.Rlimits) Sys.SetRlimit(StagePlan.RlimitNumber(type), soft, hard, type);
             SafeFileHandle? tty = null;
             if (plan.Terminal)
             {
@@ -260,7 +262,7 @@ public static class Stage
             if (!File.Exists(target)) File.WriteAllBytes(target, []);
             Sys.Mount("/dev/" + d, target, null, MountFlags.Bind);
         }
-        foreach (var (link, to) in new[] { ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx") })
+        foreach (var (link, to) in DeviceLinks)
         {
             string path = Path.Combine(rootfs, "dev", link);
             if (!Path.Exists(path) && new FileInfo(path).LinkTarget is null) File.CreateSymbolicLink(path, to);
@@ -272,10 +274,9 @@ public static class Stage
     {
         string target = SecureJoin(rootfs, d.Path);
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        uint type = d.Type switch { 'c' or 'u' => Sys.S_IFCHR, 'b' => Sys.S_IFBLK, 'p' => Sys.S_IFIFO, _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'") };
         try
         {
-            Sys.MakeNode(target, type | (d.FileMode & 0xFFF), d.Major, d.Minor);
+            Sys.MakeNode(target, DeviceType(d) | (d.FileMode & 0xFFF), d.Major, d.Minor);
         }
         catch (HostOs.Platform.SysException e) when (e.Errno == HostOs.Platform.Errno.EEXIST)
         {
@@ -284,6 +285,12 @@ public static class Stage
         File.SetUnixFileMode(target, (UnixFileMode)(d.FileMode & 0xFFF));
         Sys.Chown(target, d.Uid, d.Gid);
     }
+
+    internal static uint DeviceType(StagePlan.PlannedDevice d) => d.Type switch
+    {
+        'c' or 'u' => Sys.S_IFCHR, 'b' => Sys.S_IFBLK, 'p' => Sys.S_IFIFO,
+        _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'"),
+    };
 
     private static void MaskPath(string path)
     {
@@ -305,7 +312,7 @@ public static class Stage
     /// </summary>
     private static void SetCredentialsAndCapabilities(StagePlan plan)
     {
-        ulong Set(List<string> names) => names.Aggregate(0UL, (m, n) => m | (1UL << CapabilityNumber(n)));
+        ulong Set(List<string> names) => StagePlan.CapabilityMask(names);
         ulong bounding = Set(plan.Bounding);
         Sys.SetKeepCaps(true);
         for (int cap = 0; cap <= Sys.LastCapability; cap++)
@@ -320,7 +327,7 @@ public static class Stage
             // The kernel raises an ambient capability only if it is permitted and
             // inheritable; runc warns and goes on when it is not (its default spec lists
             // ambient ones without inheritable ones), and so do we (seen with HOSTOS_TRACE).
-            int cap = CapabilityNumber(a);
+            int cap = StagePlan.CapabilityNumber(a);
             if (plan.Permitted.Contains(a) && plan.Inheritable.Contains(a)) Sys.RaiseAmbientCapability(cap);
             else if (Trace.Enabled) Trace.Step("stage", $"ambient {a} skipped: not both permitted and inheritable");
         }
@@ -328,22 +335,11 @@ public static class Stage
         if (plan.NoNewPrivileges) Sys.SetNoNewPrivileges();
     }
 
-    private static int CapabilityNumber(string name)
-    {
-        int n = 0;
-        foreach (string c in SpecValidator.CapabilityNames)
-        {
-            if (c == name) return n;
-            n++;
-        }
-        throw new InvalidDataException($"'{name}' is not a capability");
-    }
-
     /// <summary>args[0] as execvp would find it, with the container's PATH.</summary>
     private static string Resolve(string program, List<string> env)
     {
         if (program.Contains('/')) return program;
-        string path = env.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        string path = StagePlan.SearchPath(env);
         foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
             string candidate = Path.Combine(dir, program);
@@ -351,13 +347,4 @@ public static class Stage
         }
         throw new FileNotFoundException($"'{program}' is not in the container's PATH ({path})");
     }
-
-    private static int RlimitNumber(string type) => type switch
-    {
-        "RLIMIT_CPU" => 0, "RLIMIT_FSIZE" => 1, "RLIMIT_DATA" => 2, "RLIMIT_STACK" => 3, "RLIMIT_CORE" => 4,
-        "RLIMIT_RSS" => 5, "RLIMIT_NPROC" => 6, "RLIMIT_NOFILE" => 7, "RLIMIT_MEMLOCK" => 8, "RLIMIT_AS" => 9,
-        "RLIMIT_LOCKS" => 10, "RLIMIT_SIGPENDING" => 11, "RLIMIT_MSGQUEUE" => 12, "RLIMIT_NICE" => 13,
-        "RLIMIT_RTPRIO" => 14, "RLIMIT_RTTIME" => 15,
-        _ => throw new InvalidDataException($"{type} is not an RLIMIT_ name"),
-    };
 }

@@ -1,4 +1,5 @@
 using HostOs.Containers.Spec;
+using HostOs.Platform.Interop;
 
 namespace HostOs.Containers.Runtime;
 
@@ -146,13 +147,132 @@ public sealed record StagePlan
     }
 
     /// <summary>The plan with a 4-byte length before it, so the stage reads it in two reads.</summary>
-    public void WriteFramed(Stream stream)
+    public void WriteFramed(Stream stream) => Framed(stream, Write);
+
+    /// <summary>
+    /// The plan as the native stage reads it (src/HostOs.Stage/Stage.cs, same order),
+    /// framed: little-endian numbers, strings as a length, the UTF-8 bytes and a NUL, and
+    /// all that needs names or lists resolved here (capability masks, rlimit numbers, mount
+    /// options, device types, sysctl paths, the ambient set the kernel can raise, the PATH
+    /// to search), so the stage only copies. Not for a terminal or startContainer hooks,
+    /// which only the managed stage handles.
+    /// </summary>
+    public void WriteNativeFramed(Stream stream)
+    {
+        if (!NativeCapable) throw new InvalidOperationException("the native stage takes no terminal and no startContainer hooks");
+        Framed(stream, buffer =>
+        {
+            using var w = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true);
+            w.Write(NativePlanVersion);
+            w.Write((NoNewPrivileges ? 1u : 0) | (Umask.HasValue ? 2u : 0) | (Exec ? 4u : 0) | (StartFifo ? 8u : 0) | (OwnCgroup ? 16u : 0)
+                | (ReadonlyRoot ? 32u : 0) | (OwnNetwork ? 64u : 0) | (PauseForHooks ? 128u : 0));
+            w.Write(Umask ?? 0); w.Write(Uid); w.Write(Gid); w.Write((uint)Sys.LastCapability);
+            // The kernel raises an ambient capability only if it is permitted and inheritable;
+            // runc skips the others with a warning (its default spec lists some), and so do we.
+            List<string> ambient = [.. Ambient.Where(a => Permitted.Contains(a) && Inheritable.Contains(a))];
+            foreach (List<string> set in new[] { Bounding, Effective, Permitted, Inheritable, ambient }) w.Write(CapabilityMask(set));
+            w.Write(AdditionalGids.Count);
+            foreach (uint g in AdditionalGids) w.Write(g);
+            w.Write(Rlimits.Count);
+            foreach (var (type, soft, hard) in Rlimits) { w.Write((uint)RlimitNumber(type)); w.Write(soft); w.Write(hard); NativeString(w, type); }
+            w.Write(SeccompFlags); w.Write(SeccompFilter.Length); w.Write(SeccompFilter);
+            NativeString(w, Cwd);
+            NativeStrings(w, Args);
+            NativeStrings(w, Env);
+            NativeString(w, SearchPath(Env));
+            if (!Exec) WriteNativeCreate(w);
+        });
+    }
+
+    /// <summary>Whether the native stage can do this plan's work (no terminal, no startContainer hooks).</summary>
+    public bool NativeCapable => !Terminal && StartContainerHooks.Count == 0;
+
+    private void WriteNativeCreate(BinaryWriter w)
+    {
+        NativeString(w, Rootfs);
+        w.Write((ulong)MountOptions.Parse([Propagation]).Propagation);
+        w.Write(Mounts.Count);
+        foreach (PlannedMount m in Mounts)
+        {
+            MountOptions o = MountOptions.Parse(m.Options);
+            // "cgroup" in a spec means the container's view of the hierarchy; this host is v2.
+            string type = m.Type is null or "bind" ? "bind" : m.Type == "cgroup" ? "cgroup2" : m.Type;
+            NativeString(w, m.Destination);
+            NativeString(w, o.Bind ? m.Source ?? "" : m.Source ?? type);
+            NativeString(w, o.Bind ? "" : type);
+            w.Write((ulong)o.Flags);
+            NativeString(w, o.Data ?? "");
+            w.Write((o.Bind ? 1u : 0) | (o.Recursive ? 2u : 0) | (o.Bind && o.Flags != 0 ? 4u : 0));
+            w.Write((ulong)o.Flags);
+            w.Write((ulong)o.Propagation);
+        }
+        bool ownDev = Mounts.Any(m => m.Destination == "/dev");
+        NativeStrings(w, ownDev ? [.. Stage.DefaultDevices.Where(d => !Devices.Any(l => l.Path == "/dev/" + d))] : []);
+        NativeStrings(w, ownDev ? [.. Stage.DeviceLinks.Select(l => l.Link + "\0" + l.To)] : [], allowNul: true);
+        w.Write(Devices.Count);
+        foreach (PlannedDevice d in Devices)
+        {
+            NativeString(w, d.Path);
+            w.Write(Stage.DeviceType(d) | (d.FileMode & 0xFFF));
+            w.Write((uint)d.Major); w.Write((uint)d.Minor); w.Write(d.Uid); w.Write(d.Gid);
+        }
+        NativeStrings(w, MaskedPaths);
+        NativeStrings(w, ReadonlyPaths);
+        NativeString(w, Hostname ?? "");
+        NativeString(w, Domainname ?? "");
+        w.Write(Sysctl.Count);
+        foreach (var (key, value) in Sysctl) { NativeString(w, "/proc/sys/" + key.Replace('.', '/')); NativeString(w, value); }
+        NativeString(w, OomScoreAdj?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "");
+    }
+
+    private const uint NativePlanVersion = 1;
+
+    private static void NativeString(BinaryWriter w, string s, bool allowNul = false)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(s);
+        if (!allowNul && bytes.Contains((byte)0)) throw new InvalidDataException($"a NUL character in '{s.Replace("\0", "\\0", StringComparison.Ordinal)}'");
+        w.Write(bytes.Length); w.Write(bytes); w.Write((byte)0);
+    }
+
+    private static void NativeStrings(BinaryWriter w, List<string> list, bool allowNul = false)
+    {
+        w.Write(list.Count);
+        foreach (string s in list) NativeString(w, s, allowNul);
+    }
+
+    private static void Framed(Stream stream, Action<Stream> write)
     {
         var buffer = new MemoryStream();
-        Write(buffer);
+        write(buffer);
         stream.Write(BitConverter.GetBytes((int)buffer.Length));
         stream.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
+
+    /// <summary>The container's PATH, as execvp would search it (the default when the environment has none).</summary>
+    internal static string SearchPath(List<string> env) =>
+        env.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    internal static ulong CapabilityMask(List<string> names) => names.Aggregate(0UL, (m, n) => m | (1UL << CapabilityNumber(n)));
+
+    internal static int CapabilityNumber(string name)
+    {
+        int n = 0;
+        foreach (string c in SpecValidator.CapabilityNames)
+        {
+            if (c == name) return n;
+            n++;
+        }
+        throw new InvalidDataException($"'{name}' is not a capability");
+    }
+
+    internal static int RlimitNumber(string type) => type switch
+    {
+        "RLIMIT_CPU" => 0, "RLIMIT_FSIZE" => 1, "RLIMIT_DATA" => 2, "RLIMIT_STACK" => 3, "RLIMIT_CORE" => 4,
+        "RLIMIT_RSS" => 5, "RLIMIT_NPROC" => 6, "RLIMIT_NOFILE" => 7, "RLIMIT_MEMLOCK" => 8, "RLIMIT_AS" => 9,
+        "RLIMIT_LOCKS" => 10, "RLIMIT_SIGPENDING" => 11, "RLIMIT_MSGQUEUE" => 12, "RLIMIT_NICE" => 13,
+        "RLIMIT_RTPRIO" => 14, "RLIMIT_RTTIME" => 15,
+        _ => throw new InvalidDataException($"{type} is not an RLIMIT_ name"),
+    };
 
     /// <summary>
     /// Reads a framed plan from an unbuffered pipe: the length, then exactly that many bytes

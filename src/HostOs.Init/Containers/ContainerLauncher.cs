@@ -16,7 +16,8 @@ namespace HostOs.Init.Containers;
 /// Runs a workload container through the embedded runtime, from inside PID 1: a bundle
 /// under /run/hostos/containers/NAME (an overlay root made of the baked image's layers,
 /// with a tmpfs upper directory: system containers start from the image every time; the
-/// spec stays in memory: no JSON serializer for it in PID 1), the stage being hostos-init itself in its <c>container-init</c> mode,
+/// spec stays in memory: no JSON serializer for it in PID 1), the stage being hostos-stage (or, for what only the managed
+/// stage does, hostos-init itself in its <c>container-init</c> mode),
 /// every process spawned through the init's process table so the one reaper sees its exit,
 /// and the container's stdout/stderr in the log under its name. Each run is created from
 /// scratch and removed entirely (cgroup, mounts, directory) once its init has exited.
@@ -25,7 +26,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
 {
     private readonly ContainerStorage _storage = storage ?? ContainerStorage.Baked;
     public const string RunDirectory = "/run/hostos/containers";
-    /// <summary>The stage is our own binary (docs/containers.md): no other program is needed.</summary>
+    /// <summary>The managed stage is our own binary (docs/containers.md); the native one is /usr/lib/hostos/hostos-stage.</summary>
     public const string StagePath = "/usr/sbin/hostos-init";
 
     private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
