@@ -21,8 +21,6 @@ internal static class Program
             Log.Stdout($"hostos-init {Version}");
             return 0;
         }
-        // The first process of every container the init starts (docs/containers.md).
-        if (args is [HostOs.Containers.Runtime.Stage.Mode]) return HostOs.Containers.Runtime.Stage.Run();
         if (Sys.GetPid() != 1)
         {
             Log.Stderr("hostos-init: must run as PID 1 (the kernel's init)");

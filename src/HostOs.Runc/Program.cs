@@ -14,8 +14,7 @@ namespace HostOs.Runc;
 /// hostos-runc: HostOS's container runtime behind runc's command line, so that OCI tooling
 /// and scripts written for runc drive it unchanged: same commands, flags, JSON and exit
 /// codes (1 on any error, the container's code for run and exec). Its stage is hostos-stage
-/// beside it (docs/containers.md "The native stage"); for a terminal or startContainer
-/// hooks, itself as <c>hostos-runc container-init</c> (never typed by anyone).
+/// beside it (docs/containers.md "The native stage").
 /// Output goes straight to fds 1 and 2: never System.Console (docs/pid1.md).
 /// </summary>
 internal static class Program
@@ -25,7 +24,6 @@ internal static class Program
 
     private static int Main(string[] args)
     {
-        if (args is [Stage.Mode]) return Stage.Run();
         if (Trace.Enabled) Trace.Step("cli", $"main, {Trace.SinceProcessStart()} ms after the process started");
         string command = "";
         try
@@ -36,7 +34,7 @@ internal static class Program
             if (_logFormat is not ("text" or "json")) throw new UsageException($"--log-format: '{_logFormat}' is not text or json");
             if (a.Has("systemd-cgroup")) throw new UsageException("--systemd-cgroup: HostOS has no systemd; cgroups are managed by the runtime itself");
             if (a.Value("rootless") is "true") throw new UsageException("--rootless true: HostOS runs containers as root only");
-            var runtime = new ContainerRuntime(a.Value("root") ?? ContainerRuntime.DefaultRoot, Environment.ProcessPath!,
+            var runtime = new ContainerRuntime(a.Value("root") ?? ContainerRuntime.DefaultRoot,
                 Environment.GetEnvironmentVariable("HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot)
             {
                 Warn = message => Write(2, $"hostos-runc: warning: {message}\n"),

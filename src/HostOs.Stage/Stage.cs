@@ -4,18 +4,19 @@
 // carrying the parent's plan and then its commands ('G': it is in the cgroup; 'h': the
 // hooks ran; 'S': start), fd 4 its reports ('H' hooks may run, 'R' ready, or 'E' and the
 // failure), fd 5 the container's mount namespace (exec) or its state directory (a create
-// started through exec.fifo). A create builds the root file system (mounts, devices,
+// started through exec.fifo), then, for a process with a terminal, the console socket (the
+// plan says which fd). A create builds the root file system (mounts, devices,
 // pivot_root, masked and read-only paths), sets hostname, sysctls and oom_score_adj; both
 // then apply rlimits, find the program and its cwd, report ready, wait for start, set umask,
-// seccomp, credentials and capabilities on the only thread, and execve the program.
+// seccomp, credentials and capabilities on the only thread, and execve the program. A
+// process with a terminal gets a pty made in the container (its master sent over the console
+// socket); a create's startContainer hooks run after start, before the program.
 //
 // It is C# compiled by NativeAOT without the .NET runtime (CoreLib.cs): a process start
 // costs what a C program's does, instead of a runtime's start (~80 ms under TCG). So no
 // objects (nor reference-typed static fields: the runtime would allocate them), no
 // exceptions, no stackalloc: each step returns false with the failure recorded, and the
-// parent formats the message (ContainerProcess.Failure). It does the same steps in the same
-// order as the managed stage (src/HostOs.Containers/Runtime/Stage.cs), which remains for
-// what this one does not do: terminals and startContainer hooks.
+// parent formats the message (ContainerProcess.Failure).
 using System.Runtime.InteropServices;
 
 [module: System.Runtime.CompilerServices.SkipLocalsInit]
@@ -25,13 +26,17 @@ namespace HostOs.Stage;
 internal static unsafe class Stage
 {
     private const int ControlFd = 3, StatusFd = 4, NamespaceFd = 5;
-    private const uint PlanVersion = 1;
+    private const uint PlanVersion = 2;
     private const uint FlagNoNewPrivileges = 1, FlagUmask = 2, FlagExec = 4, FlagStartFifo = 8, FlagOwnCgroup = 16,
-        FlagReadonlyRoot = 32, FlagOwnNetwork = 64, FlagPauseForHooks = 128;
+        FlagReadonlyRoot = 32, FlagOwnNetwork = 64, FlagPauseForHooks = 128, FlagTerminal = 256;
     private const uint MountBind = 1, MountRecursive = 2, MountRemount = 4;
     private const int CLONE_FS = 0x200, CLONE_NEWNS = 0x20000, CLONE_NEWCGROUP = 0x02000000, F_SETFD = 2, FD_CLOEXEC = 1;
     private const int EBADF = 9, ENOENT = 2, EEXIST = 17, EINTR = 4;
-    private const int O_WRONLY = 1, O_CREAT = 0x40, O_TRUNC = 0x200, O_CLOEXEC = 0x80000, O_NOFOLLOW = 0x20000;
+    private const int O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_NOCTTY = 0x100, O_TRUNC = 0x200, O_NONBLOCK = 0x800,
+        O_CLOEXEC = 0x80000, O_NOFOLLOW = 0x20000, F_SETFL = 4, EAGAIN = 11;
+    private const ulong TIOCSPTLCK = 0x40045431, TIOCGPTPEER = 0x5441, TIOCSCTTY = 0x540E, TIOCSWINSZ = 0x5414;
+    private const int SIGKILL = 9, SIGPIPE = 13, WNOHANG = 1, POLLIN = 1, POLLOUT = 4;
+    private const int MaxHooks = 1024, HookOutputSize = 2000;
     private const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_BIND = 4096, MS_REC = 16384;
     private const int MNT_DETACH = 2;
     private const long SYS_pivot_root = 155;
@@ -70,6 +75,17 @@ internal static unsafe class Stage
     [DllImport("libc")] private static extern int socket(int domain, int type, int protocol);
     [DllImport("libc")] private static extern int ioctl(int fd, ulong request, byte* argument);
     [DllImport("libc")] private static extern byte* strerror(int errno);
+    [DllImport("libc")] private static extern nint sendmsg(int fd, byte* message, int flags);
+    [DllImport("libc")] private static extern int dup2(int from, int to);
+    [DllImport("libc")] private static extern int pipe2(int* fds, int flags);
+    [DllImport("libc")] private static extern int fork();
+    [DllImport("libc")] private static extern void _exit(int status);
+    [DllImport("libc")] private static extern int setsid();
+    [DllImport("libc")] private static extern int kill(int pid, int signal);
+    [DllImport("libc")] private static extern int waitpid(int pid, int* status, int options);
+    [DllImport("libc")] private static extern int poll(byte* fds, ulong count, int timeout);
+    [DllImport("libc")] private static extern int clock_gettime(int clock, long* time);
+    [DllImport("libc")] private static extern nint signal(int number, nint handler);
 
     // The plan, read once; a cursor over it; the failure being reported.
     private static byte* s_cursor, s_end;
@@ -81,7 +97,7 @@ internal static unsafe class Stage
     // After ready in FIFO mode nobody reads the status pipe: failures go to stderr, worded.
     private static bool s_toStderr;
     // Allocated before rlimits apply (a small RLIMIT_AS could refuse them later).
-    private static byte* s_line, s_fifoName, s_candidate;
+    private static byte* s_line, s_fifoName, s_ptmx, s_candidate, s_hookOutput;
     // What MakeDirectories or MakeFile last failed at (no reference-typed statics here: they
     // would need the runtime's GC statics): false mkdir, true open.
     private static bool s_openFailed;
@@ -95,9 +111,13 @@ internal static unsafe class Stage
         s_scratch = malloc(512);
         s_line = malloc(ReportSize + 512);
         s_fifoName = Literal("exec.fifo");
-        if (s_report == null || s_scratch == null || s_line == null || s_fifoName == null) return 1;
-        // Our /proc/PID is closed to the container's processes until execve, and nothing the
-        // parent handed us reaches the program (same reasons as the managed stage's).
+        s_ptmx = Literal("/dev/ptmx");
+        s_hookOutput = malloc(HookOutputSize + 1);
+        if (s_report == null || s_scratch == null || s_line == null || s_fifoName == null || s_ptmx == null || s_hookOutput == null) return 1;
+        // Our /proc/PID (exe: the host's binary; fd: host files) is closed to the container's
+        // processes until execve (CVE-2019-5736's class), and the descriptors the parent
+        // handed us (posix_spawn's dup2 clears close-on-exec) reach no process we start,
+        // hooks included (CVE-2024-21626's class).
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Fail("start", "prctl(PR_SET_DUMPABLE)", null);
         for (int fd = ControlFd; fd <= 6; fd++)
         {
@@ -108,7 +128,7 @@ internal static unsafe class Stage
 
     private static bool Run()
     {
-        // The plan: a 4-byte length, then the fields StagePlan.WriteNative writes, in order.
+        // The plan: a 4-byte length, then the fields StagePlan.WriteFramed writes, in order.
         uint length;
         if (!ReadExactly(ControlFd, (byte*)&length, 4) || length > 16 << 20) return Failed("read plan", "stage plan: no length", null, 0);
         byte* plan = malloc((nint)length + 1);
@@ -130,10 +150,36 @@ internal static unsafe class Stage
         byte** args = Strings();
         byte** env = Strings();
         byte* path = Str();
+        int consoleFd = (int)U32();
+        uint rows = U32(), columns = U32();
+        // startContainer hooks: path, args, env, timeout in seconds (0: none) each.
+        uint hookCount = U32();
+        if (hookCount > MaxHooks) return Malformed();
+        byte** hookPaths = (byte**)malloc((nint)(hookCount + 1) * sizeof(byte*));
+        byte*** hookArgs = (byte***)malloc((nint)(hookCount + 1) * sizeof(byte**));
+        byte*** hookEnv = (byte***)malloc((nint)(hookCount + 1) * sizeof(byte**));
+        uint* hookTimeouts = (uint*)malloc((nint)(hookCount + 1) * sizeof(uint));
+        if (hookPaths == null || hookArgs == null || hookEnv == null || hookTimeouts == null) return Failed("read plan", "malloc", null, 12 /* ENOMEM */);
+        for (uint i = 0; i < hookCount && !s_malformed; i++)
+        {
+            hookPaths[i] = Str();
+            hookArgs[i] = Strings();
+            hookEnv[i] = Strings();
+            hookTimeouts[i] = U32();
+            if (!s_malformed && (hookArgs[i] == null || hookArgs[i][0] == null)) s_malformed = true;
+        }
         bool exec = (flags & FlagExec) != 0;
-        byte* create = s_cursor;
-        if (!exec) SkipCreate();
-        if (s_malformed || s_cursor != s_end || args == null || args[0] == null) return Failed("read plan", "stage plan: malformed", null, 0);
+        // A create's own section is read (and checked) as CreateContainer goes.
+        if (s_malformed || (exec && s_cursor != s_end) || args == null || args[0] == null) return Malformed();
+        // The hooks' state JSON names the stage's pid: it follows the plan, framed the same way.
+        byte* hookState = null;
+        uint hookStateLength = 0;
+        if (hookCount > 0)
+        {
+            if (!ReadExactly(ControlFd, (byte*)&hookStateLength, 4) || hookStateLength > 16 << 20) return Failed("read plan", "hook state: no length", null, 0);
+            hookState = malloc((nint)hookStateLength + 1);
+            if (hookState == null || !ReadExactly(ControlFd, hookState, (int)hookStateLength)) return Failed("read plan", "hook state: truncated", null, 0);
+        }
 
         byte command;
         if (!ReadExactly(ControlFd, &command, 1) || command != 'G') return false;
@@ -149,7 +195,6 @@ internal static unsafe class Stage
         {
             // Now that we are in the container's cgroup, it becomes the namespace's root.
             if ((flags & FlagOwnCgroup) != 0 && unshare(CLONE_NEWCGROUP) != 0) return Failed("cgroup namespace", "unshare(CLONE_NEWCGROUP)", null, Errno());
-            s_cursor = create;
             if (!CreateContainer(flags)) return false;
         }
 
@@ -166,6 +211,11 @@ internal static unsafe class Stage
             byte* name = Str();
             if (setrlimit(resource, limits) != 0) return Failed("rlimits", "setrlimit", name, Errno());
         }
+
+        // The pty comes from the container's own devpts; its master goes to whoever holds the
+        // console socket, the slave becomes the program's terminal just before the exec.
+        int tty = -1;
+        if ((flags & FlagTerminal) != 0 && (tty = OpenTerminal(consoleFd, rows, columns)) < 0) return false;
 
         byte* program = Resolve(args[0], path);
         if (program == null) return false;
@@ -199,6 +249,17 @@ internal static unsafe class Stage
         bool noNewPrivileges = (flags & FlagNoNewPrivileges) != 0;
         // Seccomp as runc orders it: without no_new_privs the filter needs CAP_SYS_ADMIN, so
         // it goes in before the capabilities are dropped; with it, last before execve.
+        if (tty >= 0)
+        {
+            // A session leader since posix_spawn's setsid: the slave becomes its controlling
+            // terminal and the program's stdin, stdout and stderr.
+            if (ioctl(tty, TIOCSCTTY, null) != 0) return Failed("controlling terminal", "ioctl(TIOCSCTTY)", null, Errno());
+            for (int fd = 0; fd <= 2; fd++)
+            {
+                if (dup2(tty, fd) != fd) return FailedAt("controlling terminal", "dup2", fd == 0 ? "fd 0" : fd == 1 ? "fd 1" : "fd 2", Errno());
+            }
+            if (tty > 2) close(tty);
+        }
         if (seccompLength > 0 && !noNewPrivileges && !SetSeccomp(seccomp, seccompLength, seccompFlags)) return false;
 
         // The order runc uses: keep capabilities across the uid change, shrink the bounding
@@ -232,12 +293,18 @@ internal static unsafe class Stage
         }
         if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return Failed(Credentials, "prctl(PR_SET_KEEPCAPS)", null, Errno());
         if (noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Failed(Credentials, "prctl(PR_SET_NO_NEW_PRIVS)", null, Errno());
+        // startContainer hooks where runc runs them: as the container's user, with its
+        // capabilities and no_new_privs, before the filter that comes last.
+        for (uint i = 0; i < hookCount; i++)
+        {
+            if (!RunHook(i, hookPaths[i], hookArgs[i], hookEnv[i], hookTimeouts[i], hookState, hookStateLength)) return false;
+        }
         if (seccompLength > 0 && noNewPrivileges && !SetSeccomp(seccomp, seccompLength, seccompFlags)) return false;
 
         // The status pipe stays open until the exec succeeds (close-on-exec): a failed exec
         // is still reported, and the parent's EOF means the program runs.
-        close(ControlFd);
-        close(NamespaceFd);
+        if ((flags & FlagStartFifo) == 0) close(ControlFd); // else closed at ready
+        if (exec || (flags & FlagStartFifo) != 0) close(NamespaceFd);
         execve(program, args, env);
         int errno = Errno();
         Begin("exec ", program);
@@ -246,32 +313,25 @@ internal static unsafe class Stage
 
     // ---- create: the root file system and what else belongs to a new container ----
 
-    /// <summary>Steps over the create section of the plan, checking its shape (read again by CreateContainer).</summary>
-    private static void SkipCreate()
-    {
-        Str(); U64();
-        for (uint i = U32(); i > 0 && !s_malformed; i--) { Str(); Str(); Str(); U64(); Str(); U32(); U64(); U64(); }
-        for (uint i = U32(); i > 0 && !s_malformed; i--) Str();
-        for (uint i = U32(); i > 0 && !s_malformed; i--) Str();
-        for (uint i = U32(); i > 0 && !s_malformed; i--) { Str(); U32(); U32(); U32(); U32(); U32(); }
-        for (uint i = U32(); i > 0 && !s_malformed; i--) Str();
-        for (uint i = U32(); i > 0 && !s_malformed; i--) Str();
-        Str(); Str();
-        for (uint i = U32(); i > 0 && !s_malformed; i--) { Str(); Str(); }
-        Str();
-    }
-
+    /// <summary>
+    /// Reads the create section as it goes, each record checked before it is used (a
+    /// malformed plan stops at the record that is: the namespace it built in goes with it).
+    /// </summary>
     private static bool CreateContainer(uint flags)
     {
         const string Root = "root file system";
         byte* rootfs = Str();
         ulong rootPropagation = U64();
+        if (s_malformed) return Malformed();
         // Nothing we mount may propagate back to the host; pivot_root needs the new root to
         // be a mount point.
-        if (mount(null, Literal("/"), null, rootPropagation | MS_REC, null) != 0) return FailedAt(Root, "mount", "/", Errno());
+        byte* slash = Literal("/");
+        if (mount(null, slash, null, rootPropagation | MS_REC, null) != 0) return FailedAt(Root, "mount", "/", Errno());
         if (mount(rootfs, rootfs, null, MS_BIND | MS_REC, null) != 0) return Failed(Root, "mount", rootfs, Errno());
 
         byte* target = malloc(8192);
+        byte* hostDevice = malloc(8192);
+        if (target == null || hostDevice == null) return Failed(Root, "malloc", null, 12 /* ENOMEM */);
         for (uint i = U32(); i > 0; i--)
         {
             byte* destination = Str(), source = Str(), type = Str();
@@ -279,6 +339,7 @@ internal static unsafe class Stage
             byte* data = Str();
             uint kind = U32();
             ulong remountFlags = U64(), propagation = U64();
+            if (s_malformed) return Malformed();
             bool bind = (kind & MountBind) != 0;
             if (!Join(rootfs, destination, target)) return false;
             bool sourceIsFile = bind && IsFile(source);
@@ -294,22 +355,23 @@ internal static unsafe class Stage
             }
             if (propagation != 0 && mount(null, target, null, propagation, null) != 0) return Failed(Root, "mount", target, Errno());
         }
+        if (s_malformed) return Malformed();
 
         // The default devices (bound from the host) and the usual links, when /dev is the spec's.
         byte* devices = Literal("/dev/");
-        byte* hostDevice = malloc(8192);
         for (uint i = U32(); i > 0; i--)
         {
             byte* name = Str();
+            if (s_malformed) return Malformed();
             Concat(target, rootfs, devices, name);
             if (!Exists(target) && !MakeFile(target)) return Failed(Root, s_openFailed ? "open" : "mkdir", target, Errno());
-            Concat(hostDevice, devices, name, Literal(""));
+            Concat(hostDevice, devices, name, null);
             if (mount(hostDevice, target, null, MS_BIND, null) != 0) return Failed(Root, "mount", target, Errno());
         }
         for (uint i = U32(); i > 0; i--)
         {
             byte* link = Str();
-            if (Length(link) >= s_lastLength) return Failed("read plan", "stage plan: malformed", null, 0);
+            if (s_malformed || Length(link) >= s_lastLength) return Malformed();
             byte* to = link + Length(link) + 1; // "name\0target" in one string
             Concat(target, rootfs, devices, link);
             if (!Exists(target) && !IsLink(target) && symlink(to, target) != 0) return Failed(Root, "symlink", target, Errno());
@@ -318,6 +380,7 @@ internal static unsafe class Stage
         {
             byte* path = Str();
             uint mode = U32(), major = U32(), minor = U32(), uid = U32(), gid = U32();
+            if (s_malformed) return Malformed();
             if (!Join(rootfs, path, target)) return false;
             if (!MakeDirectories(target, false)) return Failed(Root, s_openFailed ? "open" : "mkdir", target, Errno());
             ulong device = ((ulong)(major & 0xfffff000) << 32) | ((ulong)(major & 0xfff) << 8) | ((ulong)(minor & 0xffffff00) << 12) | (minor & 0xff);
@@ -329,6 +392,7 @@ internal static unsafe class Stage
             if (chmod(target, mode & 0xFFF) != 0) return Failed(Root, "chmod", target, Errno());
             if (lchown(target, uid, gid) != 0) return Failed(Root, "lchown", target, Errno());
         }
+        if (s_malformed) return Malformed();
 
         if ((flags & FlagPauseForHooks) != 0)
         {
@@ -347,20 +411,23 @@ internal static unsafe class Stage
         if (chdir(rootfs) != 0) return Failed(Root, "chdir", rootfs, Errno());
         if (syscall(SYS_pivot_root, (long)dot, (long)dot, 0) != 0) return Failed(Root, "pivot_root", rootfs, Errno());
         if (umount2(dot, MNT_DETACH) != 0) return Failed(Root, "umount2", dot, Errno());
-        if (chdir(Literal("/")) != 0) return FailedAt(Root, "chdir", "/", Errno());
+        if (chdir(slash) != 0) return FailedAt(Root, "chdir", "/", Errno());
 
+        byte* tmpfs = Literal("tmpfs"), empty = Literal("size=0"), devNull = Literal("/dev/null");
         for (uint i = U32(); i > 0; i--)
         {
             byte* path = Str();
+            if (s_malformed) return Malformed();
             if (!Exists(path)) continue;
             int result = IsDirectory(path)
-                ? mount(Literal("tmpfs"), path, Literal("tmpfs"), MS_RDONLY, Literal("size=0"))
-                : mount(Literal("/dev/null"), path, null, MS_BIND, null);
+                ? mount(tmpfs, path, tmpfs, MS_RDONLY, empty)
+                : mount(devNull, path, null, MS_BIND, null);
             if (result != 0) return Failed(Root, "mount", path, Errno());
         }
         for (uint i = U32(); i > 0; i--)
         {
             byte* path = Str();
+            if (s_malformed) return Malformed();
             if (!Exists(path)) continue;
             if (mount(path, path, null, MS_BIND | MS_REC, null) != 0
                 || mount(null, path, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, null) != 0)
@@ -368,21 +435,25 @@ internal static unsafe class Stage
                 return Failed(Root, "mount", path, Errno());
             }
         }
-        if ((flags & FlagReadonlyRoot) != 0 && mount(null, Literal("/"), null, MS_REMOUNT | MS_BIND | MS_RDONLY, null) != 0)
+        if (s_malformed) return Malformed();
+        if ((flags & FlagReadonlyRoot) != 0 && mount(null, slash, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null) != 0)
         {
             return FailedAt(Root, "mount", "/", Errno());
         }
 
         byte* hostname = Str(), domainname = Str();
+        if (s_malformed) return Malformed();
         if (*hostname != 0 && sethostname(hostname, Length(hostname)) != 0) return Failed("hostname", "sethostname", hostname, Errno());
         if (*domainname != 0 && setdomainname(domainname, Length(domainname)) != 0) return Failed("hostname", "setdomainname", domainname, Errno());
         if ((flags & FlagOwnNetwork) != 0 && !LoopbackUp()) return false;
         for (uint i = U32(); i > 0; i--)
         {
             byte* path = Str(), value = Str();
+            if (s_malformed) return Malformed();
             if (!WriteFile(path, value)) return Failed("sysctl", "write", path, Errno());
         }
         byte* oomScoreAdj = Str();
+        if (s_malformed || s_cursor != s_end) return Malformed();
         if (*oomScoreAdj != 0 && !WriteFile(Literal("/proc/self/oom_score_adj"), oomScoreAdj)) return FailedAt("sysctl", "write", "/proc/self/oom_score_adj", Errno());
         return true;
     }
@@ -514,12 +585,13 @@ internal static unsafe class Stage
     /// <summary>File.Exists: there, and not a directory (links followed).</summary>
     private static bool IsFile(byte* path) => stat(path, s_scratch + 64) == 0 && (*(uint*)(s_scratch + 64 + 24) & S_IFMT) != S_IFDIR;
 
+    /// <summary>A + B (+ C, when given) into <paramref name="into"/>, NUL-terminated.</summary>
     private static void Concat(byte* into, byte* a, byte* b, byte* c)
     {
         int n = 0;
         for (; *a != 0; a++) into[n++] = *a;
         for (; *b != 0; b++) into[n++] = *b;
-        for (; *c != 0; c++) into[n++] = *c;
+        for (; c != null && *c != 0; c++) into[n++] = *c;
         into[n] = 0;
     }
 
@@ -534,6 +606,215 @@ internal static unsafe class Stage
         }
         return true;
     }
+
+    /// <summary>
+    /// A pty from the container's /dev/ptmx: the master, unlocked and sized, is sent over
+    /// the console socket (SCM_RIGHTS, runc's console socket protocol: one descriptor with a
+    /// short name) and closed here; the slave, opened through the master (TIOCGPTPEER: no
+    /// path lookup in a tree the image controls), is returned, or -1 with the failure recorded.
+    /// </summary>
+    private static int OpenTerminal(int consoleFd, uint rows, uint columns)
+    {
+        const string Terminal = "terminal";
+        byte* ptmx = s_ptmx;
+        int master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC, 0);
+        if (master < 0)
+        {
+            FailedAt(Terminal, "open", "/dev/ptmx", Errno());
+            return -1;
+        }
+        int slave = -1;
+        string failed = null;
+        int* unlock = (int*)s_scratch;
+        *unlock = 0;
+        if (ioctl(master, TIOCSPTLCK, (byte*)unlock) != 0) failed = "ioctl(TIOCSPTLCK)";
+        else if ((slave = ioctl(master, TIOCGPTPEER, (byte*)(nint)(O_RDWR | O_NOCTTY | O_CLOEXEC))) < 0) failed = "ioctl(TIOCGPTPEER)";
+        else if (rows > 0 && columns > 0)
+        {
+            ushort* size = (ushort*)s_scratch; // struct winsize: rows, columns, two unused
+            size[0] = (ushort)rows;
+            size[1] = (ushort)columns;
+            size[2] = 0;
+            size[3] = 0;
+            if (ioctl(master, TIOCSWINSZ, (byte*)size) != 0) failed = "ioctl(TIOCSWINSZ)";
+        }
+        if (failed == null)
+        {
+            // struct msghdr (56 bytes) at 0, its one iovec at 64, the control message at 96:
+            // cmsg_len = CMSG_LEN(sizeof(int)), SOL_SOCKET, SCM_RIGHTS, the descriptor.
+            byte* m = s_scratch;
+            for (int i = 0; i < 128; i++) m[i] = 0;
+            *(byte**)(m + 64) = ptmx;
+            *(ulong*)(m + 72) = 9; // "/dev/ptmx"
+            *(ulong*)(m + 96) = 20;
+            *(int*)(m + 104) = 1;
+            *(int*)(m + 108) = 1;
+            *(int*)(m + 112) = master;
+            *(byte**)(m + 16) = m + 64;
+            *(ulong*)(m + 24) = 1;
+            *(byte**)(m + 32) = m + 96;
+            *(ulong*)(m + 40) = 24;
+            if (sendmsg(consoleFd, m, 0x4000 /* MSG_NOSIGNAL */) < 0) failed = "sendmsg(SCM_RIGHTS)";
+        }
+        int errno = Errno();
+        close(master);
+        close(consoleFd);
+        if (failed == null) return slave;
+        if (slave >= 0) close(slave);
+        FailedAt(Terminal, failed, "/dev/ptmx", errno);
+        return -1;
+    }
+
+    /// <summary>
+    /// startContainer hook number <paramref name="index"/>, inside the container before the
+    /// program (runtime-spec config.md, "POSIX-platform Hooks"): a child in a session of its
+    /// own with the state JSON on stdin and its stdout and stderr captured (the first
+    /// HookOutputSize bytes); killed after its timeout, if it has one. A hook that cannot be
+    /// started, fails or times out fails the container, its output in the message.
+    /// </summary>
+    private static bool RunHook(uint index, byte* path, byte** args, byte** env, uint timeout, byte* state, uint stateLength)
+    {
+        const string Hooks = "startContainer hooks";
+        int* fds = (int*)(s_scratch + 256); // stdin 0-1, output 2-3, exec report 4-5
+        for (int i = 0; i < 6; i += 2)
+        {
+            if (pipe2(fds + i, O_CLOEXEC) != 0) return Failed(Hooks, "pipe2", path, Errno());
+        }
+        // Writing to a hook that stopped reading must be an error here, not our death.
+        signal(SIGPIPE, 1 /* SIG_IGN */);
+        int pid = fork();
+        if (pid == 0)
+        {
+            // The child: nothing but async-signal-safe calls until execve, as after any fork.
+            signal(SIGPIPE, 0 /* SIG_DFL */);
+            // (A failed dup2 or setsid, which cannot happen with these descriptors, would be
+            // reported as the execve's failure, with their errno.)
+            if (dup2(fds[0], 0) == 0 && dup2(fds[3], 1) == 1 && dup2(fds[3], 2) == 2 && setsid() >= 0) execve(path, args, env);
+            int failure = Errno();
+            write(fds[5], (byte*)&failure, 4);
+            _exit(127);
+        }
+        int forkErrno = Errno();
+        close(fds[0]);
+        close(fds[3]);
+        close(fds[5]);
+        if (pid < 0)
+        {
+            close(fds[1]);
+            close(fds[2]);
+            close(fds[4]);
+            signal(SIGPIPE, 0);
+            return Failed(Hooks, "fork", path, forkErrno);
+        }
+        // The exec report: EOF once execve succeeded (close-on-exec), else its errno.
+        int execErrno = 0;
+        bool execFailed = ReadExactly(fds[4], (byte*)&execErrno, 4);
+        close(fds[4]);
+
+        int input = fds[1], output = fds[2];
+        fcntl(input, F_SETFL, O_NONBLOCK);
+        uint written = 0, captured = 0;
+        int status = 0;
+        bool timedOut = false;
+        long deadline = timeout == 0 ? 0x7FFFFFFFFFFFFFFF : Milliseconds() + timeout * 1000L;
+        short* pollFds = (short*)(s_scratch + 320); // struct pollfd[2]: int fd, short events, short revents
+        int waitErrno = 0;
+        while (true)
+        {
+            int reaped = waitpid(pid, &status, WNOHANG);
+            if (reaped == pid) break;
+            if (reaped < 0 && Errno() != EINTR)
+            {
+                waitErrno = Errno();
+                kill(pid, SIGKILL);
+                break;
+            }
+            if (Milliseconds() > deadline)
+            {
+                kill(-pid, SIGKILL); // its session's group: what it started goes too
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                timedOut = true;
+                break;
+            }
+            *(int*)pollFds = output;  // a negative fd is skipped by poll
+            pollFds[2] = POLLIN;
+            *(int*)(pollFds + 4) = input;
+            pollFds[6] = POLLOUT;
+            pollFds[3] = pollFds[7] = 0;
+            // The end of the hook wakes the poll through its output's hang-up, unless a child
+            // of its own keeps that open: then its exit is seen at the next look.
+            poll((byte*)pollFds, 2, output >= 0 ? 20 : 10);
+            if (output >= 0 && pollFds[3] != 0) Capture(&output, &captured);
+            if (input >= 0 && pollFds[7] != 0)
+            {
+                nint n = stateLength > written ? write(input, state + written, (nint)(stateLength - written)) : 0;
+                if (n > 0) written += (uint)n;
+                if (written >= stateLength || (n < 0 && Errno() != EAGAIN && Errno() != EINTR))
+                {
+                    close(input); // all of it, or the hook closed its stdin: it need not read it
+                    input = -1;
+                }
+            }
+        }
+        if (input >= 0) close(input);
+        // What the hook wrote before it ended is in the pipe; a child of its own that still
+        // holds the pipe is not waited for.
+        if (output >= 0)
+        {
+            fcntl(output, F_SETFL, O_NONBLOCK);
+            for (int reads = 0; reads < 64 && Capture(&output, &captured); reads++) { }
+            if (output >= 0) close(output);
+        }
+        signal(SIGPIPE, 0 /* SIG_DFL */);
+
+        if (!execFailed && waitErrno == 0 && !timedOut && (status & 0x7f) == 0 && ((status >> 8) & 0xff) == 0) return true;
+        Begin(Hooks, null);
+        Put("startContainer hook "); PutNumber((int)index); Put(" ("); Put(path); Put("): ");
+        if (execFailed) return Finish("execve", path, execErrno);
+        if (waitErrno != 0) return Finish("waitpid", path, waitErrno);
+        if (timedOut) { Put("killed after its timeout of "); PutNumber((int)timeout); Put(" s"); }
+        else if ((status & 0x7f) == 0) { Put("exit code "); PutNumber((status >> 8) & 0xff); }
+        else { Put("killed by signal "); PutNumber(status & 0x7f); }
+        // Its output, trimmed, NULs (which the report's fields cannot hold) as spaces.
+        byte* text = s_hookOutput;
+        uint start = 0, end = captured;
+        while (start < end && IsSpace(text[start])) start++;
+        while (end > start && IsSpace(text[end - 1])) end--;
+        if (end > start)
+        {
+            Put(": ");
+            for (uint i = start; i < end; i++) PutByte(text[i] == 0 ? (byte)' ' : text[i]);
+        }
+        return Finish(null, null, 0);
+    }
+
+    /// <summary>One read of a hook's output into s_hookOutput (beyond its size: read and dropped); false at EOF or when nothing is there.</summary>
+    private static bool Capture(int* output, uint* captured)
+    {
+        byte* chunk = s_line; // free until a report is written out
+        nint n = read(*output, chunk, 4096);
+        if (n > 0)
+        {
+            for (nint i = 0; i < n && *captured < HookOutputSize; i++) s_hookOutput[(*captured)++] = chunk[i];
+            return true;
+        }
+        if (n < 0 && (Errno() == EAGAIN || Errno() == EINTR)) return false;
+        close(*output); // EOF (or an error: nothing more will come)
+        *output = -1;
+        return false;
+    }
+
+    private static bool IsSpace(byte b) => b == ' ' || b == '\n' || b == '\r' || b == '\t';
+
+    private static long Milliseconds()
+    {
+        long* time = (long*)(s_scratch + 480); // struct timespec
+        clock_gettime(1 /* CLOCK_MONOTONIC */, time);
+        return time[0] * 1000 + time[1] / 1000000;
+    }
+
+    private static bool Malformed() => Failed("read plan", "stage plan: malformed", null, 0);
 
     /// <summary>args[0] as execvp would find it in <paramref name="path"/> (the container's PATH): a file, not a directory.</summary>
     private static byte* Resolve(byte* program, byte* path)
@@ -558,7 +839,7 @@ internal static unsafe class Stage
             }
             dir = *next == 0 ? next : next + 1;
         }
-        // The managed stage's words, so both read the same: 'sh' is not in the container's PATH (/bin).
+        // 'sh' is not in the container's PATH (/bin): the program and where it was looked for.
         Begin("process", null);
         Put("'"); Put(program); Put("' is not in the container's PATH ("); Put(path); Put(")");
         Finish(null, null, 0);

@@ -8,8 +8,8 @@ namespace HostOs.GuestCheck;
 
 /// <summary>
 /// hostos-guestcheck containers: containers made by HostOs.Containers from a busybox
-/// bundle are isolated as their spec says, and leave nothing behind. This binary is also
-/// the runtime's stage (container-init mode). One PASS/FAIL line per property.
+/// bundle are isolated as their spec says, and leave nothing behind (the stage is
+/// hostos-stage, beside this binary or installed). One PASS/FAIL line per property.
 /// </summary>
 internal static class ContainerChecks
 {
@@ -171,7 +171,7 @@ internal static class ContainerChecks
         {
             try
             {
-                var c = ContainerProcess.Create($"stress-{i}", $"/tmp/guestcheck-stress/{i}", Environment.ProcessPath!, req => Sys.Spawn(req));
+                var c = ContainerProcess.Create($"stress-{i}", $"/tmp/guestcheck-stress/{i}", req => Sys.Spawn(req));
                 c.Start();
                 Sys.WaitPid(c.Pid, 0, out ExitStatus status);
                 codes[i] = status.Exited ? status.Code : -status.Signal;
@@ -248,7 +248,7 @@ internal static class ContainerChecks
     /// <summary>container-run BUNDLE ID: create, start, wait, delete; exits with the container's code.</summary>
     public static int RunOnce(string bundle, string id)
     {
-        var c = ContainerProcess.Create(id, bundle, Environment.ProcessPath!, req => Sys.Spawn(req));
+        var c = ContainerProcess.Create(id, bundle, req => Sys.Spawn(req));
         c.Start();
         Sys.WaitPid(c.Pid, 0, out ExitStatus status);
         c.Delete();
@@ -311,7 +311,7 @@ internal static class ContainerChecks
             ContainerProcess c;
             using (write)
             {
-                c = ContainerProcess.Create($"guestcheck-{++_next}", Bundle, Environment.ProcessPath!, req => Sys.Spawn(req), write);
+                c = ContainerProcess.Create($"guestcheck-{++_next}", Bundle, req => Sys.Spawn(req), write);
             }
             c.Start();
             string output;

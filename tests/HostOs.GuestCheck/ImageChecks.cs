@@ -49,7 +49,7 @@ internal static class ImageChecks
             File.WriteAllText(Path.Combine(bundle, "config.json"), SpecLoader.ToJson(spec));
             var (read, write) = Sys.Pipe();
             ContainerProcess c;
-            using (write) c = ContainerProcess.Create("image-run", bundle, Environment.ProcessPath!, req => Sys.Spawn(req), write);
+            using (write) c = ContainerProcess.Create("image-run", bundle, req => Sys.Spawn(req), write);
             c.Start();
             using (var reader = new StreamReader(new FileStream(read, FileAccess.Read), Encoding.UTF8)) output = reader.ReadToEnd();
             Sys.WaitPid(c.Pid, 0, out status);

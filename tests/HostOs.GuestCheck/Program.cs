@@ -24,7 +24,6 @@ internal static partial class Program
                 ["make-bundle", string dir, .. var programArgs] => ContainerChecks.MakeBundle(dir, programArgs),
                 ["container-run", string bundle, string id] => ContainerChecks.RunOnce(bundle, id),
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
-                [HostOs.Containers.Runtime.Stage.Mode] => HostOs.Containers.Runtime.Stage.Run(),
                 ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
                 ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
                 ["notify-service", string delay] => NotifyService(double.Parse(delay, CultureInfo.InvariantCulture)),

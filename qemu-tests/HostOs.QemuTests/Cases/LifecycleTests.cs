@@ -34,9 +34,10 @@ public sealed class LifecycleTests
         Assert.Contains("in-a-tty", attached);
         await sh.CheckAsync("hostos-runc --root /tmp/t run -d -b /tmp/lifecycle-hostos-runc/sleep sl </dev/null");
         Assert.Matches("^/dev/pts/[0-9]+", await sh.CheckAsync("hostos-runc --root /tmp/t exec -t sl tty </dev/null"));
-        // The managed stage (a terminal's) is a .NET process, which ignores SIGPIPE: the
-        // program must not inherit that. The native stage's (no terminal) neither. (The test
-        // shell itself ignores glibc's internal signals 32 and 33, which pass through.)
+        // The stage ignores SIGPIPE while it feeds startContainer hooks, and a .NET process
+        // (as the stage once was) ignores it always: the program must not inherit that, with
+        // a terminal or without. (The test shell itself ignores glibc's internal signals 32
+        // and 33, which pass through.)
         foreach (string exec in new[] { "exec -t", "exec" })
         {
             string status = await sh.CheckAsync($"hostos-runc --root /tmp/t {exec} sl cat /proc/self/status </dev/null");
@@ -48,11 +49,11 @@ public sealed class LifecycleTests
         // Nothing of ours left: no container cgroup, no state, no stage.
         Assert.Equal("0", await sh.CheckAsync("find /sys/fs/cgroup/hostos -mindepth 1 -type d 2>/dev/null | wc -l"));
         Assert.Equal("0", await sh.CheckAsync("ls /tmp/lifecycle-hostos-runc/state | wc -l"));
-        // hostos-runc's stages only (native or managed, in a cgroup of hostos-runc's default
+        // hostos-runc's stages only (in a cgroup of hostos-runc's default
         // hostos/ID): the init's own exec probes (private-web's, every 2 s) run a stage for a
         // moment, in their container's cgroup, which is not a leak.
         Assert.Equal("0", await sh.CheckAsync(
-            "for f in $(grep -l -e 'container-ini[t]' -e 'hostos-stag[e]' /proc/[0-9]*/cmdline 2>/dev/null); do " +
+            "for f in $(grep -l -e 'hostos-stag[e]' /proc/[0-9]*/cmdline 2>/dev/null); do " +
             "grep -qs '^0::/hostos/' \"${f%/cmdline}/cgroup\" && echo \"$f\"; done | wc -l"));
     }
 }

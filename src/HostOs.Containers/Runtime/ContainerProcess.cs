@@ -99,8 +99,8 @@ public sealed class ContainerProcess
 
     /// <summary>
     /// Creates the container from BUNDLE: validated spec, cgroup with its limits, namespaces,
-    /// then the stage (<paramref name="stagePath"/> run as <c>container-init</c>), which is
-    /// placed in the cgroup before it may go on. Returns once the stage reports ready.
+    /// then the stage (hostos-stage, <see cref="NativeStage"/>), which is placed in the
+    /// cgroup before it may go on. Returns once the stage reports ready.
     /// With <paramref name="stateDirectory"/>, the stage waits for start on the FIFO
     /// <c>exec.fifo</c> there (opened through a handle it keeps across pivot_root), so that
     /// another process can start it (runc's create/start split); otherwise <see cref="Start"/>.
@@ -109,7 +109,7 @@ public sealed class ContainerProcess
     /// With <paramref name="inMemory"/>, that spec is used (validated the same way) instead of
     /// BUNDLE/config.json.
     /// </summary>
-    public static ContainerProcess Create(string id, string bundle, string stagePath, Func<SpawnRequest, int> spawn,
+    public static ContainerProcess Create(string id, string bundle, Func<SpawnRequest, int> spawn,
         SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null,
         Func<int, TimeSpan?, ExitStatus?>? waitHook = null, Console? console = null, RuntimeSpec? inMemory = null)
     {
@@ -161,10 +161,8 @@ public sealed class ContainerProcess
                 HookRunner.Run("createContainer", spec.Hooks?.CreateContainer, creating,
                     request => SpawnInNamespaces(CloneFlags.Fs, inside, request, spawn), waitHook);
             }
-            // The native stage unless the managed one's pty or startContainer hooks are needed.
-            bool native = plan.NativeCapable;
-            var (pid, control) = Launch(id, stagePid => plan.StartContainerHooks.Count == 0 ? plan : plan with { HookState = State("created", stagePid) }, unshare, joins, directory, cgroup,
-                native ? NativeStage.Path : stagePath, spawn, stdout, RunCreateHooks, terminal?.StageEnd, native);
+            var (pid, control) = Launch(id, plan, plan.StartContainerHooks.Count == 0 ? null : stagePid => State("created", stagePid),
+                unshare, joins, directory, cgroup, spawn, stdout, RunCreateHooks, terminal?.StageEnd);
             return new ContainerProcess(id, pid, cgroup, control) { Spec = spec, Rootfs = rootfs, SpecBytes = specBytes, ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e)
@@ -185,7 +183,7 @@ public sealed class ContainerProcess
     /// container's seccomp filter (as runc applies it to exec'd processes).
     /// </summary>
     public static ContainerProcess Exec(string id, int containerPid, Process process, Spec.Seccomp? seccomp, Cgroup cgroup,
-        string stagePath, Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null, Console? console = null)
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout = null, Console? console = null)
     {
         // The mount namespace is the stage's to join (see above), not the spawning thread's.
         var joins = NamespacesOf(containerPid, ("cgroup", CloneFlags.NewCgroup));
@@ -194,11 +192,7 @@ public sealed class ContainerProcess
         {
             using var terminal = TerminalLink.Open(process, console, id);
             using SafeFileHandle mountNamespace = Sys.Open($"/proc/{containerPid}/ns/mnt", 0);
-            // Without a terminal the native stage does it (a C program's start, not a
-            // runtime's); a terminal still needs the managed stage's pty handling.
-            bool native = plan.NativeCapable;
-            var (pid, control) = Launch(id, _ => plan, CloneFlags.Fs, joins, mountNamespace, cgroup, native ? NativeStage.Path : stagePath, spawn, stdout,
-                console: terminal?.StageEnd, native: native);
+            var (pid, control) = Launch(id, plan, null, CloneFlags.Fs, joins, mountNamespace, cgroup, spawn, stdout, console: terminal?.StageEnd);
             return new ContainerProcess(id, pid, cgroup, control) { ConsoleMaster = terminal?.ReceiveMaster() };
         }
         catch (Exception e) when (e is not ContainerException)
@@ -212,10 +206,13 @@ public sealed class ContainerProcess
         [.. new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet), ("pid", CloneFlags.NewPid), last }
             .Select(n => ($"/proc/{pid}/ns/{n.Item1}", n.Item2))];
 
-    /// <summary>The stage's side of create or exec: spawn, plan, cgroup, go, wait for ready.</summary>
-    private static (int Pid, (FileStream Control, FileStream Status) Pipes) Launch(string id, Func<int, StagePlan> planFor, CloneFlags unshare,
-        List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup, string stagePath,
-        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null, SafeHandle? console = null, bool native = false)
+    /// <summary>
+    /// The stage's side of create or exec: spawn, plan (and, for startContainer hooks,
+    /// <paramref name="hookState"/> of the stage's pid), cgroup, go, wait for ready.
+    /// </summary>
+    private static (int Pid, (FileStream Control, FileStream Status) Pipes) Launch(string id, StagePlan plan, Func<int, string>? hookState,
+        CloneFlags unshare, List<(string Path, CloneFlags Flag)> joins, SafeFileHandle? extra, Cgroup cgroup,
+        Func<SpawnRequest, int> spawn, SafeFileHandle? stdout, Action<int>? hookPause = null, SafeHandle? console = null)
     {
         int pid = 0;
         FileStream? status = null;
@@ -225,14 +222,11 @@ public sealed class ContainerProcess
         if (consoleFd is not null) extras.Add(consoleFd);
         int consoleNumber = consoleFd is null ? 0 : 5 + extras.Count - 1;
         FileStream? control = null;
-        // The native stage's plan does not depend on its pid: made (and refused, if it must
-        // be) before anything is spawned.
-        MemoryStream? nativePlan = null;
-        if (native)
-        {
-            nativePlan = new MemoryStream();
-            (planFor(0) with { ConsoleFd = consoleNumber }).WriteNativeFramed(nativePlan);
-        }
+        // The plan does not depend on the stage's pid: made (and refused, if it must be)
+        // before anything is spawned.
+        var framedPlan = new MemoryStream();
+        (plan with { ConsoleFd = consoleNumber }).WriteFramed(framedPlan);
+        string stagePath = NativeStage.Path;
         try
         {
             var (controlRead, controlWrite) = Sys.Pipe();
@@ -246,7 +240,7 @@ public sealed class ContainerProcess
                     pid = SpawnInNamespaces(unshare, joins, new SpawnRequest
                     {
                         Path = stagePath,
-                        Args = native ? [stagePath] : [stagePath, Stage.Mode],
+                        Args = [stagePath],
                         Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
                         ExtraFds = [controlRead, statusWrite, .. extras],
                         Stdout = stdout,
@@ -257,11 +251,17 @@ public sealed class ContainerProcess
                 Trace.Step("parent", "spawned stage");
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
-                if (nativePlan is not null) nativePlan.WriteTo(control);
-                else (planFor(pid) with { ConsoleFd = consoleNumber }).WriteFramed(control);
-                cgroup.AddProcess(pid);
-                control.WriteByte((byte)'G');
-                control.Flush();
+                // A stage that refuses the plan reports why and exits: writing to it then fails
+                // (EPIPE), and its report is what the caller needs to see.
+                if (TryWrite(control, c =>
+                    {
+                        framedPlan.WriteTo(c);
+                        if (hookState is not null) StagePlan.WriteFramedState(c, hookState(pid));
+                    }))
+                {
+                    cgroup.AddProcess(pid);
+                    TryWrite(control, c => c.WriteByte((byte)'G'));
+                }
                 int first = status.ReadByte();
                 if (first == 'H')
                 {
@@ -286,6 +286,20 @@ public sealed class ContainerProcess
             status?.Dispose();
             if (pid != 0) Sys.TryKill(pid, Sys.SIGKILL);
             throw;
+        }
+    }
+
+    private static bool TryWrite(FileStream control, Action<FileStream> write)
+    {
+        try
+        {
+            write(control);
+            control.Flush();
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 
@@ -329,14 +343,17 @@ public sealed class ContainerProcess
     }
 
     /// <summary>
-    /// A stage's 'E' report as a message. The managed stage sends its message; the native
-    /// one sends the step, the operation, its target and errno, NUL-separated (errno 0: the
-    /// operation is the whole message), worded here as every system call's failure is.
+    /// The stage's 'E' report as a message: it sends the step, the operation, its target and
+    /// errno, NUL-separated (errno 0: the operation is the whole message), worded here as
+    /// every system call's failure is.
     /// </summary>
     internal static string Failure(string report)
     {
         string[] parts = report[1..].Split('\0');
-        if (parts.Length != 4 || !int.TryParse(parts[3], System.Globalization.CultureInfo.InvariantCulture, out int errno)) return report[1..];
+        if (parts.Length != 4 || !int.TryParse(parts[3], System.Globalization.CultureInfo.InvariantCulture, out int errno))
+        {
+            return "the stage's report is malformed: " + report[1..].Replace('\0', ' ');
+        }
         string step = parts[0], operation = parts[1];
         return errno == 0 ? $"{step}: {operation}" : $"{step}: {new SysException(operation, parts[2].Length == 0 ? null : parts[2], errno).Message}";
     }

@@ -17,7 +17,7 @@ namespace HostOs.Containers.Runtime;
 /// FIFO still exists is "created", otherwise "running" (runc's rules).
 /// docs/containers.md, "The runc-compatible front".
 /// </summary>
-public sealed class ContainerRuntime(string root, string stagePath, string cgroupRoot = Cgroup.DefaultRoot)
+public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.DefaultRoot)
 {
     public const string DefaultRoot = "/run/hostos-runc";
     private const string StateFile = "state.json", FifoName = "exec.fifo", ConfigCopy = "config.json";
@@ -74,7 +74,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
         try
         {
             if (fifo) Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
-            c = ContainerProcess.Create(id, bundle, stagePath, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, console: console);
+            c = ContainerProcess.Create(id, bundle, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, console: console);
             SavedContainer saved = Save(c, bundle);
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             then(c);
@@ -271,7 +271,7 @@ public sealed class ContainerRuntime(string root, string stagePath, string cgrou
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
         Process own = c.Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, choose(own), c.Spec.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), stagePath, Sys.Spawn,
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, choose(own), c.Spec.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), Sys.Spawn,
             console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();

@@ -82,7 +82,7 @@ public static class HookRunner
         }
     }
 
-    /// <summary>For processes we own and reap ourselves (the CLI, the stage): waitpid with a deadline.</summary>
+    /// <summary>For processes we own and reap ourselves (the CLI, the guest checker): waitpid with a deadline.</summary>
     public static ExitStatus? WaitOwnChild(int pid, TimeSpan? timeout)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -4,10 +4,9 @@ using HostOs.Platform.Interop;
 namespace HostOs.Containers.Runtime;
 
 /// <summary>
-/// What the stage needs of a validated spec, sent over the control pipe in a plain binary
-/// form (counts and length-prefixed UTF-8 strings). Parsing config.json cold costs ~110 ms
-/// in a fresh process under TCG (System.Text.Json's metadata set-up); reading this costs
-/// nothing, and the stage never re-reads a file the container's author controls.
+/// What the stage (src/HostOs.Stage) needs of a validated spec, sent over the control pipe
+/// in a plain binary form it only copies from: every name and list resolved here (see
+/// <see cref="WriteFramed"/>). The stage never reads a file the container's author controls.
 /// </summary>
 public sealed record StagePlan
 {
@@ -47,9 +46,8 @@ public sealed record StagePlan
     public uint SeccompFlags { get; init; }
     /// <summary>Prestart/createRuntime/createContainer hooks exist: pause before pivot_root ('H', wait for 'h').</summary>
     public bool PauseForHooks { get; init; }
-    /// <summary>startContainer hooks, run by the stage inside the container before the program, with this state JSON.</summary>
+    /// <summary>startContainer hooks, run by the stage inside the container before the program (their state JSON follows the plan).</summary>
     public List<Hook> StartContainerHooks { get; init; } = [];
-    public string HookState { get; init; } = "";
     /// <summary>process.terminal: a pty made in the container, its master sent over the console socket at fd ConsoleFd.</summary>
     public bool Terminal { get; init; }
     public int ConsoleFd { get; init; }
@@ -115,57 +113,23 @@ public sealed record StagePlan
         NoNewPrivileges = p.NoNewPrivileges,
     };
 
-    public void Write(Stream stream)
-    {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write(Rootfs); w.Write(Propagation); w.Write(ReadonlyRoot);
-        w.Write(Mounts.Count);
-        foreach (PlannedMount m in Mounts) { w.Write(m.Destination); Opt(w, m.Source); Opt(w, m.Type); Strings(w, m.Options); }
-        Strings(w, MaskedPaths); Strings(w, ReadonlyPaths);
-        Opt(w, Hostname); Opt(w, Domainname); w.Write(OwnNetwork); w.Write(OwnCgroup);
-        w.Write(Sysctl.Count);
-        foreach (var (k, v) in Sysctl) { w.Write(k); w.Write(v); }
-        w.Write(Rlimits.Count);
-        foreach (var (t, s, h) in Rlimits) { w.Write(t); w.Write(s); w.Write(h); }
-        w.Write(OomScoreAdj.HasValue); w.Write(OomScoreAdj ?? 0);
-        Strings(w, Args); Strings(w, Env); w.Write(Cwd);
-        w.Write(Uid); w.Write(Gid); w.Write(Umask.HasValue); w.Write(Umask ?? 0);
-        w.Write(AdditionalGids.Count);
-        foreach (uint g in AdditionalGids) w.Write(g);
-        Strings(w, Bounding); Strings(w, Effective); Strings(w, Permitted); Strings(w, Inheritable); Strings(w, Ambient);
-        w.Write(NoNewPrivileges); w.Write(StartFifo); w.Write(Exec);
-        w.Write(Devices.Count);
-        foreach (PlannedDevice d in Devices) { w.Write(d.Path); w.Write(d.Type); w.Write(d.Major); w.Write(d.Minor); w.Write(d.FileMode); w.Write(d.Uid); w.Write(d.Gid); }
-        w.Write(SeccompFilter.Length); w.Write(SeccompFilter); w.Write(SeccompFlags);
-        w.Write(PauseForHooks); w.Write(HookState);
-        w.Write(Terminal); w.Write(ConsoleFd); w.Write(ConsoleRows); w.Write(ConsoleColumns);
-        w.Write(StartContainerHooks.Count);
-        foreach (Hook h in StartContainerHooks)
-        {
-            w.Write(h.Path!); Strings(w, h.Args ?? []); Strings(w, h.Env ?? []); w.Write(h.Timeout ?? 0);
-        }
-    }
-
-    /// <summary>The plan with a 4-byte length before it, so the stage reads it in two reads.</summary>
-    public void WriteFramed(Stream stream) => Framed(stream, Write);
-
     /// <summary>
-    /// The plan as the native stage reads it (src/HostOs.Stage/Stage.cs, same order),
-    /// framed: little-endian numbers, strings as a length, the UTF-8 bytes and a NUL, and
-    /// all that needs names or lists resolved here (capability masks, rlimit numbers, mount
-    /// options, device types, sysctl paths, the ambient set the kernel can raise, the PATH
-    /// to search), so the stage only copies. Not for a terminal or startContainer hooks,
-    /// which only the managed stage handles.
+    /// The plan as the stage reads it (src/HostOs.Stage/Stage.cs, same order), framed (a
+    /// 4-byte length first): little-endian numbers, strings as a length, the UTF-8 bytes and
+    /// a NUL, and all that needs names or lists resolved here (capability masks, rlimit
+    /// numbers, mount options, device types, sysctl paths, the ambient set the kernel can
+    /// raise, the PATH to search), so the stage only copies. With startContainer hooks, the
+    /// state JSON they get follows, framed too (<see cref="WriteFramedState"/>): it names the
+    /// stage's pid, known only once the stage runs.
     /// </summary>
-    public void WriteNativeFramed(Stream stream)
+    public void WriteFramed(Stream stream)
     {
-        if (!NativeCapable) throw new InvalidOperationException("the native stage takes no terminal and no startContainer hooks");
         Framed(stream, buffer =>
         {
             using var w = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true);
             w.Write(NativePlanVersion);
             w.Write((NoNewPrivileges ? 1u : 0) | (Umask.HasValue ? 2u : 0) | (Exec ? 4u : 0) | (StartFifo ? 8u : 0) | (OwnCgroup ? 16u : 0)
-                | (ReadonlyRoot ? 32u : 0) | (OwnNetwork ? 64u : 0) | (PauseForHooks ? 128u : 0));
+                | (ReadonlyRoot ? 32u : 0) | (OwnNetwork ? 64u : 0) | (PauseForHooks ? 128u : 0) | (Terminal ? 256u : 0));
             w.Write(Umask ?? 0); w.Write(Uid); w.Write(Gid); w.Write((uint)Sys.LastCapability);
             // The kernel raises an ambient capability only if it is permitted and inheritable;
             // runc skips the others with a warning (its default spec lists some), and so do we.
@@ -180,12 +144,23 @@ public sealed record StagePlan
             NativeStrings(w, Args);
             NativeStrings(w, Env);
             NativeString(w, SearchPath(Env));
+            w.Write(Terminal ? (uint)ConsoleFd : 0); w.Write((uint)ConsoleRows); w.Write((uint)ConsoleColumns);
+            if (StartContainerHooks.Count > MaxHooks) throw new InvalidDataException($"{StartContainerHooks.Count} startContainer hooks: at most {MaxHooks}");
+            w.Write(StartContainerHooks.Count);
+            foreach (Hook h in StartContainerHooks)
+            {
+                NativeString(w, h.Path!);
+                NativeStrings(w, h.Args is { Count: > 0 } a ? a : [h.Path!]);
+                NativeStrings(w, h.Env ?? []);
+                w.Write((uint)(h.Timeout ?? 0));
+            }
             if (!Exec) WriteNativeCreate(w);
         });
     }
 
-    /// <summary>Whether the native stage can do this plan's work (no terminal, no startContainer hooks).</summary>
-    public bool NativeCapable => !Terminal && StartContainerHooks.Count == 0;
+    /// <summary>The startContainer hooks' state JSON, framed, sent right after the plan.</summary>
+    public static void WriteFramedState(Stream stream, string stateJson) =>
+        Framed(stream, buffer => buffer.Write(System.Text.Encoding.UTF8.GetBytes(stateJson)));
 
     private void WriteNativeCreate(BinaryWriter w)
     {
@@ -207,13 +182,13 @@ public sealed record StagePlan
             w.Write((ulong)o.Propagation);
         }
         bool ownDev = Mounts.Any(m => m.Destination == "/dev");
-        NativeStrings(w, ownDev ? [.. Stage.DefaultDevices.Where(d => !Devices.Any(l => l.Path == "/dev/" + d))] : []);
-        NativeStrings(w, ownDev ? [.. Stage.DeviceLinks.Select(l => l.Link + "\0" + l.To)] : [], allowNul: true);
+        NativeStrings(w, ownDev ? [.. DefaultDevices.Where(d => !Devices.Any(l => l.Path == "/dev/" + d))] : []);
+        NativeStrings(w, ownDev ? [.. DeviceLinks.Select(l => l.Link + "\0" + l.To)] : [], allowNul: true);
         w.Write(Devices.Count);
         foreach (PlannedDevice d in Devices)
         {
             NativeString(w, d.Path);
-            w.Write(Stage.DeviceType(d) | (d.FileMode & 0xFFF));
+            w.Write(DeviceType(d) | (d.FileMode & 0xFFF));
             w.Write((uint)d.Major); w.Write((uint)d.Minor); w.Write(d.Uid); w.Write(d.Gid);
         }
         NativeStrings(w, MaskedPaths);
@@ -225,7 +200,20 @@ public sealed record StagePlan
         NativeString(w, OomScoreAdj?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "");
     }
 
-    private const uint NativePlanVersion = 1;
+    private const uint NativePlanVersion = 2;
+    /// <summary>As many startContainer hooks as the stage takes (src/HostOs.Stage/Stage.cs, MaxHooks).</summary>
+    private const int MaxHooks = 1024;
+
+    /// <summary>/dev/null, zero, full, random, urandom, tty bound from the host, and the usual links, when /dev is the spec's.</summary>
+    private static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
+    private static readonly (string Link, string To)[] DeviceLinks =
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
+
+    private static uint DeviceType(PlannedDevice d) => d.Type switch
+    {
+        'c' or 'u' => Sys.S_IFCHR, 'b' => Sys.S_IFBLK, 'p' => Sys.S_IFIFO,
+        _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'"),
+    };
 
     private static void NativeString(BinaryWriter w, string s, bool allowNul = false)
     {
@@ -273,81 +261,4 @@ public sealed record StagePlan
         "RLIMIT_RTPRIO" => 14, "RLIMIT_RTTIME" => 15,
         _ => throw new InvalidDataException($"{type} is not an RLIMIT_ name"),
     };
-
-    /// <summary>
-    /// Reads a framed plan from an unbuffered pipe: the length, then exactly that many bytes
-    /// (nothing of what follows, the parent's 'G', is consumed). Decoding straight from the
-    /// pipe cost a read(2) per field, ~30 ms under TCG.
-    /// </summary>
-    public static StagePlan ReadFramed(Stream pipe)
-    {
-        byte[] length = new byte[4];
-        pipe.ReadExactly(length);
-        int n = BitConverter.ToInt32(length);
-        if (n is < 0 or > 16 << 20) throw new InvalidDataException($"stage plan of {n} bytes");
-        byte[] plan = new byte[n];
-        pipe.ReadExactly(plan);
-        return Read(new MemoryStream(plan));
-    }
-
-    public static StagePlan Read(Stream stream)
-    {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        string rootfs = r.ReadString(), propagation = r.ReadString();
-        bool ro = r.ReadBoolean();
-        var mounts = Many(r, r => new PlannedMount(r.ReadString(), Opt(r), Opt(r), Strings(r)));
-        var masked = Strings(r);
-        var readonlyPaths = Strings(r);
-        string? hostname = Opt(r), domainname = Opt(r);
-        bool ownNet = r.ReadBoolean(), ownCgroup = r.ReadBoolean();
-        var sysctl = Many(r, r => (r.ReadString(), r.ReadString()));
-        var rlimits = Many(r, r => (r.ReadString(), r.ReadUInt64(), r.ReadUInt64()));
-        bool hasOom = r.ReadBoolean();
-        int oom = r.ReadInt32();
-        var args = Strings(r);
-        var env = Strings(r);
-        string cwd = r.ReadString();
-        uint uid = r.ReadUInt32(), gid = r.ReadUInt32();
-        bool hasUmask = r.ReadBoolean();
-        uint umask = r.ReadUInt32();
-        var gids = Many(r, r => r.ReadUInt32());
-        return new StagePlan
-        {
-            Rootfs = rootfs, Propagation = propagation, ReadonlyRoot = ro, Mounts = mounts, MaskedPaths = masked,
-            ReadonlyPaths = readonlyPaths, Hostname = hostname, Domainname = domainname, OwnNetwork = ownNet, OwnCgroup = ownCgroup,
-            Sysctl = sysctl, Rlimits = rlimits, OomScoreAdj = hasOom ? oom : null, Args = args, Env = env, Cwd = cwd,
-            Uid = uid, Gid = gid, Umask = hasUmask ? umask : null, AdditionalGids = gids,
-            Bounding = Strings(r), Effective = Strings(r), Permitted = Strings(r), Inheritable = Strings(r), Ambient = Strings(r),
-            NoNewPrivileges = r.ReadBoolean(), StartFifo = r.ReadBoolean(), Exec = r.ReadBoolean(),
-            Devices = Many(r, r => new PlannedDevice(r.ReadString(), r.ReadChar(), r.ReadInt64(),
-                r.ReadInt64(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32())),
-            SeccompFilter = r.ReadBytes(r.ReadInt32()), SeccompFlags = r.ReadUInt32(),
-            PauseForHooks = r.ReadBoolean(), HookState = r.ReadString(),
-            Terminal = r.ReadBoolean(), ConsoleFd = r.ReadInt32(), ConsoleRows = r.ReadUInt16(), ConsoleColumns = r.ReadUInt16(),
-            StartContainerHooks = Many(r, ReadHook),
-        };
-    }
-
-    private static Hook ReadHook(BinaryReader r)
-    {
-        string path = r.ReadString();
-        List<string> args = Strings(r), env = Strings(r);
-        int timeout = r.ReadInt32();
-        return new Hook { Path = path, Args = args, Env = env, Timeout = timeout > 0 ? timeout : null };
-    }
-
-    private static void Opt(BinaryWriter w, string? s) { w.Write(s is not null); if (s is not null) w.Write(s); }
-    private static string? Opt(BinaryReader r) => r.ReadBoolean() ? r.ReadString() : null;
-    private static void Strings(BinaryWriter w, List<string> list) { w.Write(list.Count); foreach (string s in list) w.Write(s); }
-    private static List<string> Strings(BinaryReader r) => Many(r, r => r.ReadString());
-
-    /// <summary>A count, then that many items (a plain loop: no LINQ on the stage's path).</summary>
-    private static List<T> Many<T>(BinaryReader r, Func<BinaryReader, T> item)
-    {
-        int count = r.ReadInt32();
-        if (count is < 0 or > 1 << 20) throw new InvalidDataException($"stage plan: a list of {count}");
-        var list = new List<T>(count);
-        for (int i = 0; i < count; i++) list.Add(item(r));
-        return list;
-    }
 }

@@ -16,8 +16,7 @@ namespace HostOs.Init.Containers;
 /// Runs a workload container through the embedded runtime, from inside PID 1: a bundle
 /// under /run/hostos/containers/NAME (an overlay root made of the baked image's layers,
 /// with a tmpfs upper directory: system containers start from the image every time; the
-/// spec stays in memory: no JSON serializer for it in PID 1), the stage being hostos-stage (or, for what only the managed
-/// stage does, hostos-init itself in its <c>container-init</c> mode),
+/// spec stays in memory: no JSON serializer for it in PID 1), the stage being hostos-stage,
 /// every process spawned through the init's process table so the one reaper sees its exit,
 /// and the container's stdout/stderr in the log under its name. Each run is created from
 /// scratch and removed entirely (cgroup, mounts, directory) once its init has exited.
@@ -26,8 +25,6 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
 {
     private readonly ContainerStorage _storage = storage ?? ContainerStorage.Baked;
     public const string RunDirectory = "/run/hostos/containers";
-    /// <summary>The managed stage is our own binary (docs/containers.md); the native one is /usr/lib/hostos/hostos-stage.</summary>
-    public const string StagePath = "/usr/sbin/hostos-init";
 
     private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
     /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
@@ -89,7 +86,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
                     volumes = [.. volumes, new BindMount { Source = HostOs.Init.Network.DhcpClient.ResolvConf, Target = "/etc/resolv.conf", Readonly = true }];
                 }
                 RuntimeSpec spec = WorkloadSpec.Build(definition, ImageDefaults.Of(image), $"{_storage.CgroupParent}/{name}", environment, volumes);
-                container = ContainerProcess.Create(name, bundle, StagePath, Spawn, output, waitHook: WaitHook, inMemory: spec);
+                container = ContainerProcess.Create(name, bundle, Spawn, output, waitHook: WaitHook, inMemory: spec);
             }
             finally
             {
@@ -430,7 +427,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             lock (Setup)
             {
                 exec = ContainerProcess.Exec(definition.Name, container.Pid, process, container.Spec.Linux?.Seccomp, container.Cgroup,
-                    StagePath, Spawn, write);
+                    Spawn, write);
             }
         }
         catch (ContainerException e)

@@ -77,27 +77,5 @@ public static unsafe partial class Sys
 
 public static unsafe partial class Sys
 {
-    private const long SYS_seccomp = 317;
-    private const int SECCOMP_SET_MODE_FILTER = 1;
 
-    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
-    private static partial long SeccompRaw(long number, long operation, long flags, void* args);
-
-    /// <summary>
-    /// Installs a classic BPF seccomp filter (struct sock_filter[], 8 bytes each) on the
-    /// calling thread: needs no_new_privs or CAP_SYS_ADMIN. Without TSYNC on purpose.
-    /// </summary>
-    public static void SetSeccompFilter(byte[] filter, uint flags)
-    {
-        fixed (byte* f = filter)
-        {
-            byte* prog = stackalloc byte[16];
-            *(ushort*)prog = (ushort)(filter.Length / 8);
-            *(ulong*)(prog + 8) = (ulong)f;
-            if (SeccompRaw(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, prog) < 0)
-            {
-                throw new SysException("seccomp(SECCOMP_SET_MODE_FILTER)", null, Marshal.GetLastPInvokeError());
-            }
-        }
-    }
 }

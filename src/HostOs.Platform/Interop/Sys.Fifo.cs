@@ -15,9 +15,6 @@ public static unsafe partial class Sys
     [LibraryImport(Libc, EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int MkfifoRaw(string path, int mode);
 
-    [LibraryImport(Libc, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int OpenAtRaw(SafeFileHandle dir, string path, int flags, int mode);
-
     [StructLayout(LayoutKind.Sequential)]
     private struct PollFd
     {
@@ -84,13 +81,6 @@ public static unsafe partial class Sys
 
     /// <summary>A handle naming a directory that stays valid whatever happens to the root.</summary>
     public static SafeFileHandle OpenPath(string directory) => Open(directory, O_PATH | O_DIRECTORY);
-
-    /// <summary>openat(2) relative to <paramref name="dir"/> (O_CLOEXEC always added).</summary>
-    public static SafeFileHandle OpenAt(SafeFileHandle dir, string name, int flags)
-    {
-        int fd = Retry(() => OpenAtRaw(dir, name, flags | O_CLOEXEC, 0), "openat", name);
-        return new SafeFileHandle(fd, ownsHandle: true);
-    }
 
     /// <summary>poll(2) on one descriptor: its revents, or 0 on timeout (EINTR counts as a timeout).</summary>
     public static short Poll(SafeFileHandle fd, short events, int timeoutMs)

@@ -19,7 +19,7 @@ public enum CloneFlags
 
 public static unsafe partial class Sys
 {
-    private const long SYS_pivot_root = 155, SYS_setresuid = 117, SYS_setresgid = 119, SYS_setgroups = 116;
+    private const long SYS_setresuid = 117, SYS_setresgid = 119, SYS_setgroups = 116;
 
     [LibraryImport(Libc, EntryPoint = "unshare", SetLastError = true)]
     private static partial int UnshareRaw(int flags);
@@ -27,26 +27,11 @@ public static unsafe partial class Sys
     [LibraryImport(Libc, EntryPoint = "setns", SetLastError = true)]
     private static partial int SetNsRaw(SafeFileHandle fd, int nstype);
 
-    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial long SyscallPaths(long number, string a, string b);
-
-    [LibraryImport(Libc, EntryPoint = "umask")]
-    public static partial uint Umask(uint mask);
-
     /// <summary>unshare(2) for the calling thread (namespaces other than user work per thread).</summary>
     public static void Unshare(CloneFlags flags) => Check(UnshareRaw((int)flags), "unshare", flags.ToString());
 
     /// <summary>setns(2) for the calling thread; a mount namespace needs unshare(CLONE_FS) first.</summary>
     public static void SetNs(SafeFileHandle ns, CloneFlags type, string path) => Check(SetNsRaw(ns, (int)type), "setns", path);
-
-    /// <summary>pivot_root(2) (no glibc wrapper).</summary>
-    public static void PivotRoot(string newRoot, string putOld)
-    {
-        if (SyscallPaths(SYS_pivot_root, newRoot, putOld) != 0)
-        {
-            throw new SysException("pivot_root", newRoot, Marshal.GetLastPInvokeError());
-        }
-    }
 
     /// <summary>
     /// setgroups/setresgid/setresuid as raw syscalls: they change the calling thread only.

@@ -3,24 +3,17 @@ using Microsoft.Win32.SafeHandles;
 namespace HostOs.Platform.Interop;
 
 /// <summary>
-/// Pseudo-terminals and descriptor passing, for containers with process.terminal: the
-/// pty is made inside the container (its devpts), the master travels to whoever holds the
-/// console socket (SCM_RIGHTS), the slave becomes the program's controlling terminal.
+/// The runtime's side of containers with process.terminal: hostos-stage makes the pty inside
+/// the container (its devpts) and sends the master to whoever holds the console socket
+/// (SCM_RIGHTS); here it is received, sized and proxied.
 /// </summary>
 public static unsafe partial class Sys
 {
-    private const ulong TIOCGPTPEER = 0x5441, TIOCSPTLCK = 0x40045431, TIOCSCTTY = 0x540E, TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413;
-    private const int O_RDWR = 2, O_NOCTTY = 0x100;
+    private const ulong TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413;
     private const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
 
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     private static partial int IoctlRaw(int fd, ulong request, nint argument);
-
-    [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
-    private static partial int Dup2Raw(int oldFd, int newFd);
-
-    [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
-    private static partial nint SendmsgRaw(int fd, MsgHdr* message, int flags);
 
     [LibraryImport(Libc, EntryPoint = "recvmsg", SetLastError = true)]
     private static partial nint RecvmsgRaw(int fd, MsgHdr* message, int flags);
@@ -61,19 +54,6 @@ public static unsafe partial class Sys
 
     private static int Fd(SafeHandle h) => (int)h.DangerousGetHandle();
 
-    /// <summary>
-    /// A new pty from PTMX (the container's /dev/ptmx): its master, unlocked, and its slave
-    /// opened through the master (TIOCGPTPEER: no path lookup in a tree the image controls).
-    /// </summary>
-    public static (SafeFileHandle Master, SafeFileHandle Slave) OpenPty(string ptmx)
-    {
-        SafeFileHandle master = Open(ptmx, O_RDWR | O_NOCTTY);
-        int unlock = 0;
-        Check(IoctlRaw(Fd(master), TIOCSPTLCK, (nint)(&unlock)), "ioctl(TIOCSPTLCK)", ptmx);
-        int slave = Check(IoctlRaw(Fd(master), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC), "ioctl(TIOCGPTPEER)", ptmx);
-        return (master, new SafeFileHandle(slave, ownsHandle: true));
-    }
-
     public static void SetWindowSize(SafeFileHandle tty, ushort rows, ushort columns)
     {
         ushort* size = stackalloc ushort[4] { rows, columns, 0, 0 };
@@ -87,34 +67,9 @@ public static unsafe partial class Sys
         return IoctlRaw(fd, TIOCGWINSZ, (nint)size) == 0 ? (size[0], size[1]) : null;
     }
 
-    /// <summary>Makes the tty the calling process's controlling terminal (it must lead a session) and its stdin, stdout and stderr.</summary>
-    public static void BecomeTerminalOwner(SafeFileHandle tty)
-    {
-        Check(IoctlRaw(Fd(tty), TIOCSCTTY, 0), "ioctl(TIOCSCTTY)", null);
-        for (int fd = 0; fd <= 2; fd++) Check(Dup2Raw(Fd(tty), fd), "dup2", $"fd {fd}");
-    }
-
     public static bool IsTerminal(int fd) => IsattyRaw(fd) == 1;
 
-    /// <summary>Sends one descriptor over a Unix socket (SCM_RIGHTS) with a short name, as runc's console socket protocol does.</summary>
-    public static void SendDescriptor(SafeHandle socket, SafeFileHandle descriptor, string name)
-    {
-        byte[] payload = System.Text.Encoding.UTF8.GetBytes(name.Length == 0 ? " " : name);
-        byte* control = stackalloc byte[24]; // CMSG_SPACE(sizeof(int))
-        new Span<byte>(control, 24).Clear();
-        *(ulong*)control = 20;                 // cmsg_len = CMSG_LEN(sizeof(int))
-        *(int*)(control + 8) = SOL_SOCKET;
-        *(int*)(control + 12) = SCM_RIGHTS;
-        *(int*)(control + 16) = Fd(descriptor);
-        fixed (byte* p = payload)
-        {
-            var iov = new IoVec { Base = p, Length = (nuint)payload.Length };
-            var message = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
-            if (SendmsgRaw(Fd(socket), &message, 0) < 0) throw new SysException("sendmsg(SCM_RIGHTS)", name, Marshal.GetLastPInvokeError());
-        }
-    }
-
-    /// <summary>Receives one descriptor sent with <see cref="SendDescriptor"/>.</summary>
+    /// <summary>Receives one descriptor sent with SCM_RIGHTS (hostos-stage sends a pty's master so, as runc's console socket protocol does).</summary>
     public static SafeFileHandle ReceiveDescriptor(SafeHandle socket)
     {
         byte* buffer = stackalloc byte[4096];

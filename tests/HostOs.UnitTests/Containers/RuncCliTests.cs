@@ -83,7 +83,7 @@ public class ContainerRuntimeTests
     public void UnknownContainersAreNamed()
     {
         string root = Directory.CreateTempSubdirectory("runc-root-").FullName;
-        var runtime = new ContainerRuntime(root, "/nonexistent");
+        var runtime = new ContainerRuntime(root);
         Assert.Equal("container \"c9\" does not exist", Assert.Throws<ContainerNotFoundException>(() => runtime.State("c9")).Message);
         Assert.Throws<ContainerNotFoundException>(() => runtime.Delete("c9", force: false));
         runtime.Delete("c9", force: true); // runc: forcing the delete of nothing succeeds
@@ -101,7 +101,7 @@ public class ContainerRuntimeTests
         File.WriteAllText(Path.Combine(root, "c1", "state.json"),
             $$$"""{"id":"c1","pid":{{{pid}}},"pidStartTime":1,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","cgroupRoot":"/sys/fs/cgroup","cgroupPath":"hostos/c1"}""");
         File.WriteAllText(Path.Combine(root, "c1", "config.json"), """{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}""");
-        var runtime = new ContainerRuntime(root, "/nonexistent");
+        var runtime = new ContainerRuntime(root);
         OciState state = runtime.State("c1");
         Assert.Equal(("stopped", 0, "/b"), (state.Status, state.Pid, state.Bundle));
         var e2 = Assert.Throws<ContainerException>(() => runtime.Exec("c1", p => p, null));

@@ -29,22 +29,6 @@ public class MountOptionsTests
     }
 }
 
-public class StageTests
-{
-    [Fact]
-    public void SecureJoinRefusesSymlinksAndDotDot()
-    {
-        string root = Directory.CreateTempSubdirectory("rootfs-").FullName;
-        Directory.CreateDirectory(Path.Combine(root, "usr", "lib"));
-        File.CreateSymbolicLink(Path.Combine(root, "etc"), "/etc");
-        Assert.Equal(Path.Combine(root, "usr", "lib", "x"), Stage.SecureJoin(root, "/usr/lib/x"));
-        var e = Assert.Throws<InvalidDataException>(() => Stage.SecureJoin(root, "/etc/passwd"));
-        Assert.Contains("'/etc' is a symbolic link", e.Message);
-        Assert.Throws<InvalidDataException>(() => Stage.SecureJoin(root, "/usr/../../x"));
-        Directory.Delete(root, true);
-    }
-}
-
 public class NotYetImplementedTests
 {
     [Fact]
@@ -65,7 +49,7 @@ public class NotYetImplementedTests
 public class StagePlanTests
 {
     [Fact]
-    public void PlanRoundTripsEveryField()
+    public void PlanCarriesEveryFieldOfTheSpec()
     {
         var spec = SpecLoader.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "runc-spec.json")), "runc");
         spec.Process!.User = new User { Uid = 1000, Gid = 100, Umask = 0x3F, AdditionalGids = [5, 6] };
@@ -74,32 +58,25 @@ public class StagePlanTests
         spec.Domainname = "example";
         spec.Linux!.Sysctl = new Dictionary<string, string> { ["kernel.shmmax"] = "1024" };
         StagePlan plan = StagePlan.From(spec, "/bundles/x/rootfs");
-        var stream = new MemoryStream();
-        plan.WriteFramed(stream);
-        stream.WriteByte((byte)'G'); // what follows the plan on the pipe must stay unread
-        stream.Position = 0;
-        StagePlan back = StagePlan.ReadFramed(stream);
-        Assert.Equal('G', stream.ReadByte());
-
-        Assert.Equal(plan.Rootfs, back.Rootfs);
-        Assert.Equal(plan.Mounts.Select(m => (m.Destination, m.Source, m.Type, string.Join(',', m.Options))),
-                     back.Mounts.Select(m => (m.Destination, m.Source, m.Type, string.Join(',', m.Options))));
-        Assert.Equal(plan.MaskedPaths, back.MaskedPaths);
-        Assert.Equal(plan.ReadonlyPaths, back.ReadonlyPaths);
-        Assert.Equal(("runc", "example"), (back.Hostname, back.Domainname));
-        Assert.Equal(plan.Sysctl, back.Sysctl);
-        Assert.Equal(plan.Rlimits, back.Rlimits);
-        Assert.Equal(-500, back.OomScoreAdj);
-        Assert.Equal(plan.Args, back.Args);
-        Assert.Equal(plan.Env, back.Env);
-        Assert.Equal((1000u, 100u, (uint?)0x3F), (back.Uid, back.Gid, back.Umask));
-        Assert.Equal([5u, 6u], back.AdditionalGids);
-        Assert.Equal(plan.Bounding, back.Bounding);
-        Assert.Equal(plan.Effective, back.Effective);
-        Assert.Equal(plan.Permitted, back.Permitted);
-        Assert.Equal(["CAP_KILL"], back.Ambient);
-        Assert.True(back.NoNewPrivileges);
-        Assert.True(back.ReadonlyRoot);
-        Assert.True(back.OwnNetwork); // runc's default spec has a network namespace of its own
+        Assert.Equal("/bundles/x/rootfs", plan.Rootfs);
+        Assert.Equal(spec.Mounts!.Select(m => (m.Destination!, m.Source, m.Type, string.Join(',', m.Options ?? []))),
+                     plan.Mounts.Select(m => (m.Destination, m.Source, m.Type, string.Join(',', m.Options))));
+        Assert.Equal(spec.Linux.MaskedPaths, plan.MaskedPaths);
+        Assert.Equal(spec.Linux.ReadonlyPaths, plan.ReadonlyPaths);
+        Assert.Equal(("runc", "example"), (plan.Hostname, plan.Domainname));
+        Assert.Equal([("kernel.shmmax", "1024")], plan.Sysctl);
+        Assert.Equal(spec.Process.Rlimits!.Select(r => (r.Type!, r.Soft, r.Hard)), plan.Rlimits);
+        Assert.Equal(-500, plan.OomScoreAdj);
+        Assert.Equal(spec.Process.Args, plan.Args);
+        Assert.Equal(spec.Process.Env, plan.Env);
+        Assert.Equal((1000u, 100u, (uint?)0x3F), (plan.Uid, plan.Gid, plan.Umask));
+        Assert.Equal([5u, 6u], plan.AdditionalGids);
+        Assert.Equal(spec.Process.Capabilities.Bounding, plan.Bounding);
+        Assert.Equal(spec.Process.Capabilities.Effective, plan.Effective);
+        Assert.Equal(spec.Process.Capabilities.Permitted, plan.Permitted);
+        Assert.Equal(["CAP_KILL"], plan.Ambient);
+        Assert.True(plan.NoNewPrivileges);
+        Assert.True(plan.ReadonlyRoot);
+        Assert.True(plan.OwnNetwork); // runc's default spec has a network namespace of its own
     }
 }
