@@ -223,14 +223,29 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         sh = await BlessedAsync(vm, "0.2.0", m2);
         await AssertRunningAsync(sh, "0.2.0", "b", "series 2");
 
-        // The daemon's policy: look every minute, install, reboot by itself. It finds 0.4.0,
-        // which fails its health check. The power is cut during its first trial; the trial
-        // goes on with the next try, and when the tries are used up systemd-boot falls back
-        // to 0.2.0, which says what happened and does not install 0.4.0 again by itself.
+        // The daemon's policy: look every minute, install, reboot by itself, but only inside
+        // its maintenance window. First a window two hours away (by the machine's own UTC
+        // clock): it installs 0.4.0 and waits, for more than two of its 15 s ticks; then a
+        // window around now, and it reboots at its next tick. 0.4.0 fails its health check.
+        // The power is cut during its first trial; the trial goes on with the next try, and
+        // when the tries are used up systemd-boot falls back to 0.2.0, which says what
+        // happened and does not install 0.4.0 again by itself.
+        int hour = int.Parse(await sh.CheckAsync("date -u +%H"), System.Globalization.CultureInfo.InvariantCulture);
+        string Window(int from, int to) => $"{(hour + 24 + from) % 24:00}:00-{(hour + 24 + to) % 24:00}:00";
+        string Policy(string window) =>
+            $"echo '{{\"server\": \"{series.Url}cuts/\", \"checkIntervalMinutes\": 1, \"reboot\": \"automatic\", \"maintenanceWindow\": \"{window}\"}}' > /etc/hostos/update.json";
         int trial = vm.Console.Mark();
-        await sh.CheckAsync($"echo '{{\"server\": \"{series.Url}cuts/\", \"checkIntervalMinutes\": 1, \"reboot\": \"automatic\"}}' > /etc/hostos/update.json");
+        await sh.CheckAsync(Policy(Window(2, 3)));
         await vm.Console.WaitForAsync(@"\[updater\] update finished: installed 0\.4\.0: the next boot starts it", TimeSpan.FromMinutes(5), trial);
-        await vm.Console.WaitForAsync(@"\[updater\] rebooting into 0\.4\.0 \(reboot policy: automatic\)", TimeSpan.FromMinutes(2), trial);
+        await Task.Delay(TimeSpan.FromSeconds(40));
+        string waiting = await sh.CheckAsync("hostctl update status");
+        vm.Console.Note(waiting);
+        Assert.Equal(0, vm.Console.Count(@"rebooting into 0\.4\.0", trial));
+        Assert.Contains($"reboot automatic in {Window(2, 3)} UTC", waiting);
+        Assert.Matches(@"next_boot\s+0\.4\.0", waiting);
+        Assert.Matches(@"running\s+0\.2\.0", waiting);
+        await sh.CheckAsync(Policy(Window(-1, 2))); // around now even if the hour turns meanwhile
+        await vm.Console.WaitForAsync(@"\[updater\] rebooting into 0\.4\.0 \(reboot policy: automatic\)", TimeSpan.FromMinutes(1), trial);
         await vm.Console.WaitForAsync("hostos: rebooting", TimeSpan.FromMinutes(1), trial);
         await vm.Console.WaitForAsync(@"boot assessment: entry \S+, counted \(hostos-0\.4\.0\+2-1\.conf\)", Boot, trial, () => vm.IsRunning);
         await vm.KillAsync();
