@@ -26,10 +26,10 @@ namespace HostOs.Stage;
 internal static unsafe class Stage
 {
     private const int ControlFd = 3, StatusFd = 4, NamespaceFd = 5;
-    private const uint PlanVersion = 2;
+    private const uint PlanVersion = 3;
     private const uint FlagNoNewPrivileges = 1, FlagUmask = 2, FlagExec = 4, FlagStartFifo = 8, FlagOwnCgroup = 16,
         FlagReadonlyRoot = 32, FlagOwnNetwork = 64, FlagPauseForHooks = 128, FlagTerminal = 256;
-    private const uint MountBind = 1, MountRecursive = 2, MountRemount = 4;
+    private const uint MountBind = 1, MountRecursive = 2;
     private const int CLONE_FS = 0x200, CLONE_NEWNS = 0x20000, CLONE_NEWCGROUP = 0x02000000, F_SETFD = 2, FD_CLOEXEC = 1;
     private const int EBADF = 9, ENOENT = 2, EEXIST = 17, EINTR = 4;
     private const int O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_NOCTTY = 0x100, O_TRUNC = 0x200, O_NONBLOCK = 0x800,
@@ -101,7 +101,6 @@ internal static unsafe class Stage
     // What MakeDirectories or MakeFile last failed at (no reference-typed statics here: they
     // would need the runtime's GC statics): false mkdir, true open.
     private static bool s_openFailed;
-    private static uint s_lastLength;
     private const int ReportSize = 8192, FieldLimit = 2000;
 
     [UnmanagedCallersOnly(EntryPoint = "main")]
@@ -155,18 +154,15 @@ internal static unsafe class Stage
         // startContainer hooks: path, args, env, timeout in seconds (0: none) each.
         uint hookCount = U32();
         if (hookCount > MaxHooks) return Malformed();
-        byte** hookPaths = (byte**)malloc((nint)(hookCount + 1) * sizeof(byte*));
-        byte*** hookArgs = (byte***)malloc((nint)(hookCount + 1) * sizeof(byte**));
-        byte*** hookEnv = (byte***)malloc((nint)(hookCount + 1) * sizeof(byte**));
-        uint* hookTimeouts = (uint*)malloc((nint)(hookCount + 1) * sizeof(uint));
-        if (hookPaths == null || hookArgs == null || hookEnv == null || hookTimeouts == null) return Failed("read plan", "malloc", null, 12 /* ENOMEM */);
+        Hook* hooks = (Hook*)malloc((nint)(hookCount + 1) * sizeof(Hook));
+        if (hooks == null) return Failed("read plan", "malloc", null, 12 /* ENOMEM */);
         for (uint i = 0; i < hookCount && !s_malformed; i++)
         {
-            hookPaths[i] = Str();
-            hookArgs[i] = Strings();
-            hookEnv[i] = Strings();
-            hookTimeouts[i] = U32();
-            if (!s_malformed && (hookArgs[i] == null || hookArgs[i][0] == null)) s_malformed = true;
+            hooks[i].Path = Str();
+            hooks[i].Args = Strings();
+            hooks[i].Env = Strings();
+            hooks[i].Timeout = U32();
+            if (!s_malformed && (hooks[i].Args == null || hooks[i].Args[0] == null)) s_malformed = true;
         }
         bool exec = (flags & FlagExec) != 0;
         // A create's own section is read (and checked) as CreateContainer goes.
@@ -246,9 +242,6 @@ internal static unsafe class Stage
         }
 
         umask((flags & FlagUmask) != 0 ? mask : 0x12 /* 022 */);
-        bool noNewPrivileges = (flags & FlagNoNewPrivileges) != 0;
-        // Seccomp as runc orders it: without no_new_privs the filter needs CAP_SYS_ADMIN, so
-        // it goes in before the capabilities are dropped; with it, last before execve.
         if (tty >= 0)
         {
             // A session leader since posix_spawn's setsid: the slave becomes its controlling
@@ -260,6 +253,9 @@ internal static unsafe class Stage
             }
             if (tty > 2) close(tty);
         }
+        // Seccomp as runc orders it: without no_new_privs the filter needs CAP_SYS_ADMIN, so
+        // it goes in before the capabilities are dropped; with it, last before execve.
+        bool noNewPrivileges = (flags & FlagNoNewPrivileges) != 0;
         if (seccompLength > 0 && !noNewPrivileges && !SetSeccomp(seccomp, seccompLength, seccompFlags)) return false;
 
         // The order runc uses: keep capabilities across the uid change, shrink the bounding
@@ -297,7 +293,7 @@ internal static unsafe class Stage
         // capabilities and no_new_privs, before the filter that comes last.
         for (uint i = 0; i < hookCount; i++)
         {
-            if (!RunHook(i, hookPaths[i], hookArgs[i], hookEnv[i], hookTimeouts[i], hookState, hookStateLength)) return false;
+            if (!RunHook(i, hooks + i, hookState, hookStateLength)) return false;
         }
         if (seccompLength > 0 && noNewPrivileges && !SetSeccomp(seccomp, seccompLength, seccompFlags)) return false;
 
@@ -338,7 +334,7 @@ internal static unsafe class Stage
             ulong mountFlags = U64();
             byte* data = Str();
             uint kind = U32();
-            ulong remountFlags = U64(), propagation = U64();
+            ulong propagation = U64();
             if (s_malformed) return Malformed();
             bool bind = (kind & MountBind) != 0;
             if (!Join(rootfs, destination, target)) return false;
@@ -347,7 +343,8 @@ internal static unsafe class Stage
             if (bind)
             {
                 if (mount(source, target, null, MS_BIND | ((kind & MountRecursive) != 0 ? MS_REC : 0), null) != 0) return Failed(Root, "mount", target, Errno());
-                if ((kind & MountRemount) != 0 && mount(null, target, null, MS_REMOUNT | MS_BIND | remountFlags, null) != 0) return Failed(Root, "mount", target, Errno());
+                // Its flags (ro, nosuid...) only take with a remount of the bind.
+                if (mountFlags != 0 && mount(null, target, null, MS_REMOUNT | MS_BIND | mountFlags, null) != 0) return Failed(Root, "mount", target, Errno());
             }
             else if (mount(source, target, type, mountFlags, *data == 0 ? null : data) != 0)
             {
@@ -370,9 +367,8 @@ internal static unsafe class Stage
         }
         for (uint i = U32(); i > 0; i--)
         {
-            byte* link = Str();
-            if (s_malformed || Length(link) >= s_lastLength) return Malformed();
-            byte* to = link + Length(link) + 1; // "name\0target" in one string
+            byte* link = Str(), to = Str();
+            if (s_malformed) return Malformed();
             Concat(target, rootfs, devices, link);
             if (!Exists(target) && !IsLink(target) && symlink(to, target) != 0) return Failed(Root, "symlink", target, Errno());
         }
@@ -672,8 +668,10 @@ internal static unsafe class Stage
     /// HookOutputSize bytes); killed after its timeout, if it has one. A hook that cannot be
     /// started, fails or times out fails the container, its output in the message.
     /// </summary>
-    private static bool RunHook(uint index, byte* path, byte** args, byte** env, uint timeout, byte* state, uint stateLength)
+    private static bool RunHook(uint index, Hook* hook, byte* state, uint stateLength)
     {
+        byte* path = hook->Path;
+        uint timeout = hook->Timeout;
         const string Hooks = "startContainer hooks";
         int* fds = (int*)(s_scratch + 256); // stdin 0-1, output 2-3, exec report 4-5
         for (int i = 0; i < 6; i += 2)
@@ -689,7 +687,7 @@ internal static unsafe class Stage
             signal(SIGPIPE, 0 /* SIG_DFL */);
             // (A failed dup2 or setsid, which cannot happen with these descriptors, would be
             // reported as the execve's failure, with their errno.)
-            if (dup2(fds[0], 0) == 0 && dup2(fds[3], 1) == 1 && dup2(fds[3], 2) == 2 && setsid() >= 0) execve(path, args, env);
+            if (dup2(fds[0], 0) == 0 && dup2(fds[3], 1) == 1 && dup2(fds[3], 2) == 2 && setsid() >= 0) execve(path, hook->Args, hook->Env);
             int failure = Errno();
             write(fds[5], (byte*)&failure, 4);
             _exit(127);
@@ -812,6 +810,14 @@ internal static unsafe class Stage
         long* time = (long*)(s_scratch + 480); // struct timespec
         clock_gettime(1 /* CLOCK_MONOTONIC */, time);
         return time[0] * 1000 + time[1] / 1000000;
+    }
+
+    /// <summary>A startContainer hook of the plan: its strings point into the plan.</summary>
+    private struct Hook
+    {
+        public byte* Path;
+        public byte** Args, Env;
+        public uint Timeout;
     }
 
     private static bool Malformed() => Failed("read plan", "stage plan: malformed", null, 0);
@@ -1023,7 +1029,6 @@ internal static unsafe class Stage
         if (s_malformed || length >= s_end - s_cursor) { s_malformed = true; return null; }
         byte* s = Bytes(length + 1);
         if (s == null || s[length] != 0) { s_malformed = true; return null; }
-        s_lastLength = length;
         return s;
     }
 

@@ -241,7 +241,7 @@ public sealed class ContainerProcess
                     {
                         Path = stagePath,
                         Args = [stagePath],
-                        Environment = Trace.Enabled ? ["HOSTOS_TRACE=1"] : [],
+                        Environment = [],
                         ExtraFds = [controlRead, statusWrite, .. extras],
                         Stdout = stdout,
                         Stderr = stdout,

@@ -175,15 +175,17 @@ public sealed record StagePlan
             NativeString(w, m.Destination);
             NativeString(w, o.Bind ? m.Source ?? "" : m.Source ?? type);
             NativeString(w, o.Bind ? "" : type);
+            // A bind mount's flags are applied by a remount after it (mount(2) ignores them
+            // on the bind itself); any other type's go with the mount.
             w.Write((ulong)o.Flags);
             NativeString(w, o.Data ?? "");
-            w.Write((o.Bind ? 1u : 0) | (o.Recursive ? 2u : 0) | (o.Bind && o.Flags != 0 ? 4u : 0));
-            w.Write((ulong)o.Flags);
+            w.Write((o.Bind ? 1u : 0) | (o.Recursive ? 2u : 0));
             w.Write((ulong)o.Propagation);
         }
         bool ownDev = Mounts.Any(m => m.Destination == "/dev");
         NativeStrings(w, ownDev ? [.. DefaultDevices.Where(d => !Devices.Any(l => l.Path == "/dev/" + d))] : []);
-        NativeStrings(w, ownDev ? [.. DeviceLinks.Select(l => l.Link + "\0" + l.To)] : [], allowNul: true);
+        w.Write(ownDev ? DeviceLinks.Length : 0);
+        foreach (var (link, to) in ownDev ? DeviceLinks : []) { NativeString(w, link); NativeString(w, to); }
         w.Write(Devices.Count);
         foreach (PlannedDevice d in Devices)
         {
@@ -200,7 +202,7 @@ public sealed record StagePlan
         NativeString(w, OomScoreAdj?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "");
     }
 
-    private const uint NativePlanVersion = 2;
+    private const uint NativePlanVersion = 3;
     /// <summary>As many startContainer hooks as the stage takes (src/HostOs.Stage/Stage.cs, MaxHooks).</summary>
     private const int MaxHooks = 1024;
 
@@ -215,17 +217,17 @@ public sealed record StagePlan
         _ => throw new InvalidDataException($"device {d.Path}: type '{d.Type}'"),
     };
 
-    private static void NativeString(BinaryWriter w, string s, bool allowNul = false)
+    private static void NativeString(BinaryWriter w, string s)
     {
         byte[] bytes = System.Text.Encoding.UTF8.GetBytes(s);
-        if (!allowNul && bytes.Contains((byte)0)) throw new InvalidDataException($"a NUL character in '{s.Replace("\0", "\\0", StringComparison.Ordinal)}'");
+        if (bytes.Contains((byte)0)) throw new InvalidDataException($"a NUL character in '{s.Replace("\0", "\\0", StringComparison.Ordinal)}'");
         w.Write(bytes.Length); w.Write(bytes); w.Write((byte)0);
     }
 
-    private static void NativeStrings(BinaryWriter w, List<string> list, bool allowNul = false)
+    private static void NativeStrings(BinaryWriter w, List<string> list)
     {
         w.Write(list.Count);
-        foreach (string s in list) NativeString(w, s, allowNul);
+        foreach (string s in list) NativeString(w, s);
     }
 
     private static void Framed(Stream stream, Action<Stream> write)

@@ -74,8 +74,3 @@ public static unsafe partial class Sys
         }
     }
 }
-
-public static unsafe partial class Sys
-{
-
-}

@@ -179,7 +179,7 @@ public class NativeStageTests
         byte[] Plan(uint groups, uint cwdLength)
         {
             var w = new BinaryWriter(new MemoryStream());
-            foreach (uint v in new uint[] { 2, 0, 0, 0, 0, 40 }) w.Write(v); // version 2
+            foreach (uint v in new uint[] { 3, 0, 0, 0, 0, 40 }) w.Write(v); // version 3
             for (int i = 0; i < 5; i++) w.Write(0UL);
             w.Write(groups); w.Write(0u); w.Write(0u); w.Write(0u);
             w.Write(cwdLength); w.Write((byte)'/'); w.Write((byte)0);
