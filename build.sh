@@ -16,7 +16,7 @@ if [ "${1:-}" = "--broken" ]; then broken=1; shift; fi
 # Host tools, from Debian's archive only. Installed when missing; never the kernel
 # (that one is fetched with apt-get download and unpacked, never installed into /boot).
 HOST_PACKAGES=(qemu-system-x86 ovmf systemd-boot-efi erofs-utils gdisk dosfstools mtools
-               e2fsprogs kmod busybox-static binutils gcc libc6-dev cpio zstd python3
+               e2fsprogs kmod busybox-static binutils gcc lld libc6-dev cpio zstd python3
                runc docker-registry apache2-utils openssl cryptsetup-bin nftables)
 missing=()
 for p in "${HOST_PACKAGES[@]}"; do

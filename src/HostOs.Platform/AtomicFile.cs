@@ -15,15 +15,9 @@ public static class AtomicFile
     public static void Write(string path, ReadOnlySpan<byte> content, bool durable, UnixFileMode? mode = null)
     {
         string temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (mode is UnixFileMode m) options.UnixCreateMode = m;
-        File.Delete(temp); // UnixCreateMode applies to a new file only
-        using (var f = new FileStream(temp, options))
-        {
-            f.Write(content);
-            if (durable) f.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
+        Sys.TryUnlink(temp); // the mode applies to a new file only
+        Sys.WriteFile(temp, content, mode is UnixFileMode m ? (int)m : 0b110_110_110, durable);
+        Sys.Rename(temp, path);
         if (durable) Sys.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 }

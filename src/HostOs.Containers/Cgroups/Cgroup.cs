@@ -221,7 +221,7 @@ public sealed class Cgroup
         }
     }
 
-    private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
+    private static string ReadOrEmpty(string path) => Sys.TryReadFile(path) is { } bytes ? System.Text.Encoding.UTF8.GetString(bytes) : "";
 
     private static string Normalize(string relative)
     {

@@ -33,6 +33,8 @@ public sealed class ContainerProcess
     public Cgroup Cgroup { get; }
     /// <summary>The validated spec and resolved root of a created container (null for exec).</summary>
     public RuntimeSpec? Spec { get; private init; }
+    /// <summary>The state ContainerRuntime recorded for it (create and run), so run's delete need not read it back.</summary>
+    internal SavedContainer? Recorded { get; set; }
     public string? Rootfs { get; private init; }
     /// <summary>The pty master when the caller asked to receive it (run or exec attached with a terminal).</summary>
     public SafeFileHandle? ConsoleMaster { get; private init; }

@@ -56,7 +56,10 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         var (c, saved) = CreateRecorded(id, bundle, pidFile, fifo: false,
             new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null), c => c.Start());
-        HookRunner.RunReporting("poststart", saved.Spec!.Hooks?.Poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
+        if (saved.Spec!.Hooks?.Poststart is { Count: > 0 } poststart)
+        {
+            HookRunner.RunReporting("poststart", poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
+        }
         return c;
     }
 
@@ -76,6 +79,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             if (fifo) Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
             c = ContainerProcess.Create(id, bundle, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, console: console);
             SavedContainer saved = Save(c, bundle);
+            c.Recorded = saved;
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
             then(c);
             return (c, saved);
@@ -105,7 +109,16 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         int code = Wait(c.Pid);
         Trace.Step("parent", "exited");
-        Delete(c.Id, force: true, c.Spec);
+        if (c.Recorded is { } saved)
+        {
+            // Reaped just now: stopped, and its state is the one this process recorded.
+            string dir = DirOf(c.Id);
+            if (Directory.Exists(dir)) DeleteStopped(dir, saved, c.Spec?.Hooks?.Poststop);
+        }
+        else
+        {
+            Delete(c.Id, force: true, c.Spec);
+        }
         Trace.Step("parent", "deleted");
         return code;
     }
@@ -177,8 +190,8 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         SavedContainer c = Load(id);
         ContainerStatus status = StatusOf(c);
-        if (pause && status != ContainerStatus.Running) throw new ContainerException($"container {id} is not running ({status.ToString().ToLowerInvariant()})");
-        if (!pause && status != ContainerStatus.Paused) throw new ContainerException($"container {id} is not paused ({status.ToString().ToLowerInvariant()})");
+        if (pause && status != ContainerStatus.Running) throw new ContainerException($"container {id} is not running ({Name(status)})");
+        if (!pause && status != ContainerStatus.Paused) throw new ContainerException($"container {id} is not paused ({Name(status)})");
         Cgroup.Open(c.CgroupRoot, c.CgroupPath).Freeze(pause, TimeSpan.FromSeconds(10));
     }
 
@@ -240,12 +253,10 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             ContainerStatus status = StatusOf(c);
             if (status is ContainerStatus.Running or ContainerStatus.Paused && !force)
             {
-                throw new ContainerException($"cannot delete container {id} that is not stopped: {status.ToString().ToLowerInvariant()}");
+                throw new ContainerException($"cannot delete container {id} that is not stopped: {Name(status)}");
             }
             if (status != ContainerStatus.Stopped) Sys.TryKill(c.Pid, Sys.SIGKILL);
-            Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
-            RemoveDirectory(dir);
-            HookRunner.RunReporting("poststop", poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
+            DeleteStopped(dir, c, poststop);
             return;
         }
         else if (!force)
@@ -253,6 +264,13 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             throw new ContainerException($"container {id} is still being created (use --force to remove what it left)");
         }
         RemoveDirectory(dir);
+    }
+
+    private void DeleteStopped(string dir, SavedContainer c, List<Hook>? poststop)
+    {
+        Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
+        RemoveDirectory(dir);
+        if (poststop is { Count: > 0 }) HookRunner.RunReporting("poststop", poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
     }
 
     /// <summary>
@@ -329,7 +347,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         };
         string dir = DirOf(c.Id);
         // The spec as it was read; later commands must not see later edits of the bundle.
-        File.WriteAllBytes(Path.Combine(dir, ConfigCopy), c.SpecBytes!);
+        Sys.WriteFile(Path.Combine(dir, ConfigCopy), c.SpecBytes!);
         AtomicFile.Write(Path.Combine(dir, StateFile), saved.ToJson(), durable: false);
         Trace.Step("parent", "state saved");
         return saved;
@@ -339,11 +357,11 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         ValidateId(id);
         string path = Path.Combine(DirOf(id), StateFile);
-        if (!File.Exists(path)) throw new ContainerNotFoundException(id);
+        byte[] json = Sys.TryReadFile(path) ?? throw new ContainerNotFoundException(id);
         SavedContainer saved;
         try
         {
-            saved = SavedContainer.FromJson(File.ReadAllBytes(path));
+            saved = SavedContainer.FromJson(json);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -352,7 +370,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         if (withSpec)
         {
             string config = Path.Combine(DirOf(id), ConfigCopy);
-            saved.Spec = SpecLoader.Parse(File.ReadAllBytes(config), config);
+            saved.Spec = SpecLoader.Parse(Sys.ReadFile(config), config);
         }
         return saved;
     }
@@ -368,20 +386,31 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     /// <summary>Field 22 of /proc/PID/stat, or null when the process is gone or a zombie.</summary>
     internal static ulong? StartTime(int pid)
     {
-        string stat;
-        try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
+        // Read without exceptions: the process being gone is the common answer (run's delete).
+        byte[]? bytes;
+        try { bytes = Sys.TryReadFile($"/proc/{pid}/stat"); }
+        catch (SysException) { return null; }
+        if (bytes is null) return null;
+        string stat = System.Text.Encoding.ASCII.GetString(bytes);
         string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         if (rest[0] is "Z" or "X" or "x") return null;
         return ulong.Parse(rest[19], CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The OCI state's status string (a switch: Enum.ToString goes through reflection metadata).</summary>
+    private static string Name(ContainerStatus status) => status switch
+    {
+        ContainerStatus.Created => "created",
+        ContainerStatus.Running => "running",
+        ContainerStatus.Paused => "paused",
+        _ => "stopped",
+    };
+
     private static OciState ToOci(SavedContainer c, ContainerStatus status) => new()
     {
         Id = c.Id,
         Pid = status == ContainerStatus.Stopped ? 0 : c.Pid,
-        Status = status.ToString().ToLowerInvariant(),
+        Status = Name(status),
         Bundle = c.Bundle,
         Rootfs = c.Rootfs,
         Created = c.Created,
@@ -399,6 +428,11 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
 
     private static void RemoveDirectory(string dir)
     {
+        // What we put there, by name first: a recursive delete enumerates the directory.
+        Sys.TryUnlink(Path.Combine(dir, StateFile));
+        Sys.TryUnlink(Path.Combine(dir, ConfigCopy));
+        Sys.TryUnlink(Path.Combine(dir, FifoName));
+        if (Sys.TryRemoveDirectory(dir)) return;
         try { Directory.Delete(dir, recursive: true); }
         catch (DirectoryNotFoundException) { }
     }

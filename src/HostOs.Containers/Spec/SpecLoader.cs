@@ -1,4 +1,5 @@
 using System.Text.Json;
+using HostOs.Platform.Interop;
 
 namespace HostOs.Containers.Spec;
 
@@ -29,7 +30,7 @@ public static class SpecLoader
     {
         string config = Path.Combine(bundle, "config.json");
         if (!File.Exists(config)) throw new FileNotFoundException($"bundle {bundle} has no config.json", config);
-        byte[] bytes = File.ReadAllBytes(config);
+        byte[] bytes = Sys.ReadFile(config);
         RuntimeSpec spec = Parse(bytes, config);
         string root = Path.GetFullPath(spec.Root!.Path!, Path.GetFullPath(bundle));
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{config}: root.path {root} is not a directory");

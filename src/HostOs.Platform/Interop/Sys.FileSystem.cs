@@ -84,7 +84,10 @@ public static unsafe partial class Sys
     /// Not a FileStream: on a regular file a FileStream writes at its own offset 0, over
     /// whatever the file held, instead of at the descriptor's offset.
     /// </summary>
-    public static void WriteAll(int fd, ReadOnlySpan<byte> data)
+    public static void WriteAll(int fd, ReadOnlySpan<byte> data) => WriteAll(fd, data, null);
+
+    /// <param name="name">What the descriptor is, for the error (else "fd N").</param>
+    private static void WriteAll(int fd, ReadOnlySpan<byte> data, string? name)
     {
         fixed (byte* p = data)
         {
@@ -96,12 +99,118 @@ public static unsafe partial class Sys
                 {
                     int errno = Marshal.GetLastPInvokeError();
                     if (errno == Errno.EINTR) continue;
-                    throw new SysException("write", $"fd {fd}", errno);
+                    throw new SysException("write", name ?? $"fd {fd}", errno);
                 }
                 done += (int)n;
             }
         }
     }
+
+    private const int O_CREAT = 0x40, O_TRUNC = 0x200;
+
+    [LibraryImport(Libc, EntryPoint = "read", SetLastError = true)]
+    private static partial nint ReadRaw(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Libc, EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int UnlinkRaw(string path);
+
+    [LibraryImport(Libc, EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int RenameRaw(string from, string to);
+
+    [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
+    private static partial int FsyncFd(int fd);
+
+    /*
+     * Whole small files by open/read/write/close, not File.*: a FileStream takes an advisory
+     * lock, stats the file and goes through buffering strategies, and File's errors are
+     * exceptions even where absence is an answer. In a short-lived process under emulation
+     * each first-time code path costs (docs/containers.md "Start latency"); these are a
+     * handful of system calls.
+     */
+
+    /// <summary>The whole file, or null when it (or a directory on its path, or the /proc
+    /// entry of a process that is gone) does not exist. Other failures throw.</summary>
+    public static byte[]? TryReadFile(string path)
+    {
+        int fd = OpenRaw(path, O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Errno.ENOENT or Errno.ESRCH) return null;
+            throw new SysException("open", path, errno);
+        }
+        try
+        {
+            byte[] buffer = new byte[4096];
+            int length = 0;
+            while (true)
+            {
+                if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                nint n;
+                fixed (byte* p = buffer) n = ReadRaw(fd, p + length, (nuint)(buffer.Length - length));
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Errno.EINTR) continue;
+                    if (errno == Errno.ESRCH) return null; // /proc/PID/... of a process that just went
+                    throw new SysException("read", path, errno);
+                }
+                if (n == 0) return buffer.AsSpan(0, length).ToArray();
+                length += (int)n;
+            }
+        }
+        finally
+        {
+            CloseRaw(fd);
+        }
+    }
+
+    /// <summary>The whole file; a missing one throws SysException (ENOENT) naming it.</summary>
+    public static byte[] ReadFile(string path) =>
+        TryReadFile(path) ?? throw new SysException("open", path, Errno.ENOENT);
+
+    /// <summary>
+    /// Creates or truncates PATH and writes <paramref name="content"/>; <paramref name="mode"/>
+    /// applies when the file is new (and the umask to it). With <paramref name="durable"/> the
+    /// content is fsync'ed before the file is closed.
+    /// </summary>
+    public static void WriteFile(string path, ReadOnlySpan<byte> content, int mode = 0b110_110_110, bool durable = false)
+    {
+        int fd = Retry(() => OpenRaw(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), "open", path);
+        try
+        {
+            WriteAll(fd, content, path);
+            if (durable) Retry(() => FsyncFd(fd), "fsync", path);
+        }
+        finally
+        {
+            CloseRaw(fd);
+        }
+    }
+
+    /// <summary>unlink(2); false when there was nothing to remove.</summary>
+    public static bool TryUnlink(string path)
+    {
+        if (UnlinkRaw(path) == 0) return true;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == Errno.ENOENT) return false;
+        throw new SysException("unlink", path, errno);
+    }
+
+    [LibraryImport(Libc, EntryPoint = "rmdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int RmdirRaw(string path);
+
+    /// <summary>rmdir(2); false when the directory is not empty (or already gone).</summary>
+    public static bool TryRemoveDirectory(string path)
+    {
+        if (RmdirRaw(path) == 0) return true;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno is Errno.ENOTEMPTY or Errno.EEXIST or Errno.ENOENT) return false;
+        throw new SysException("rmdir", path, errno);
+    }
+
+    /// <summary>rename(2): replaces <paramref name="to"/> atomically.</summary>
+    public static void Rename(string from, string to) => Check(RenameRaw(from, to), "rename", $"{from}' to '{to}");
 
     [LibraryImport(Libc, EntryPoint = "syncfs", SetLastError = true)]
     private static partial int SyncfsRaw(SafeFileHandle fd);

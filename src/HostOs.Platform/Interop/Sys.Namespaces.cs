@@ -28,7 +28,11 @@ public static unsafe partial class Sys
     private static partial int SetNsRaw(SafeFileHandle fd, int nstype);
 
     /// <summary>unshare(2) for the calling thread (namespaces other than user work per thread).</summary>
-    public static void Unshare(CloneFlags flags) => Check(UnshareRaw((int)flags), "unshare", flags.ToString());
+    public static void Unshare(CloneFlags flags)
+    {
+        // The flags are named only on failure: Enum.ToString goes through reflection metadata.
+        if (UnshareRaw((int)flags) != 0) throw new SysException("unshare", flags.ToString(), Marshal.GetLastPInvokeError());
+    }
 
     /// <summary>setns(2) for the calling thread; a mount namespace needs unshare(CLONE_FS) first.</summary>
     public static void SetNs(SafeFileHandle ns, CloneFlags type, string path) => Check(SetNsRaw(ns, (int)type), "setns", path);

@@ -80,3 +80,16 @@ public class StagePlanTests
         Assert.True(plan.OwnNetwork); // runc's default spec has a network namespace of its own
     }
 }
+
+public class SavedContainerTests
+{
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(638_999_999_999_999_999L)]
+    [InlineData(639_000_000_000_000_007L)]
+    public void CreatedIsWrittenAsTheFormatStringWould(long ticks)
+    {
+        var t = new DateTime(ticks, DateTimeKind.Utc);
+        Assert.Equal(t.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture), SavedContainer.Rfc3339(t));
+    }
+}

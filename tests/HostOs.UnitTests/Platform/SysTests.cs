@@ -7,6 +7,47 @@ namespace HostOs.UnitTests.Platform;
 public class SysTests
 {
     [Fact]
+    public void WholeFilesByRawCalls_ReadWriteReplaceAndAbsence()
+    {
+        string dir = Directory.CreateTempSubdirectory("hostos-sys-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "f");
+            Assert.Null(Sys.TryReadFile(path));
+            Assert.Null(Sys.TryReadFile(Path.Combine(dir, "no-such-dir", "f")));
+            var missing = Assert.Throws<SysException>(() => Sys.ReadFile(path));
+            Assert.Contains(path, missing.Message);
+            Assert.Equal(Errno.ENOENT, missing.Errno);
+
+            // Larger than the first read's buffer, and truncated by a shorter second write.
+            byte[] big = Enumerable.Range(0, 10_000).Select(i => (byte)i).ToArray();
+            Sys.WriteFile(path, big, mode: 0b110_000_000);
+            Assert.Equal(big, Sys.TryReadFile(path));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+            Sys.WriteFile(path, "short"u8);
+            Assert.Equal("short"u8.ToArray(), Sys.ReadFile(path));
+
+            // /proc files report a size of 0: read to the end, not by size.
+            Assert.StartsWith($"{Environment.ProcessId} (", System.Text.Encoding.ASCII.GetString(Sys.ReadFile("/proc/self/stat")));
+
+            AtomicFile.Write(path, "replaced"u8, durable: true, mode: UnixFileMode.UserRead);
+            Assert.Equal("replaced"u8.ToArray(), Sys.ReadFile(path));
+            Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(path));
+            Assert.False(File.Exists(path + ".tmp"));
+
+            Assert.False(Sys.TryRemoveDirectory(dir)); // not empty
+            Assert.True(Sys.TryUnlink(path));
+            Assert.False(Sys.TryUnlink(path));
+            Assert.True(Sys.TryRemoveDirectory(dir));
+            Assert.False(Sys.TryRemoveDirectory(dir));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void SpawnAndWait_ExitCodeAndSignalAreDecoded()
     {
         int pid = Sys.Spawn(new SpawnRequest { Path = "/bin/sh", Args = ["sh", "-c", "exit 7"] });
