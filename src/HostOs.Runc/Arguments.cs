@@ -147,7 +147,14 @@ public sealed class Arguments
         return null;
     }
 
-    public List<string> Values(string flag) => _flags.Where(f => f.Name == flag).Select(f => f.Value).ToList();
+    public List<string> Values(string flag)
+    {
+        // A loop, not Where/Select: LINQ's Select over value tuples makes NativeAOT's type
+        // loader resolve a generic virtual method at run time (docs/containers.md "Start latency").
+        var values = new List<string>();
+        foreach (var (name, value) in _flags) if (name == flag) values.Add(value);
+        return values;
+    }
 
     /// <summary>Exactly <paramref name="count"/> positional arguments, named in the error.</summary>
     public void Expect(int min, int max, string usage)

@@ -203,10 +203,21 @@ public sealed class ContainerProcess
         }
     }
 
-    /// <summary>The namespaces of <paramref name="pid"/> to join: ipc, uts, net, pid, and <paramref name="last"/>.</summary>
-    private static List<(string Path, CloneFlags Flag)> NamespacesOf(int pid, (string Type, CloneFlags Flag) last) =>
-        [.. new[] { ("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet), ("pid", CloneFlags.NewPid), last }
-            .Select(n => ($"/proc/{pid}/ns/{n.Item1}", n.Item2))];
+    /// <summary>
+    /// The namespaces of <paramref name="pid"/> to join: ipc, uts, net, pid, and <paramref name="last"/>.
+    /// A loop, not LINQ: Select over value tuples is a generic virtual method that NativeAOT
+    /// resolves at run time through its type loader, ~6k instructions of first-time code.
+    /// </summary>
+    private static List<(string Path, CloneFlags Flag)> NamespacesOf(int pid, (string Type, CloneFlags Flag) last)
+    {
+        var joins = new List<(string Path, CloneFlags Flag)>(5);
+        foreach (var (type, flag) in (ReadOnlySpan<(string, CloneFlags)>)
+                 [("ipc", CloneFlags.NewIpc), ("uts", CloneFlags.NewUts), ("net", CloneFlags.NewNet), ("pid", CloneFlags.NewPid), last])
+        {
+            joins.Add(($"/proc/{pid}/ns/{type}", flag));
+        }
+        return joins;
+    }
 
     /// <summary>
     /// The stage's side of create or exec: spawn, plan (and, for startContainer hooks,
