@@ -9,7 +9,10 @@ under TCG (HOSTOS_ACCEL to change), and through the test shell on ttyS1:
   - 20 containers started in parallel with each;
   - exec of /bin/true into a running container, sequential, with each;
   - resident memory of the runtime's own processes while one container runs.
-Times come from the guest's /proc/uptime (10 ms resolution) around each batch.
+Times come from the guest's /proc/uptime (10 ms resolution) around each batch. The
+sequential runs go in ROUNDS rounds in which every runtime takes its turn (RUNS/ROUNDS
+runs each), and the figures are medians over the rounds: this machine's speed drifts by
+tens of percent within minutes, and one block per runtime let the drift pick the winner.
 Usage: bench/containers.py [--runs N]
 """
 import os, subprocess, sys
@@ -17,6 +20,12 @@ import os, subprocess, sys
 from vm import ROOT, Vm
 
 RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 100
+ROUNDS = 5
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
 def main():
@@ -45,30 +54,34 @@ def main():
 
         for cmd in (ours, library, crun, runc):
             seq(cmd, 3)  # warm the page cache for each
-        print(f"start-to-exit of /bin/true in a busybox bundle, {RUNS} sequential runs each (TCG, same VM, same run)")
-        rows = []
-        for name, cmd in [("hostos-runc run (HostOS's runtime, runc's CLI)", ours),
-                          ("HostOs.Containers in-process (hostos-guestcheck)", library),
-                          ("crun 1.8.1 run", crun), ("runc 1.1.5 run", runc)]:
-            rows.append((name, seq(cmd, RUNS)))
-        for name, ms in rows:
-            print(f"  {name:52s} {ms:7.1f} ms per container")
-        print(f"  ratio hostos-runc / crun: {rows[0][1] / rows[2][1]:.2f}x   (target <= 1.0x); "
-              f"hostos-runc / runc: {rows[0][1] / rows[3][1]:.2f}x")
-        p_ours, p_crun = par(ours.replace("c$i", "p$i"), 20), par(crun.replace("c$i", "p$i"), 20)
-        print(f"20 containers started in parallel: HostOS {p_ours:.0f} ms, crun {p_crun:.0f} ms, ratio {p_ours / p_crun:.2f}x")
+        print(f"start-to-exit of /bin/true in a busybox bundle, {RUNS} sequential runs each in {ROUNDS} rounds "
+              f"taking turns (TCG, same VM, same run; medians over the rounds)")
+        names = ["hostos-runc run (HostOS's runtime, runc's CLI)", "HostOs.Containers in-process (hostos-guestcheck)",
+                 "crun 1.8.1 run", "runc 1.1.5 run"]
+        cmds = [ours, library, crun, runc]
+        rounds = [[seq(cmd.replace("c$i", f"c{r}_$i"), RUNS // ROUNDS) for cmd in cmds] for r in range(ROUNDS)]
+        for k, name in enumerate(names):
+            per_round = [row[k] for row in rounds]
+            print(f"  {name:52s} {median(per_round):7.1f} ms per container   (rounds: "
+                  + " ".join(f"{x:.0f}" for x in per_round) + ")")
+        print(f"  ratio hostos-runc / crun: {median([row[0] / row[2] for row in rounds]):.2f}x   (target <= 1.0x); "
+              f"hostos-runc / runc: {median([row[0] / row[3] for row in rounds]):.2f}x   (medians of each round's ratio)")
+        par_rounds = [(par(ours.replace("c$i", f"p{r}_$i"), 20), par(crun.replace("c$i", f"p{r}_$i"), 20)) for r in range(3)]
+        print(f"20 containers started in parallel (3 rounds taking turns, medians): HostOS {median([o for o, _ in par_rounds]):.0f} ms, "
+              f"crun {median([c for _, c in par_rounds]):.0f} ms, ratio {median([o / c for o, c in par_rounds]):.2f}x")
 
         # exec into a running container (what exec health probes do): /bin/true, sequential
         sh.check("hostos-guestcheck make-bundle /tmp/l sleep 3600")
-        execs = []
-        for name, rt in [("hostos-runc exec", "hostos-runc --root /run/hostos-runc"), ("crun exec", "crun --root /run/crun")]:
+        runtimes = [("hostos-runc exec", "hostos-runc --root /run/hostos-runc"), ("crun exec", "crun --root /run/crun")]
+        for _, rt in runtimes:
             sh.check(f"{rt} create -b /tmp/l e1 >/dev/null </dev/null && {rt} start e1")
-            cmd = f"{rt} exec e1 true >/dev/null </dev/null"
-            seq(cmd, 3)
-            execs.append((name, seq(cmd, RUNS)))
+            seq(f"{rt} exec e1 true >/dev/null </dev/null", 3)
+        exec_rounds = [[seq(f"{rt} exec e1 true >/dev/null </dev/null", RUNS // ROUNDS) for _, rt in runtimes] for _ in range(ROUNDS)]
+        for _, rt in runtimes:
             sh.check(f"{rt} delete --force e1")
-        print(f"exec of /bin/true into a running container, {RUNS} sequential runs each: "
-              + ", ".join(f"{n} {ms:.1f} ms" for n, ms in execs) + f", ratio {execs[0][1] / execs[1][1]:.2f}x")
+        print(f"exec of /bin/true into a running container, {RUNS} sequential runs each in {ROUNDS} rounds: "
+              + ", ".join(f"{n} {median([row[k] for row in exec_rounds]):.1f} ms" for k, (n, _) in enumerate(runtimes))
+              + f", ratio {median([row[0] / row[1] for row in exec_rounds]):.2f}x")
 
         def rss(cmd, procname):
             sh.check(f"({cmd}) & sleep 1")
