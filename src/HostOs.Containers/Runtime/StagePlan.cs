@@ -85,11 +85,20 @@ public sealed record StagePlan
     /// <summary>The plan of an exec: the process and nothing of the container's set-up.</summary>
     public static StagePlan ForExec(Process process, Spec.Seccomp? seccomp) => WithSeccomp(ForProcess(process, "") with { Exec = true }, seccomp);
 
-    private static StagePlan WithSeccomp(StagePlan plan, Spec.Seccomp? seccomp) => seccomp is null ? plan : plan with
+    private static StagePlan WithSeccomp(StagePlan plan, Spec.Seccomp? seccomp)
     {
-        SeccompFilter = Seccomp.SeccompCompiler.ToBytes(Seccomp.SeccompCompiler.Compile(seccomp)),
-        SeccompFlags = Seccomp.SeccompCompiler.Flags(seccomp),
-    };
+        if (seccomp is null) return plan;
+        byte[] filter = Compiled.GetValue(seccomp, static profile => Seccomp.SeccompCompiler.ToBytes(Seccomp.SeccompCompiler.Compile(profile)));
+        return plan with { SeccompFilter = filter, SeccompFlags = Seccomp.SeccompCompiler.Flags(seccomp) };
+    }
+
+    /// <summary>
+    /// Each profile's filter, compiled once per profile object: PID 1's exec health probes
+    /// run every 2 s into a container whose spec (and so profile) stays the same object.
+    /// A profile is not changed once its spec is loaded. Weak keys: a deleted container's
+    /// profile takes its filter with it.
+    /// </summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Spec.Seccomp, byte[]> Compiled = new();
 
     private static StagePlan ForProcess(Process p, string rootfs) => new()
     {

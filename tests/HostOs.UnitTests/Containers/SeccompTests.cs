@@ -53,6 +53,22 @@ public class SeccompTests
     };
 
     [Fact]
+    public void ExecPlansCompileEachProfileObjectOnce()
+    {
+        // PID 1's exec health probes build a plan every 2 s with the container's profile.
+        var process = new HostOs.Containers.Spec.Process { Args = ["/bin/true"], Cwd = "/" };
+        Seccomp profile = Profile(new SeccompSyscall { Names = ["read"], Action = "SCMP_ACT_ALLOW" });
+        byte[] first = HostOs.Containers.Runtime.StagePlan.ForExec(process, profile).SeccompFilter;
+        Assert.Equal(Compile(profile), first);
+        Assert.Same(first, HostOs.Containers.Runtime.StagePlan.ForExec(process, profile).SeccompFilter);
+        // Another profile object is compiled for itself, even when it reads the same.
+        Seccomp other = Profile(new SeccompSyscall { Names = ["write"], Action = "SCMP_ACT_ALLOW" });
+        byte[] second = HostOs.Containers.Runtime.StagePlan.ForExec(process, other).SeccompFilter;
+        Assert.Equal(Compile(other), second);
+        Assert.NotEqual(first, second);
+    }
+
+    [Fact]
     public void AllowListWithDefaultErrno()
     {
         byte[] p = Compile(Profile(new SeccompSyscall { Names = ["read", "write", "no_such_syscall_on_this_kernel"], Action = "SCMP_ACT_ALLOW" }));
