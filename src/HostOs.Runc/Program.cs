@@ -346,7 +346,7 @@ internal static class Program
     {
         Write(2, $"hostos-runc: {message}\n");
         if (_logFile is null) return;
-        string time = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+        string time = SavedContainer.Now();
         string line = _logFormat == "json"
             ? $"{{\"level\":\"error\",\"msg\":{JsonSerializer.Serialize(message, LogJson.Default.String)},\"time\":\"{time}\"}}\n"
             : $"time=\"{time}\" level=error msg={JsonSerializer.Serialize(message, LogJson.Default.String)}\n";

@@ -109,16 +109,9 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         int code = Wait(c.Pid);
         Trace.Step("parent", "exited");
-        if (c.Recorded is { } saved)
-        {
-            // Reaped just now: stopped, and its state is the one this process recorded.
-            string dir = DirOf(c.Id);
-            if (Directory.Exists(dir)) DeleteStopped(dir, saved, c.Spec?.Hooks?.Poststop);
-        }
-        else
-        {
-            Delete(c.Id, force: true, c.Spec);
-        }
+        // Reaped just now: stopped, and its state is the one CreateAndStart recorded.
+        string dir = DirOf(c.Id);
+        if (Directory.Exists(dir)) DeleteStopped(dir, c.Recorded!, c.Spec!.Hooks?.Poststop);
         Trace.Step("parent", "deleted");
         return code;
     }
@@ -228,10 +221,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     /// runc does); a running one only with <paramref name="force"/>. With force an unknown
     /// id is not an error (runc's behaviour). Nothing it owned is left: processes, cgroup, state.
     /// </summary>
-    public void Delete(string id, bool force) => Delete(id, force, known: null);
-
-    /// <param name="known">The spec when the caller has it (run), so the saved copy need not be read again.</param>
-    private void Delete(string id, bool force, RuntimeSpec? known)
+    public void Delete(string id, bool force)
     {
         ValidateId(id);
         string dir = DirOf(id);
@@ -241,8 +231,8 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             throw new ContainerNotFoundException(id);
         }
         SavedContainer? c = File.Exists(Path.Combine(dir, StateFile)) ? Load(id) : null;
-        List<Hook>? poststop = known?.Hooks?.Poststop;
-        if (c is not null && known is null && File.Exists(Path.Combine(dir, ConfigCopy)))
+        List<Hook>? poststop = null;
+        if (c is not null && File.Exists(Path.Combine(dir, ConfigCopy)))
         {
             // Read before the directory goes; an unreadable copy must not block the delete.
             try { poststop = SpecLoader.Parse(File.ReadAllBytes(Path.Combine(dir, ConfigCopy)), "config.json").Hooks?.Poststop; }

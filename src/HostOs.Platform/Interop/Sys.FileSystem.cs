@@ -117,9 +117,6 @@ public static unsafe partial class Sys
     [LibraryImport(Libc, EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int RenameRaw(string from, string to);
 
-    [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
-    private static partial int FsyncFd(int fd);
-
     /*
      * Whole small files by open/read/write/close, not File.*: a FileStream takes an advisory
      * lock, stats the file and goes through buffering strategies, and File's errors are
@@ -177,15 +174,9 @@ public static unsafe partial class Sys
     public static void WriteFile(string path, ReadOnlySpan<byte> content, int mode = 0b110_110_110, bool durable = false)
     {
         int fd = Retry(() => OpenRaw(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), "open", path);
-        try
-        {
-            WriteAll(fd, content, path);
-            if (durable) Retry(() => FsyncFd(fd), "fsync", path);
-        }
-        finally
-        {
-            CloseRaw(fd);
-        }
+        using var file = new SafeFileHandle(fd, ownsHandle: true);
+        WriteAll(fd, content, path);
+        if (durable) Fsync(file, path);
     }
 
     /// <summary>unlink(2); false when there was nothing to remove.</summary>
