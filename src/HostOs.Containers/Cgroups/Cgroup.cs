@@ -1,4 +1,5 @@
 using System.Globalization;
+using HostOs.Platform;
 using HostOs.Platform.Interop;
 using Microsoft.Win32.SafeHandles;
 
@@ -86,7 +87,7 @@ public sealed class Cgroup
     }
 
     public void AddProcess(int pid) =>
-        WriteFile(System.IO.Path.Combine(Path, "cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
+        WriteFile(System.IO.Path.Combine(Path, "cgroup.procs"), pid.ToString()); // no culture: a pid has no sign
 
     /// <summary>Every process in this cgroup and the ones below it (a container may make sub-cgroups).</summary>
     public List<int> Processes()
@@ -204,20 +205,20 @@ public sealed class Cgroup
     /// </summary>
     internal static void WriteFile(string path, string value)
     {
-        if (!File.Exists(path))
+        bool written;
+        try
+        {
+            written = Sys.TryWriteExisting(path, System.Text.Encoding.UTF8.GetBytes(value));
+        }
+        catch (SysException e)
+        {
+            throw new CgroupException($"cgroup file {path}: writing '{value}' failed: {e.Message}", e);
+        }
+        if (!written)
         {
             string file = System.IO.Path.GetFileName(path);
             string controller = file.Contains('.') ? file[..file.IndexOf('.')] : file;
             throw new CgroupException($"cgroup file {path} does not exist (is the {controller} controller enabled for this cgroup?)");
-        }
-        try
-        {
-            using SafeFileHandle h = File.OpenHandle(path, FileMode.Open, FileAccess.Write);
-            RandomAccess.Write(h, System.Text.Encoding.ASCII.GetBytes(value), 0);
-        }
-        catch (IOException e)
-        {
-            throw new CgroupException($"cgroup file {path}: writing '{value}' failed: {e.Message}", e);
         }
     }
 

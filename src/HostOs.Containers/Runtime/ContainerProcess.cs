@@ -374,9 +374,16 @@ public sealed class ContainerProcess
     /// <summary>Everything the stage writes until it closes its end (or execs): nothing, or 'E' and a message.</summary>
     private static string ReadAll(FileStream status)
     {
-        var bytes = new MemoryStream();
-        status.CopyTo(bytes);
-        return Encoding.UTF8.GetString(bytes.GetBuffer(), 0, (int)bytes.Length);
+        // One growing buffer, not Stream.CopyTo, which rents from the shared array pool and
+        // so sets it up in every short-lived process (docs/containers.md "Counting instead of timing").
+        byte[] buffer = new byte[256];
+        int length = 0, n;
+        while ((n = status.Read(buffer, length, buffer.Length - length)) > 0)
+        {
+            length += n;
+            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+        }
+        return Encoding.UTF8.GetString(buffer, 0, length);
     }
 
     /// <summary>

@@ -1,6 +1,5 @@
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using HostOs.Platform;
 using HostOs.Containers.Spec;
 
 namespace HostOs.Containers.Runtime;
@@ -11,8 +10,9 @@ public enum ContainerStatus { Created, Running, Paused, Stopped }
 /// <summary>
 /// The state of a container as the OCI runtime spec defines it, printed by <c>state</c> and
 /// <c>list --format json</c> with runc's field names and order (runc adds rootfs, created
-/// and owner to the spec's fields). Written with Utf8JsonWriter: the serializer's first use
-/// costs more than a container start can spare (docs/containers.md, "Start latency").
+/// and owner to the spec's fields). Written with <see cref="JsonOutput"/>: the serializer's
+/// and Utf8JsonWriter's first uses cost more than a container start can spare
+/// (docs/containers.md, "Start latency").
 /// </summary>
 public sealed class OciState
 {
@@ -26,46 +26,43 @@ public sealed class OciState
     public Dictionary<string, string>? Annotations { get; set; }
     public string Owner { get; set; } = "";
 
-    public void WriteTo(Utf8JsonWriter w)
+    public void WriteTo(JsonOutput w)
     {
-        w.WriteStartObject();
-        w.WriteString("ociVersion", OciVersion);
-        w.WriteString("id", Id);
-        w.WriteNumber("pid", Pid);
-        w.WriteString("status", Status);
-        w.WriteString("bundle", Bundle);
-        w.WriteString("rootfs", Rootfs);
-        w.WriteString("created", Created);
+        w.StartObject();
+        w.String("ociVersion", OciVersion);
+        w.String("id", Id);
+        w.Number("pid", Pid);
+        w.String("status", Status);
+        w.String("bundle", Bundle);
+        w.String("rootfs", Rootfs);
+        w.String("created", Created);
         WriteAnnotations(w, Annotations);
-        w.WriteString("owner", Owner);
-        w.WriteEndObject();
+        w.String("owner", Owner);
+        w.EndObject();
     }
 
-    internal static void WriteAnnotations(Utf8JsonWriter w, Dictionary<string, string>? annotations)
+    internal static void WriteAnnotations(JsonOutput w, Dictionary<string, string>? annotations)
     {
         if (annotations is not { Count: > 0 }) return;
-        w.WriteStartObject("annotations");
-        foreach (var (k, v) in annotations) w.WriteString(k, v);
-        w.WriteEndObject();
+        w.StartObject("annotations");
+        foreach (var (k, v) in annotations) w.String(k, v);
+        w.EndObject();
     }
 
     public static string ToJson(IEnumerable<OciState> states, bool indented)
     {
-        var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented }))
-        {
-            w.WriteStartArray();
-            foreach (OciState s in states) s.WriteTo(w);
-            w.WriteEndArray();
-        }
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        var w = new JsonOutput(indented);
+        w.StartArray();
+        foreach (OciState s in states) s.WriteTo(w);
+        w.EndArray();
+        return w.ToString();
     }
 
     public string ToJson(bool indented)
     {
-        var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented })) WriteTo(w);
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        var w = new JsonOutput(indented);
+        WriteTo(w);
+        return w.ToString();
     }
 }
 
@@ -121,22 +118,19 @@ public sealed class SavedContainer
 
     public byte[] ToJson()
     {
-        var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            w.WriteString("id", Id);
-            w.WriteNumber("pid", Pid);
-            w.WriteNumber("pidStartTime", PidStartTime);
-            w.WriteString("bundle", Bundle);
-            w.WriteString("rootfs", Rootfs);
-            w.WriteString("created", Created);
-            w.WriteString("cgroupRoot", CgroupRoot);
-            w.WriteString("cgroupPath", CgroupPath);
-            OciState.WriteAnnotations(w, Annotations);
-            w.WriteEndObject();
-        }
-        return buffer.ToArray();
+        var w = new JsonOutput(indented: false);
+        w.StartObject();
+        w.String("id", Id);
+        w.Number("pid", Pid);
+        w.Number("pidStartTime", PidStartTime);
+        w.String("bundle", Bundle);
+        w.String("rootfs", Rootfs);
+        w.String("created", Created);
+        w.String("cgroupRoot", CgroupRoot);
+        w.String("cgroupPath", CgroupPath);
+        OciState.WriteAnnotations(w, Annotations);
+        w.EndObject();
+        return w.ToUtf8();
     }
 
     /// <summary>state.json back; a missing or mistyped field is an error (the file is ours).</summary>

@@ -9,26 +9,31 @@ namespace HostOs.Containers.Runtime;
 /// </summary>
 public sealed record MountOptions(MountFlags Flags, MountFlags ClearedFlags, MountFlags Propagation, bool Bind, bool Recursive, string? Data)
 {
-    private static readonly Dictionary<string, (MountFlags Set, MountFlags Clear)> FlagNames = new(StringComparer.Ordinal)
+    // Switches rather than dictionaries: a static table is built in full by the first
+    // container of every process; a switch runs only the names a spec has
+    // (docs/containers.md "Counting instead of timing").
+    private static (MountFlags Set, MountFlags Clear)? FlagOf(string name) => name switch
     {
-        ["ro"] = (MountFlags.ReadOnly, 0), ["rw"] = (0, MountFlags.ReadOnly),
-        ["nosuid"] = (MountFlags.NoSuid, 0), ["suid"] = (0, MountFlags.NoSuid),
-        ["nodev"] = (MountFlags.NoDev, 0), ["dev"] = (0, MountFlags.NoDev),
-        ["noexec"] = (MountFlags.NoExec, 0), ["exec"] = (0, MountFlags.NoExec),
-        ["sync"] = (MountFlags.Synchronous, 0), ["async"] = (0, MountFlags.Synchronous),
-        ["dirsync"] = (MountFlags.DirSync, 0), ["mand"] = (MountFlags.MandLock, 0), ["nomand"] = (0, MountFlags.MandLock),
-        ["noatime"] = (MountFlags.NoAtime, 0), ["atime"] = (0, MountFlags.NoAtime),
-        ["nodiratime"] = (MountFlags.NoDirAtime, 0), ["diratime"] = (0, MountFlags.NoDirAtime),
-        ["relatime"] = (MountFlags.RelAtime, 0), ["norelatime"] = (0, MountFlags.RelAtime),
-        ["strictatime"] = (MountFlags.StrictAtime, 0), ["nostrictatime"] = (0, MountFlags.StrictAtime),
+        "ro" => (MountFlags.ReadOnly, 0), "rw" => (0, MountFlags.ReadOnly),
+        "nosuid" => (MountFlags.NoSuid, 0), "suid" => (0, MountFlags.NoSuid),
+        "nodev" => (MountFlags.NoDev, 0), "dev" => (0, MountFlags.NoDev),
+        "noexec" => (MountFlags.NoExec, 0), "exec" => (0, MountFlags.NoExec),
+        "sync" => (MountFlags.Synchronous, 0), "async" => (0, MountFlags.Synchronous),
+        "dirsync" => (MountFlags.DirSync, 0), "mand" => (MountFlags.MandLock, 0), "nomand" => (0, MountFlags.MandLock),
+        "noatime" => (MountFlags.NoAtime, 0), "atime" => (0, MountFlags.NoAtime),
+        "nodiratime" => (MountFlags.NoDirAtime, 0), "diratime" => (0, MountFlags.NoDirAtime),
+        "relatime" => (MountFlags.RelAtime, 0), "norelatime" => (0, MountFlags.RelAtime),
+        "strictatime" => (MountFlags.StrictAtime, 0), "nostrictatime" => (0, MountFlags.StrictAtime),
+        _ => null,
     };
 
-    private static readonly Dictionary<string, MountFlags> PropagationNames = new(StringComparer.Ordinal)
+    private static MountFlags? PropagationOf(string name) => name switch
     {
-        ["private"] = MountFlags.Private, ["rprivate"] = MountFlags.Private | MountFlags.Recursive,
-        ["shared"] = MountFlags.Shared, ["rshared"] = MountFlags.Shared | MountFlags.Recursive,
-        ["slave"] = MountFlags.Slave, ["rslave"] = MountFlags.Slave | MountFlags.Recursive,
-        ["unbindable"] = MountFlags.Unbindable, ["runbindable"] = MountFlags.Unbindable | MountFlags.Recursive,
+        "private" => MountFlags.Private, "rprivate" => MountFlags.Private | MountFlags.Recursive,
+        "shared" => MountFlags.Shared, "rshared" => MountFlags.Shared | MountFlags.Recursive,
+        "slave" => MountFlags.Slave, "rslave" => MountFlags.Slave | MountFlags.Recursive,
+        "unbindable" => MountFlags.Unbindable, "runbindable" => MountFlags.Unbindable | MountFlags.Recursive,
+        _ => null,
     };
 
     public static MountOptions Parse(IEnumerable<string>? options)
@@ -44,12 +49,12 @@ public sealed record MountOptions(MountFlags Flags, MountFlags ClearedFlags, Mou
                 recursive |= o == "rbind";
             }
             else if (o == "defaults") { }
-            else if (FlagNames.TryGetValue(o, out var f))
+            else if (FlagOf(o) is { } f)
             {
                 flags = (flags | f.Set) & ~f.Clear;
                 cleared = (cleared | f.Clear) & ~f.Set;
             }
-            else if (PropagationNames.TryGetValue(o, out MountFlags p)) propagation = p;
+            else if (PropagationOf(o) is { } p) propagation = p;
             else data.Add(o);
         }
         return new MountOptions(flags, cleared, propagation, bind, recursive, data.Count == 0 ? null : string.Join(',', data));

@@ -12,19 +12,19 @@ namespace HostOs.Containers.Spec;
 /// </summary>
 internal static class SpecReader
 {
-    private delegate void Field<in T>(ref Utf8JsonReader r, T target, string path);
-
-    private sealed class Schema<T>(Func<T> create, Dictionary<string, Field<T>> fields)
-    {
-        public T Create() => create();
-        public Dictionary<string, Field<T>> Fields { get; } = fields;
-    }
+    /// <summary>
+    /// An object's fields: reads the value of field NAME (the reader is on it) into TARGET, or
+    /// returns false for a name the spec does not have. A switch per object, not a table:
+    /// a table is built in full by the first parse of every process, while a switch runs
+    /// only the cases the document has (docs/containers.md "Counting instead of timing").
+    /// </summary>
+    private delegate bool Fields<in T>(ref Utf8JsonReader r, T target, string name, string path);
 
     public static RuntimeSpec Read(ReadOnlySpan<byte> utf8)
     {
         var r = new Utf8JsonReader(utf8, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 64 });
         Next(ref r, "$");
-        RuntimeSpec spec = Object(ref r, "$", SpecSchema) ?? throw new JsonException("$: the document is null");
+        RuntimeSpec spec = Object<RuntimeSpec>(ref r, "$", SpecFields) ?? throw new JsonException("$: the document is null");
         r.Read(); // the reader itself refuses anything after the document
         return spec;
     }
@@ -91,23 +91,22 @@ internal static class SpecReader
 
     // ----- composites
 
-    private static T? Object<T>(ref Utf8JsonReader r, string path, Schema<T> schema) where T : class
+    private static T? Object<T>(ref Utf8JsonReader r, string path, Fields<T> fields) where T : class, new()
     {
         if (r.TokenType == JsonTokenType.Null) return null;
         if (r.TokenType != JsonTokenType.StartObject) throw Wrong(ref r, path, "an object");
-        T target = schema.Create();
+        var target = new T();
         while (true)
         {
             Next(ref r, path);
             if (r.TokenType == JsonTokenType.EndObject) return target;
             string name = r.GetString()!;
             string at = path + "." + name;
-            if (!schema.Fields.TryGetValue(name, out Field<T>? field))
+            Next(ref r, at);
+            if (!fields(ref r, target, name, at))
             {
                 throw new JsonException($"{at}: unknown field (not in the OCI runtime spec; names are case-sensitive)");
             }
-            Next(ref r, at);
-            field(ref r, target, at);
         }
     }
 
@@ -122,15 +121,15 @@ internal static class SpecReader
         {
             Next(ref r, path);
             if (r.TokenType == JsonTokenType.EndArray) return list;
-            list.Add(item(ref r, $"{path}[{list.Count}]"));
+            list.Add(item(ref r, path + "[" + list.Count.ToString() + "]")); // not interpolated: no pooled buffer on the way
         }
     }
 
     private static List<string>? Strings(ref Utf8JsonReader r, string path) =>
         List(ref r, path, (ref Utf8JsonReader x, string p) => Str(ref x, p) ?? throw new JsonException($"{p}: null in a list of strings"));
 
-    private static List<T>? Objects<T>(ref Utf8JsonReader r, string path, Schema<T> schema) where T : class =>
-        List(ref r, path, (ref Utf8JsonReader x, string p) => Object(ref x, p, schema) ?? throw new JsonException($"{p}: null in a list of objects"));
+    private static List<T>? Objects<T>(ref Utf8JsonReader r, string path, Fields<T> fields) where T : class, new() =>
+        List(ref r, path, (ref Utf8JsonReader x, string p) => Object(ref x, p, fields) ?? throw new JsonException($"{p}: null in a list of objects"));
 
     private static Dictionary<string, string>? Map(ref Utf8JsonReader r, string path)
     {
@@ -149,272 +148,376 @@ internal static class SpecReader
 
     // ----- the spec's objects (config.md, config-linux.md)
 
-    private static readonly Schema<IdMapping> IdMappingSchema = new(() => new(), new()
+    private static bool IdMappingFields(ref Utf8JsonReader r, IdMapping o, string name, string p)
     {
-        ["containerID"] = (ref Utf8JsonReader r, IdMapping o, string p) => o.ContainerID = UInt(ref r, p),
-        ["hostID"] = (ref Utf8JsonReader r, IdMapping o, string p) => o.HostID = UInt(ref r, p),
-        ["size"] = (ref Utf8JsonReader r, IdMapping o, string p) => o.Size = UInt(ref r, p),
-    });
+        switch (name)
+        {
+            case "containerID": o.ContainerID = UInt(ref r, p); return true;
+            case "hostID": o.HostID = UInt(ref r, p); return true;
+            case "size": o.Size = UInt(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Root> RootSchema = new(() => new(), new()
+    private static bool RootFields(ref Utf8JsonReader r, Root o, string name, string p)
     {
-        ["path"] = (ref Utf8JsonReader r, Root o, string p) => o.Path = Str(ref r, p),
-        ["readonly"] = (ref Utf8JsonReader r, Root o, string p) => o.Readonly = Bool(ref r, p),
-    });
+        switch (name)
+        {
+            case "path": o.Path = Str(ref r, p); return true;
+            case "readonly": o.Readonly = Bool(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Mount> MountSchema = new(() => new(), new()
+    private static bool MountFields(ref Utf8JsonReader r, Mount o, string name, string p)
     {
-        ["destination"] = (ref Utf8JsonReader r, Mount o, string p) => o.Destination = Str(ref r, p),
-        ["source"] = (ref Utf8JsonReader r, Mount o, string p) => o.Source = Str(ref r, p),
-        ["options"] = (ref Utf8JsonReader r, Mount o, string p) => o.Options = Strings(ref r, p),
-        ["type"] = (ref Utf8JsonReader r, Mount o, string p) => o.Type = Str(ref r, p),
-        ["uidMappings"] = (ref Utf8JsonReader r, Mount o, string p) => o.UidMappings = Objects(ref r, p, IdMappingSchema),
-        ["gidMappings"] = (ref Utf8JsonReader r, Mount o, string p) => o.GidMappings = Objects(ref r, p, IdMappingSchema),
-    });
+        switch (name)
+        {
+            case "destination": o.Destination = Str(ref r, p); return true;
+            case "source": o.Source = Str(ref r, p); return true;
+            case "options": o.Options = Strings(ref r, p); return true;
+            case "type": o.Type = Str(ref r, p); return true;
+            case "uidMappings": o.UidMappings = Objects<IdMapping>(ref r, p, IdMappingFields); return true;
+            case "gidMappings": o.GidMappings = Objects<IdMapping>(ref r, p, IdMappingFields); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<ConsoleSize> ConsoleSizeSchema = new(() => new(), new()
+    private static bool ConsoleSizeFields(ref Utf8JsonReader r, ConsoleSize o, string name, string p)
     {
-        ["height"] = (ref Utf8JsonReader r, ConsoleSize o, string p) => o.Height = UInt(ref r, p),
-        ["width"] = (ref Utf8JsonReader r, ConsoleSize o, string p) => o.Width = UInt(ref r, p),
-    });
+        switch (name)
+        {
+            case "height": o.Height = UInt(ref r, p); return true;
+            case "width": o.Width = UInt(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Rlimit> RlimitSchema = new(() => new(), new()
+    private static bool RlimitFields(ref Utf8JsonReader r, Rlimit o, string name, string p)
     {
-        ["type"] = (ref Utf8JsonReader r, Rlimit o, string p) => o.Type = Str(ref r, p),
-        ["soft"] = (ref Utf8JsonReader r, Rlimit o, string p) => o.Soft = ULong(ref r, p),
-        ["hard"] = (ref Utf8JsonReader r, Rlimit o, string p) => o.Hard = ULong(ref r, p),
-    });
+        switch (name)
+        {
+            case "type": o.Type = Str(ref r, p); return true;
+            case "soft": o.Soft = ULong(ref r, p); return true;
+            case "hard": o.Hard = ULong(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Capabilities> CapabilitiesSchema = new(() => new(), new()
+    private static bool CapabilitiesFields(ref Utf8JsonReader r, Capabilities o, string name, string p)
     {
-        ["bounding"] = (ref Utf8JsonReader r, Capabilities o, string p) => o.Bounding = Strings(ref r, p),
-        ["effective"] = (ref Utf8JsonReader r, Capabilities o, string p) => o.Effective = Strings(ref r, p),
-        ["inheritable"] = (ref Utf8JsonReader r, Capabilities o, string p) => o.Inheritable = Strings(ref r, p),
-        ["permitted"] = (ref Utf8JsonReader r, Capabilities o, string p) => o.Permitted = Strings(ref r, p),
-        ["ambient"] = (ref Utf8JsonReader r, Capabilities o, string p) => o.Ambient = Strings(ref r, p),
-    });
+        switch (name)
+        {
+            case "bounding": o.Bounding = Strings(ref r, p); return true;
+            case "effective": o.Effective = Strings(ref r, p); return true;
+            case "inheritable": o.Inheritable = Strings(ref r, p); return true;
+            case "permitted": o.Permitted = Strings(ref r, p); return true;
+            case "ambient": o.Ambient = Strings(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<User> UserSchema = new(() => new(), new()
+    private static bool UserFields(ref Utf8JsonReader r, User o, string name, string p)
     {
-        ["uid"] = (ref Utf8JsonReader r, User o, string p) => o.Uid = UInt(ref r, p),
-        ["gid"] = (ref Utf8JsonReader r, User o, string p) => o.Gid = UInt(ref r, p),
-        ["umask"] = (ref Utf8JsonReader r, User o, string p) => o.Umask = NUInt(ref r, p),
-        ["additionalGids"] = (ref Utf8JsonReader r, User o, string p) => o.AdditionalGids = List(ref r, p, UInt),
-        ["username"] = (ref Utf8JsonReader r, User o, string p) => o.Username = Str(ref r, p),
-    });
+        switch (name)
+        {
+            case "uid": o.Uid = UInt(ref r, p); return true;
+            case "gid": o.Gid = UInt(ref r, p); return true;
+            case "umask": o.Umask = NUInt(ref r, p); return true;
+            case "additionalGids": o.AdditionalGids = List(ref r, p, UInt); return true;
+            case "username": o.Username = Str(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Process> ProcessSchema = new(() => new(), new()
+    private static bool ProcessFields(ref Utf8JsonReader r, Process o, string name, string p)
     {
-        ["terminal"] = (ref Utf8JsonReader r, Process o, string p) => o.Terminal = Bool(ref r, p),
-        ["consoleSize"] = (ref Utf8JsonReader r, Process o, string p) => o.ConsoleSize = Object(ref r, p, ConsoleSizeSchema),
-        ["cwd"] = (ref Utf8JsonReader r, Process o, string p) => o.Cwd = Str(ref r, p),
-        ["env"] = (ref Utf8JsonReader r, Process o, string p) => o.Env = Strings(ref r, p),
-        ["args"] = (ref Utf8JsonReader r, Process o, string p) => o.Args = Strings(ref r, p),
-        ["commandLine"] = (ref Utf8JsonReader r, Process o, string p) => o.CommandLine = Str(ref r, p),
-        ["rlimits"] = (ref Utf8JsonReader r, Process o, string p) => o.Rlimits = Objects(ref r, p, RlimitSchema),
-        ["apparmorProfile"] = (ref Utf8JsonReader r, Process o, string p) => o.ApparmorProfile = Str(ref r, p),
-        ["capabilities"] = (ref Utf8JsonReader r, Process o, string p) => o.Capabilities = Object(ref r, p, CapabilitiesSchema),
-        ["noNewPrivileges"] = (ref Utf8JsonReader r, Process o, string p) => o.NoNewPrivileges = Bool(ref r, p),
-        ["oomScoreAdj"] = (ref Utf8JsonReader r, Process o, string p) => o.OomScoreAdj = NInt(ref r, p),
-        ["selinuxLabel"] = (ref Utf8JsonReader r, Process o, string p) => o.SelinuxLabel = Str(ref r, p),
-        ["user"] = (ref Utf8JsonReader r, Process o, string p) => o.User = Object(ref r, p, UserSchema),
-        ["ioPriority"] = (ref Utf8JsonReader r, Process o, string p) => o.IoPriority = Element(ref r),
-        ["scheduler"] = (ref Utf8JsonReader r, Process o, string p) => o.Scheduler = Element(ref r),
-        ["execCPUAffinity"] = (ref Utf8JsonReader r, Process o, string p) => o.ExecCPUAffinity = Element(ref r),
-    });
+        switch (name)
+        {
+            case "terminal": o.Terminal = Bool(ref r, p); return true;
+            case "consoleSize": o.ConsoleSize = Object<ConsoleSize>(ref r, p, ConsoleSizeFields); return true;
+            case "cwd": o.Cwd = Str(ref r, p); return true;
+            case "env": o.Env = Strings(ref r, p); return true;
+            case "args": o.Args = Strings(ref r, p); return true;
+            case "commandLine": o.CommandLine = Str(ref r, p); return true;
+            case "rlimits": o.Rlimits = Objects<Rlimit>(ref r, p, RlimitFields); return true;
+            case "apparmorProfile": o.ApparmorProfile = Str(ref r, p); return true;
+            case "capabilities": o.Capabilities = Object<Capabilities>(ref r, p, CapabilitiesFields); return true;
+            case "noNewPrivileges": o.NoNewPrivileges = Bool(ref r, p); return true;
+            case "oomScoreAdj": o.OomScoreAdj = NInt(ref r, p); return true;
+            case "selinuxLabel": o.SelinuxLabel = Str(ref r, p); return true;
+            case "user": o.User = Object<User>(ref r, p, UserFields); return true;
+            case "ioPriority": o.IoPriority = Element(ref r); return true;
+            case "scheduler": o.Scheduler = Element(ref r); return true;
+            case "execCPUAffinity": o.ExecCPUAffinity = Element(ref r); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Hook> HookSchema = new(() => new(), new()
+    private static bool HookFields(ref Utf8JsonReader r, Hook o, string name, string p)
     {
-        ["path"] = (ref Utf8JsonReader r, Hook o, string p) => o.Path = Str(ref r, p),
-        ["args"] = (ref Utf8JsonReader r, Hook o, string p) => o.Args = Strings(ref r, p),
-        ["env"] = (ref Utf8JsonReader r, Hook o, string p) => o.Env = Strings(ref r, p),
-        ["timeout"] = (ref Utf8JsonReader r, Hook o, string p) => o.Timeout = NInt(ref r, p),
-    });
+        switch (name)
+        {
+            case "path": o.Path = Str(ref r, p); return true;
+            case "args": o.Args = Strings(ref r, p); return true;
+            case "env": o.Env = Strings(ref r, p); return true;
+            case "timeout": o.Timeout = NInt(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Hooks> HooksSchema = new(() => new(), new()
+    private static bool HooksFields(ref Utf8JsonReader r, Hooks o, string name, string p)
     {
-        ["prestart"] = (ref Utf8JsonReader r, Hooks o, string p) => o.Prestart = Objects(ref r, p, HookSchema),
-        ["createRuntime"] = (ref Utf8JsonReader r, Hooks o, string p) => o.CreateRuntime = Objects(ref r, p, HookSchema),
-        ["createContainer"] = (ref Utf8JsonReader r, Hooks o, string p) => o.CreateContainer = Objects(ref r, p, HookSchema),
-        ["startContainer"] = (ref Utf8JsonReader r, Hooks o, string p) => o.StartContainer = Objects(ref r, p, HookSchema),
-        ["poststart"] = (ref Utf8JsonReader r, Hooks o, string p) => o.Poststart = Objects(ref r, p, HookSchema),
-        ["poststop"] = (ref Utf8JsonReader r, Hooks o, string p) => o.Poststop = Objects(ref r, p, HookSchema),
-    });
+        switch (name)
+        {
+            case "prestart": o.Prestart = Objects<Hook>(ref r, p, HookFields); return true;
+            case "createRuntime": o.CreateRuntime = Objects<Hook>(ref r, p, HookFields); return true;
+            case "createContainer": o.CreateContainer = Objects<Hook>(ref r, p, HookFields); return true;
+            case "startContainer": o.StartContainer = Objects<Hook>(ref r, p, HookFields); return true;
+            case "poststart": o.Poststart = Objects<Hook>(ref r, p, HookFields); return true;
+            case "poststop": o.Poststop = Objects<Hook>(ref r, p, HookFields); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Namespace> NamespaceSchema = new(() => new(), new()
+    private static bool NamespaceFields(ref Utf8JsonReader r, Namespace o, string name, string p)
     {
-        ["type"] = (ref Utf8JsonReader r, Namespace o, string p) => o.Type = Str(ref r, p),
-        ["path"] = (ref Utf8JsonReader r, Namespace o, string p) => o.Path = Str(ref r, p),
-    });
+        switch (name)
+        {
+            case "type": o.Type = Str(ref r, p); return true;
+            case "path": o.Path = Str(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Device> DeviceSchema = new(() => new(), new()
+    private static bool DeviceFields(ref Utf8JsonReader r, Device o, string name, string p)
     {
-        ["type"] = (ref Utf8JsonReader r, Device o, string p) => o.Type = Str(ref r, p),
-        ["path"] = (ref Utf8JsonReader r, Device o, string p) => o.Path = Str(ref r, p),
-        ["major"] = (ref Utf8JsonReader r, Device o, string p) => o.Major = Long(ref r, p),
-        ["minor"] = (ref Utf8JsonReader r, Device o, string p) => o.Minor = Long(ref r, p),
-        ["fileMode"] = (ref Utf8JsonReader r, Device o, string p) => o.FileMode = NUInt(ref r, p),
-        ["uid"] = (ref Utf8JsonReader r, Device o, string p) => o.Uid = NUInt(ref r, p),
-        ["gid"] = (ref Utf8JsonReader r, Device o, string p) => o.Gid = NUInt(ref r, p),
-    });
+        switch (name)
+        {
+            case "type": o.Type = Str(ref r, p); return true;
+            case "path": o.Path = Str(ref r, p); return true;
+            case "major": o.Major = Long(ref r, p); return true;
+            case "minor": o.Minor = Long(ref r, p); return true;
+            case "fileMode": o.FileMode = NUInt(ref r, p); return true;
+            case "uid": o.Uid = NUInt(ref r, p); return true;
+            case "gid": o.Gid = NUInt(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<DeviceRule> DeviceRuleSchema = new(() => new(), new()
+    private static bool DeviceRuleFields(ref Utf8JsonReader r, DeviceRule o, string name, string p)
     {
-        ["allow"] = (ref Utf8JsonReader r, DeviceRule o, string p) => o.Allow = Bool(ref r, p),
-        ["type"] = (ref Utf8JsonReader r, DeviceRule o, string p) => o.Type = Str(ref r, p),
-        ["major"] = (ref Utf8JsonReader r, DeviceRule o, string p) => o.Major = NLong(ref r, p),
-        ["minor"] = (ref Utf8JsonReader r, DeviceRule o, string p) => o.Minor = NLong(ref r, p),
-        ["access"] = (ref Utf8JsonReader r, DeviceRule o, string p) => o.Access = Str(ref r, p),
-    });
+        switch (name)
+        {
+            case "allow": o.Allow = Bool(ref r, p); return true;
+            case "type": o.Type = Str(ref r, p); return true;
+            case "major": o.Major = NLong(ref r, p); return true;
+            case "minor": o.Minor = NLong(ref r, p); return true;
+            case "access": o.Access = Str(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Memory> MemorySchema = new(() => new(), new()
+    private static bool MemoryFields(ref Utf8JsonReader r, Memory o, string name, string p)
     {
-        ["limit"] = (ref Utf8JsonReader r, Memory o, string p) => o.Limit = NLong(ref r, p),
-        ["reservation"] = (ref Utf8JsonReader r, Memory o, string p) => o.Reservation = NLong(ref r, p),
-        ["swap"] = (ref Utf8JsonReader r, Memory o, string p) => o.Swap = NLong(ref r, p),
-        ["kernel"] = (ref Utf8JsonReader r, Memory o, string p) => o.Kernel = NLong(ref r, p),
-        ["kernelTCP"] = (ref Utf8JsonReader r, Memory o, string p) => o.KernelTcp = NLong(ref r, p),
-        ["swappiness"] = (ref Utf8JsonReader r, Memory o, string p) => o.Swappiness = NULong(ref r, p),
-        ["disableOOMKiller"] = (ref Utf8JsonReader r, Memory o, string p) => o.DisableOomKiller = NBool(ref r, p),
-        ["useHierarchy"] = (ref Utf8JsonReader r, Memory o, string p) => o.UseHierarchy = NBool(ref r, p),
-        ["checkBeforeUpdate"] = (ref Utf8JsonReader r, Memory o, string p) => o.CheckBeforeUpdate = NBool(ref r, p),
-    });
+        switch (name)
+        {
+            case "limit": o.Limit = NLong(ref r, p); return true;
+            case "reservation": o.Reservation = NLong(ref r, p); return true;
+            case "swap": o.Swap = NLong(ref r, p); return true;
+            case "kernel": o.Kernel = NLong(ref r, p); return true;
+            case "kernelTCP": o.KernelTcp = NLong(ref r, p); return true;
+            case "swappiness": o.Swappiness = NULong(ref r, p); return true;
+            case "disableOOMKiller": o.DisableOomKiller = NBool(ref r, p); return true;
+            case "useHierarchy": o.UseHierarchy = NBool(ref r, p); return true;
+            case "checkBeforeUpdate": o.CheckBeforeUpdate = NBool(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Cpu> CpuSchema = new(() => new(), new()
+    private static bool CpuFields(ref Utf8JsonReader r, Cpu o, string name, string p)
     {
-        ["shares"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Shares = NULong(ref r, p),
-        ["quota"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Quota = NLong(ref r, p),
-        ["burst"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Burst = NULong(ref r, p),
-        ["period"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Period = NULong(ref r, p),
-        ["realtimeRuntime"] = (ref Utf8JsonReader r, Cpu o, string p) => o.RealtimeRuntime = NLong(ref r, p),
-        ["realtimePeriod"] = (ref Utf8JsonReader r, Cpu o, string p) => o.RealtimePeriod = NULong(ref r, p),
-        ["cpus"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Cpus = Str(ref r, p),
-        ["mems"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Mems = Str(ref r, p),
-        ["idle"] = (ref Utf8JsonReader r, Cpu o, string p) => o.Idle = NLong(ref r, p),
-    });
+        switch (name)
+        {
+            case "shares": o.Shares = NULong(ref r, p); return true;
+            case "quota": o.Quota = NLong(ref r, p); return true;
+            case "burst": o.Burst = NULong(ref r, p); return true;
+            case "period": o.Period = NULong(ref r, p); return true;
+            case "realtimeRuntime": o.RealtimeRuntime = NLong(ref r, p); return true;
+            case "realtimePeriod": o.RealtimePeriod = NULong(ref r, p); return true;
+            case "cpus": o.Cpus = Str(ref r, p); return true;
+            case "mems": o.Mems = Str(ref r, p); return true;
+            case "idle": o.Idle = NLong(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Pids> PidsSchema = new(() => new(), new()
+    private static bool PidsFields(ref Utf8JsonReader r, Pids o, string name, string p)
     {
-        ["limit"] = (ref Utf8JsonReader r, Pids o, string p) => o.Limit = NLong(ref r, p),
-    });
+        switch (name)
+        {
+            case "limit": o.Limit = NLong(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<WeightDevice> WeightDeviceSchema = new(() => new(), new()
+    private static bool WeightDeviceFields(ref Utf8JsonReader r, WeightDevice o, string name, string p)
     {
-        ["major"] = (ref Utf8JsonReader r, WeightDevice o, string p) => o.Major = Long(ref r, p),
-        ["minor"] = (ref Utf8JsonReader r, WeightDevice o, string p) => o.Minor = Long(ref r, p),
-        ["weight"] = (ref Utf8JsonReader r, WeightDevice o, string p) => o.Weight = NUShort(ref r, p),
-        ["leafWeight"] = (ref Utf8JsonReader r, WeightDevice o, string p) => o.LeafWeight = NUShort(ref r, p),
-    });
+        switch (name)
+        {
+            case "major": o.Major = Long(ref r, p); return true;
+            case "minor": o.Minor = Long(ref r, p); return true;
+            case "weight": o.Weight = NUShort(ref r, p); return true;
+            case "leafWeight": o.LeafWeight = NUShort(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<ThrottleDevice> ThrottleDeviceSchema = new(() => new(), new()
+    private static bool ThrottleDeviceFields(ref Utf8JsonReader r, ThrottleDevice o, string name, string p)
     {
-        ["major"] = (ref Utf8JsonReader r, ThrottleDevice o, string p) => o.Major = Long(ref r, p),
-        ["minor"] = (ref Utf8JsonReader r, ThrottleDevice o, string p) => o.Minor = Long(ref r, p),
-        ["rate"] = (ref Utf8JsonReader r, ThrottleDevice o, string p) => o.Rate = ULong(ref r, p),
-    });
+        switch (name)
+        {
+            case "major": o.Major = Long(ref r, p); return true;
+            case "minor": o.Minor = Long(ref r, p); return true;
+            case "rate": o.Rate = ULong(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<BlockIO> BlockIOSchema = new(() => new(), new()
+    private static bool BlockIOFields(ref Utf8JsonReader r, BlockIO o, string name, string p)
     {
-        ["weight"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.Weight = NUShort(ref r, p),
-        ["leafWeight"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.LeafWeight = NUShort(ref r, p),
-        ["weightDevice"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.WeightDevice = Objects(ref r, p, WeightDeviceSchema),
-        ["throttleReadBpsDevice"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.ThrottleReadBpsDevice = Objects(ref r, p, ThrottleDeviceSchema),
-        ["throttleWriteBpsDevice"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.ThrottleWriteBpsDevice = Objects(ref r, p, ThrottleDeviceSchema),
-        ["throttleReadIOPSDevice"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.ThrottleReadIopsDevice = Objects(ref r, p, ThrottleDeviceSchema),
-        ["throttleWriteIOPSDevice"] = (ref Utf8JsonReader r, BlockIO o, string p) => o.ThrottleWriteIopsDevice = Objects(ref r, p, ThrottleDeviceSchema),
-    });
+        switch (name)
+        {
+            case "weight": o.Weight = NUShort(ref r, p); return true;
+            case "leafWeight": o.LeafWeight = NUShort(ref r, p); return true;
+            case "weightDevice": o.WeightDevice = Objects<WeightDevice>(ref r, p, WeightDeviceFields); return true;
+            case "throttleReadBpsDevice": o.ThrottleReadBpsDevice = Objects<ThrottleDevice>(ref r, p, ThrottleDeviceFields); return true;
+            case "throttleWriteBpsDevice": o.ThrottleWriteBpsDevice = Objects<ThrottleDevice>(ref r, p, ThrottleDeviceFields); return true;
+            case "throttleReadIOPSDevice": o.ThrottleReadIopsDevice = Objects<ThrottleDevice>(ref r, p, ThrottleDeviceFields); return true;
+            case "throttleWriteIOPSDevice": o.ThrottleWriteIopsDevice = Objects<ThrottleDevice>(ref r, p, ThrottleDeviceFields); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<HugepageLimit> HugepageLimitSchema = new(() => new(), new()
+    private static bool HugepageLimitFields(ref Utf8JsonReader r, HugepageLimit o, string name, string p)
     {
-        ["pageSize"] = (ref Utf8JsonReader r, HugepageLimit o, string p) => o.PageSize = Str(ref r, p),
-        ["limit"] = (ref Utf8JsonReader r, HugepageLimit o, string p) => o.Limit = ULong(ref r, p),
-    });
+        switch (name)
+        {
+            case "pageSize": o.PageSize = Str(ref r, p); return true;
+            case "limit": o.Limit = ULong(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Resources> ResourcesSchema = new(() => new(), new()
+    private static bool ResourcesFields(ref Utf8JsonReader r, Resources o, string name, string p)
     {
-        ["devices"] = (ref Utf8JsonReader r, Resources o, string p) => o.Devices = Objects(ref r, p, DeviceRuleSchema),
-        ["memory"] = (ref Utf8JsonReader r, Resources o, string p) => o.Memory = Object(ref r, p, MemorySchema),
-        ["cpu"] = (ref Utf8JsonReader r, Resources o, string p) => o.Cpu = Object(ref r, p, CpuSchema),
-        ["pids"] = (ref Utf8JsonReader r, Resources o, string p) => o.Pids = Object(ref r, p, PidsSchema),
-        ["blockIO"] = (ref Utf8JsonReader r, Resources o, string p) => o.BlockIO = Object(ref r, p, BlockIOSchema),
-        ["hugepageLimits"] = (ref Utf8JsonReader r, Resources o, string p) => o.HugepageLimits = Objects(ref r, p, HugepageLimitSchema),
-        ["network"] = (ref Utf8JsonReader r, Resources o, string p) => o.Network = Element(ref r),
-        ["rdma"] = (ref Utf8JsonReader r, Resources o, string p) => o.Rdma = Element(ref r),
-        ["unified"] = (ref Utf8JsonReader r, Resources o, string p) => o.Unified = Map(ref r, p),
-    });
+        switch (name)
+        {
+            case "devices": o.Devices = Objects<DeviceRule>(ref r, p, DeviceRuleFields); return true;
+            case "memory": o.Memory = Object<Memory>(ref r, p, MemoryFields); return true;
+            case "cpu": o.Cpu = Object<Cpu>(ref r, p, CpuFields); return true;
+            case "pids": o.Pids = Object<Pids>(ref r, p, PidsFields); return true;
+            case "blockIO": o.BlockIO = Object<BlockIO>(ref r, p, BlockIOFields); return true;
+            case "hugepageLimits": o.HugepageLimits = Objects<HugepageLimit>(ref r, p, HugepageLimitFields); return true;
+            case "network": o.Network = Element(ref r); return true;
+            case "rdma": o.Rdma = Element(ref r); return true;
+            case "unified": o.Unified = Map(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<SeccompArg> SeccompArgSchema = new(() => new(), new()
+    private static bool SeccompArgFields(ref Utf8JsonReader r, SeccompArg o, string name, string p)
     {
-        ["index"] = (ref Utf8JsonReader r, SeccompArg o, string p) => o.Index = UInt(ref r, p),
-        ["value"] = (ref Utf8JsonReader r, SeccompArg o, string p) => o.Value = ULong(ref r, p),
-        ["valueTwo"] = (ref Utf8JsonReader r, SeccompArg o, string p) => o.ValueTwo = ULong(ref r, p),
-        ["op"] = (ref Utf8JsonReader r, SeccompArg o, string p) => o.Op = Str(ref r, p),
-    });
+        switch (name)
+        {
+            case "index": o.Index = UInt(ref r, p); return true;
+            case "value": o.Value = ULong(ref r, p); return true;
+            case "valueTwo": o.ValueTwo = ULong(ref r, p); return true;
+            case "op": o.Op = Str(ref r, p); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<SeccompSyscall> SeccompSyscallSchema = new(() => new(), new()
+    private static bool SeccompSyscallFields(ref Utf8JsonReader r, SeccompSyscall o, string name, string p)
     {
-        ["names"] = (ref Utf8JsonReader r, SeccompSyscall o, string p) => o.Names = Strings(ref r, p),
-        ["action"] = (ref Utf8JsonReader r, SeccompSyscall o, string p) => o.Action = Str(ref r, p),
-        ["errnoRet"] = (ref Utf8JsonReader r, SeccompSyscall o, string p) => o.ErrnoRet = NUInt(ref r, p),
-        ["args"] = (ref Utf8JsonReader r, SeccompSyscall o, string p) => o.Args = Objects(ref r, p, SeccompArgSchema),
-    });
+        switch (name)
+        {
+            case "names": o.Names = Strings(ref r, p); return true;
+            case "action": o.Action = Str(ref r, p); return true;
+            case "errnoRet": o.ErrnoRet = NUInt(ref r, p); return true;
+            case "args": o.Args = Objects<SeccompArg>(ref r, p, SeccompArgFields); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<Seccomp> SeccompSchema = new(() => new(), new()
+    private static bool SeccompFields(ref Utf8JsonReader r, Seccomp o, string name, string p)
     {
-        ["defaultAction"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.DefaultAction = Str(ref r, p),
-        ["defaultErrnoRet"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.DefaultErrnoRet = NUInt(ref r, p),
-        ["architectures"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.Architectures = Strings(ref r, p),
-        ["flags"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.Flags = Strings(ref r, p),
-        ["listenerPath"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.ListenerPath = Str(ref r, p),
-        ["listenerMetadata"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.ListenerMetadata = Str(ref r, p),
-        ["syscalls"] = (ref Utf8JsonReader r, Seccomp o, string p) => o.Syscalls = Objects(ref r, p, SeccompSyscallSchema),
-    });
+        switch (name)
+        {
+            case "defaultAction": o.DefaultAction = Str(ref r, p); return true;
+            case "defaultErrnoRet": o.DefaultErrnoRet = NUInt(ref r, p); return true;
+            case "architectures": o.Architectures = Strings(ref r, p); return true;
+            case "flags": o.Flags = Strings(ref r, p); return true;
+            case "listenerPath": o.ListenerPath = Str(ref r, p); return true;
+            case "listenerMetadata": o.ListenerMetadata = Str(ref r, p); return true;
+            case "syscalls": o.Syscalls = Objects<SeccompSyscall>(ref r, p, SeccompSyscallFields); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<LinuxSpec> LinuxSchema = new(() => new(), new()
+    private static bool LinuxFields(ref Utf8JsonReader r, LinuxSpec o, string name, string p)
     {
-        ["namespaces"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Namespaces = Objects(ref r, p, NamespaceSchema),
-        ["uidMappings"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.UidMappings = Objects(ref r, p, IdMappingSchema),
-        ["gidMappings"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.GidMappings = Objects(ref r, p, IdMappingSchema),
-        ["timeOffsets"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.TimeOffsets = Element(ref r),
-        ["devices"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Devices = Objects(ref r, p, DeviceSchema),
-        ["cgroupsPath"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.CgroupsPath = Str(ref r, p),
-        ["resources"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Resources = Object(ref r, p, ResourcesSchema),
-        ["intelRdt"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.IntelRdt = Element(ref r),
-        ["sysctl"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Sysctl = Map(ref r, p),
-        ["seccomp"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Seccomp = Object(ref r, p, SeccompSchema),
-        ["rootfsPropagation"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.RootfsPropagation = Str(ref r, p),
-        ["maskedPaths"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.MaskedPaths = Strings(ref r, p),
-        ["readonlyPaths"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.ReadonlyPaths = Strings(ref r, p),
-        ["mountLabel"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.MountLabel = Str(ref r, p),
-        ["personality"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.Personality = Element(ref r),
-        ["memoryPolicy"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.MemoryPolicy = Element(ref r),
-        ["netDevices"] = (ref Utf8JsonReader r, LinuxSpec o, string p) => o.NetDevices = Element(ref r),
-    });
+        switch (name)
+        {
+            case "namespaces": o.Namespaces = Objects<Namespace>(ref r, p, NamespaceFields); return true;
+            case "uidMappings": o.UidMappings = Objects<IdMapping>(ref r, p, IdMappingFields); return true;
+            case "gidMappings": o.GidMappings = Objects<IdMapping>(ref r, p, IdMappingFields); return true;
+            case "timeOffsets": o.TimeOffsets = Element(ref r); return true;
+            case "devices": o.Devices = Objects<Device>(ref r, p, DeviceFields); return true;
+            case "cgroupsPath": o.CgroupsPath = Str(ref r, p); return true;
+            case "resources": o.Resources = Object<Resources>(ref r, p, ResourcesFields); return true;
+            case "intelRdt": o.IntelRdt = Element(ref r); return true;
+            case "sysctl": o.Sysctl = Map(ref r, p); return true;
+            case "seccomp": o.Seccomp = Object<Seccomp>(ref r, p, SeccompFields); return true;
+            case "rootfsPropagation": o.RootfsPropagation = Str(ref r, p); return true;
+            case "maskedPaths": o.MaskedPaths = Strings(ref r, p); return true;
+            case "readonlyPaths": o.ReadonlyPaths = Strings(ref r, p); return true;
+            case "mountLabel": o.MountLabel = Str(ref r, p); return true;
+            case "personality": o.Personality = Element(ref r); return true;
+            case "memoryPolicy": o.MemoryPolicy = Element(ref r); return true;
+            case "netDevices": o.NetDevices = Element(ref r); return true;
+            default: return false;
+        }
+    }
 
-    private static readonly Schema<RuntimeSpec> SpecSchema = new(() => new(), new()
+    private static bool SpecFields(ref Utf8JsonReader r, RuntimeSpec o, string name, string p)
     {
-        ["ociVersion"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.OciVersion = Str(ref r, p),
-        ["root"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Root = Object(ref r, p, RootSchema),
-        ["mounts"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Mounts = Objects(ref r, p, MountSchema),
-        ["process"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Process = Object(ref r, p, ProcessSchema),
-        ["hostname"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Hostname = Str(ref r, p),
-        ["domainname"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Domainname = Str(ref r, p),
-        ["hooks"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Hooks = Object(ref r, p, HooksSchema),
-        ["annotations"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Annotations = Map(ref r, p),
-        ["linux"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Linux = Object(ref r, p, LinuxSchema),
-        ["windows"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Windows = Element(ref r),
-        ["solaris"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Solaris = Element(ref r),
-        ["vm"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Vm = Element(ref r),
-        ["zos"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Zos = Element(ref r),
-        ["freebsd"] = (ref Utf8JsonReader r, RuntimeSpec o, string p) => o.Freebsd = Element(ref r),
-    });
+        switch (name)
+        {
+            case "ociVersion": o.OciVersion = Str(ref r, p); return true;
+            case "root": o.Root = Object<Root>(ref r, p, RootFields); return true;
+            case "mounts": o.Mounts = Objects<Mount>(ref r, p, MountFields); return true;
+            case "process": o.Process = Object<Process>(ref r, p, ProcessFields); return true;
+            case "hostname": o.Hostname = Str(ref r, p); return true;
+            case "domainname": o.Domainname = Str(ref r, p); return true;
+            case "hooks": o.Hooks = Object<Hooks>(ref r, p, HooksFields); return true;
+            case "annotations": o.Annotations = Map(ref r, p); return true;
+            case "linux": o.Linux = Object<LinuxSpec>(ref r, p, LinuxFields); return true;
+            case "windows": o.Windows = Element(ref r); return true;
+            case "solaris": o.Solaris = Element(ref r); return true;
+            case "vm": o.Vm = Element(ref r); return true;
+            case "zos": o.Zos = Element(ref r); return true;
+            case "freebsd": o.Freebsd = Element(ref r); return true;
+            default: return false;
+        }
+    }
 
     /// <summary>A process section on its own (exec --process FILE).</summary>
     public static Process ReadProcess(ReadOnlySpan<byte> utf8)
     {
         var r = new Utf8JsonReader(utf8, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 64 });
         Next(ref r, "$");
-        Process process = Object(ref r, "$", ProcessSchema) ?? throw new JsonException("$: the document is null");
+        Process process = Object<Process>(ref r, "$", ProcessFields) ?? throw new JsonException("$: the document is null");
         r.Read(); // the reader itself refuses anything after the document
         return process;
     }

@@ -10,8 +10,9 @@ namespace HostOs.Containers.Spec;
 /// </summary>
 public static partial class SpecValidator
 {
-    public static readonly IReadOnlySet<string> NamespaceTypes =
-        new HashSet<string> { "pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time" };
+    // Arrays searched in order, not hash sets: a set is built, and its names hashed, by the
+    // first container of every process (docs/containers.md "Counting instead of timing").
+    private static readonly string[] NamespaceTypes = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"];
 
     // linux/capability.h, CAP_CHOWN (0) .. CAP_CHECKPOINT_RESTORE (40).
     public static readonly IReadOnlyList<string> CapabilityNames =
@@ -26,31 +27,31 @@ public static partial class SpecValidator
         "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
     ];
 
-    public static readonly IReadOnlySet<string> RlimitTypes = new HashSet<string>
-    {
+    private static readonly string[] RlimitTypes =
+    [
         "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
         "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
         "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
-    };
+    ];
 
-    private static readonly HashSet<string> MountTypes =
+    private static readonly string[] MountTypes =
         ["bind", "none", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay"];
 
-    private static readonly HashSet<string> Propagations =
+    private static readonly string[] Propagations =
         ["private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"];
 
-    private static readonly HashSet<string> SeccompActions =
+    private static readonly string[] SeccompActions =
     [
         "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
         "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG",
     ];
 
-    private static readonly HashSet<string> SeccompOps =
+    private static readonly string[] SeccompOps =
         ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"];
 
-    private static readonly HashSet<string> SeccompArchitectures = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+    private static readonly string[] SeccompArchitectures = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
 
-    private static readonly HashSet<string> SeccompFlags =
+    private static readonly string[] SeccompFlags =
         ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"];
 
     /// <summary>
@@ -90,7 +91,7 @@ public static partial class SpecValidator
         for (int i = 0; i < (spec.Mounts?.Count ?? 0); i++)
         {
             Mount m = spec.Mounts![i];
-            string at = $"$.mounts[{i}]";
+            string at = "$.mounts[" + i.ToString() + "]";
             if (!Absolute(m.Destination)) p.Add($"{at}.destination: '{m.Destination}' must be an absolute path");
             else if (m.Destination!.Split('/').Contains("..")) p.Add($"{at}.destination: '{m.Destination}' must not contain '..'");
             bool bind = m.Options?.Any(o => o is "bind" or "rbind") == true || m.Type == "bind";
@@ -144,12 +145,14 @@ public static partial class SpecValidator
         if (process.User?.Umask is > 0x1FF) p.Add($"$.process.user.umask: {process.User.Umask} is not a mode");
         unsupported(process.User?.Username is not null, "$.process.user.username (Windows)");
 
-        var seen = new HashSet<string>();
+        int seen = 0; // a bit per RlimitTypes entry
         for (int i = 0; i < (process.Rlimits?.Count ?? 0); i++)
         {
             Rlimit r = process.Rlimits![i];
-            if (r.Type is null || !RlimitTypes.Contains(r.Type)) p.Add($"$.process.rlimits[{i}].type: '{r.Type}' is not an RLIMIT_ name");
-            else if (!seen.Add(r.Type)) p.Add($"$.process.rlimits[{i}].type: {r.Type} is set twice");
+            int type = r.Type is null ? -1 : Array.IndexOf(RlimitTypes, r.Type);
+            if (type < 0) p.Add($"$.process.rlimits[{i}].type: '{r.Type}' is not an RLIMIT_ name");
+            else if ((seen & (1 << type)) != 0) p.Add($"$.process.rlimits[{i}].type: {r.Type} is set twice");
+            seen |= 1 << type;
             if (r.Soft > r.Hard) p.Add($"$.process.rlimits[{i}]: soft {r.Soft} is above hard {r.Hard}");
         }
         if (process.Capabilities is { } caps)
@@ -177,7 +180,7 @@ public static partial class SpecValidator
         for (int i = 0; i < (linux?.Namespaces?.Count ?? 0); i++)
         {
             Namespace n = linux!.Namespaces![i];
-            string at = $"$.linux.namespaces[{i}]";
+            string at = "$.linux.namespaces[" + i.ToString() + "]";
             if (n.Type is null || !NamespaceTypes.Contains(n.Type)) { p.Add($"{at}.type: '{n.Type}' is not a namespace type ({string.Join(", ", NamespaceTypes.Order())})"); continue; }
             if (!types.TryAdd(n.Type, n.Path)) p.Add($"{at}.type: {n.Type} is listed twice");
             if (n.Path is not null && !n.Path.StartsWith('/')) p.Add($"{at}.path: '{n.Path}' must be an absolute path");
@@ -217,7 +220,7 @@ public static partial class SpecValidator
         for (int i = 0; i < (linux.Devices?.Count ?? 0); i++)
         {
             Device d = linux.Devices![i];
-            string at = $"$.linux.devices[{i}]";
+            string at = "$.linux.devices[" + i.ToString() + "]";
             if (d.Type is not ("c" or "b" or "u" or "p")) p.Add($"{at}.type: '{d.Type}' is not c, b, u or p");
             if (d.Path is null || !d.Path.StartsWith("/dev/", StringComparison.Ordinal) || d.Path.Split('/').Contains(".."))
             {

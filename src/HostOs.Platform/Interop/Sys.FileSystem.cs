@@ -179,6 +179,25 @@ public static unsafe partial class Sys
         if (durable) Fsync(file, path);
     }
 
+    /// <summary>
+    /// Writes <paramref name="content"/> to a file that must exist (cgroup and proc files):
+    /// open(2) for writing without create or truncate, then write(2), which for these files
+    /// is one call; false when there is no such file.
+    /// </summary>
+    public static bool TryWriteExisting(string path, ReadOnlySpan<byte> content)
+    {
+        int fd;
+        while ((fd = OpenRaw(path, O_WRONLY | O_CLOEXEC, 0)) < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Errno.ENOENT) return false;
+            if (errno != Errno.EINTR) throw new SysException("open", path, errno);
+        }
+        using var file = new SafeFileHandle(fd, ownsHandle: true);
+        WriteAll(fd, content, path);
+        return true;
+    }
+
     /// <summary>unlink(2); false when there was nothing to remove.</summary>
     public static bool TryUnlink(string path)
     {

@@ -83,6 +83,32 @@ public class StagePlanTests
 
 public class SavedContainerTests
 {
+    [Fact]
+    public void StartTime_IsField22OfProcStat_AndNullForAGoneProcess()
+    {
+        string stat = File.ReadAllText($"/proc/{Environment.ProcessId}/stat");
+        string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        Assert.Equal(ulong.Parse(rest[19], System.Globalization.CultureInfo.InvariantCulture), ContainerRuntime.StartTime(Environment.ProcessId));
+
+        using var exited = System.Diagnostics.Process.Start("/bin/true")!;
+        exited.WaitForExit();
+        Assert.Null(ContainerRuntime.StartTime(exited.Id));
+    }
+
+    [Fact]
+    public void StateFile_RoundTripsThroughItsReader()
+    {
+        var saved = new SavedContainer
+        {
+            Id = "c\"1", Pid = 7, PidStartTime = ulong.MaxValue, Bundle = "/b/ü", Rootfs = "/b/rootfs", Created = SavedContainer.Now(),
+            CgroupRoot = "/sys/fs/cgroup", CgroupPath = "hostos/c1", Annotations = new() { ["k\n"] = "v\u0001" },
+        };
+        SavedContainer back = SavedContainer.FromJson(saved.ToJson());
+        Assert.Equal((saved.Id, saved.Pid, saved.PidStartTime, saved.Bundle, saved.Rootfs, saved.Created, saved.CgroupRoot, saved.CgroupPath),
+            (back.Id, back.Pid, back.PidStartTime, back.Bundle, back.Rootfs, back.Created, back.CgroupRoot, back.CgroupPath));
+        Assert.Equal(saved.Annotations, back.Annotations);
+    }
+
     [Theory]
     [InlineData(0L)]
     [InlineData(638_999_999_999_999_999L)]

@@ -48,6 +48,28 @@ public class SysTests
     }
 
     [Fact]
+    public void WriteExisting_WritesWithoutCreatingOrTruncating()
+    {
+        string dir = Directory.CreateTempSubdirectory("hostos-sys-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "f");
+            Assert.False(Sys.TryWriteExisting(path, "x"u8));
+            Assert.False(File.Exists(path));
+            File.WriteAllText(path, "12345");
+            Assert.True(Sys.TryWriteExisting(path, "ab"u8));
+            Assert.Equal("ab345", File.ReadAllText(path)); // cgroup and proc files take each write whole
+            var e = Assert.Throws<SysException>(() => Sys.TryWriteExisting(dir, "x"u8));
+            Assert.Equal(Errno.EISDIR, e.Errno);
+            Assert.Contains(dir, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void SpawnAndWait_ExitCodeAndSignalAreDecoded()
     {
         int pid = Sys.Spawn(new SpawnRequest { Path = "/bin/sh", Args = ["sh", "-c", "exit 7"] });
