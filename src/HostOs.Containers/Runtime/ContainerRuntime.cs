@@ -235,7 +235,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         if (c is not null && File.Exists(Path.Combine(dir, ConfigCopy)))
         {
             // Read before the directory goes; an unreadable copy must not block the delete.
-            try { poststop = SpecLoader.Parse(File.ReadAllBytes(Path.Combine(dir, ConfigCopy)), "config.json").Hooks?.Poststop; }
+            try { poststop = SpecLoader.ParseSaved(File.ReadAllBytes(Path.Combine(dir, ConfigCopy)), "config.json").Hooks?.Poststop; }
             catch (SpecException e) { Warn($"container {id}: its saved config.json: {e.Message}"); }
         }
         if (c is not null)
@@ -360,7 +360,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         if (withSpec)
         {
             string config = Path.Combine(DirOf(id), ConfigCopy);
-            saved.Spec = SpecLoader.Parse(Sys.ReadFile(config), config);
+            saved.Spec = SpecLoader.ParseSaved(Sys.ReadFile(config), config);
         }
         return saved;
     }

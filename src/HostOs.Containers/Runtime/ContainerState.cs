@@ -133,27 +133,60 @@ public sealed class SavedContainer
         return w.ToUtf8();
     }
 
-    /// <summary>state.json back; a missing or mistyped field is an error (the file is ours).</summary>
+    /// <summary>
+    /// state.json back; a missing or mistyped field is an error (the file is ours), an unknown
+    /// one is skipped. Read with Utf8JsonReader, which the spec's reader has already run, not
+    /// JsonDocument, which would be one more body of code to run in every start, exec or delete.
+    /// </summary>
     public static SavedContainer FromJson(byte[] json)
     {
-        using var doc = JsonDocument.Parse(json);
-        JsonElement root = doc.RootElement;
-        string S(string name) => root.GetProperty(name).GetString() ?? throw new JsonException($"{name} is null");
-        var saved = new SavedContainer
+        var r = new Utf8JsonReader(json);
+        if (!r.Read() || r.TokenType != JsonTokenType.StartObject) throw new JsonException("the state is not a JSON object");
+        var saved = new SavedContainer();
+        string[] required = ["id", "pid", "pidStartTime", "bundle", "rootfs", "created", "cgroupRoot", "cgroupPath"];
+        int found = 0;
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
         {
-            Id = S("id"),
-            Pid = root.GetProperty("pid").GetInt32(),
-            PidStartTime = root.GetProperty("pidStartTime").GetUInt64(),
-            Bundle = S("bundle"),
-            Rootfs = S("rootfs"),
-            Created = S("created"),
-            CgroupRoot = S("cgroupRoot"),
-            CgroupPath = S("cgroupPath"),
-        };
-        if (root.TryGetProperty("annotations", out JsonElement a))
+            string name = r.GetString()!;
+            r.Read();
+            switch (name)
+            {
+                case "id": saved.Id = Text(ref r, name); break;
+                case "pid": saved.Pid = r.GetInt32(); break;
+                case "pidStartTime": saved.PidStartTime = r.GetUInt64(); break;
+                case "bundle": saved.Bundle = Text(ref r, name); break;
+                case "rootfs": saved.Rootfs = Text(ref r, name); break;
+                case "created": saved.Created = Text(ref r, name); break;
+                case "cgroupRoot": saved.CgroupRoot = Text(ref r, name); break;
+                case "cgroupPath": saved.CgroupPath = Text(ref r, name); break;
+                case "annotations": saved.Annotations = ReadAnnotations(ref r); break;
+                default: r.Skip(); break;
+            }
+            int index = Array.IndexOf(required, name);
+            if (index >= 0) found |= 1 << index;
+        }
+        if (r.TokenType != JsonTokenType.EndObject) throw new JsonException("the state ends inside its object");
+        r.Read(); // the reader refuses anything after the object
+        for (int i = 0; i < required.Length; i++)
         {
-            saved.Annotations = a.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
+            if ((found & (1 << i)) == 0) throw new JsonException($"{required[i]} is missing");
         }
         return saved;
+    }
+
+    private static string Text(ref Utf8JsonReader r, string name) =>
+        r.TokenType == JsonTokenType.String ? r.GetString()! : throw new JsonException($"{name} is not a string");
+
+    private static Dictionary<string, string> ReadAnnotations(ref Utf8JsonReader r)
+    {
+        if (r.TokenType != JsonTokenType.StartObject) throw new JsonException("annotations is not an object");
+        var annotations = new Dictionary<string, string>();
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            string key = r.GetString()!;
+            r.Read();
+            annotations[key] = Text(ref r, "annotations." + key);
+        }
+        return annotations;
     }
 }

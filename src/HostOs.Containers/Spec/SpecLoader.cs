@@ -10,19 +10,29 @@ public static class SpecLoader
 
     public static RuntimeSpec Parse(ReadOnlySpan<byte> utf8, string source)
     {
-        RuntimeSpec spec;
+        RuntimeSpec spec = ParseSaved(utf8, source);
+        var problems = SpecValidator.Validate(spec);
+        if (problems.Count > 0) throw new SpecException(source, problems);
+        return spec;
+    }
+
+    /// <summary>
+    /// The runtime's own copy of a container's config.json (start, exec, delete): read with the
+    /// same rules, not validated again. It was validated before the container was created,
+    /// and a container made by an earlier version must stay startable, execable and deletable
+    /// even if a later one would refuse its spec.
+    /// </summary>
+    public static RuntimeSpec ParseSaved(ReadOnlySpan<byte> utf8, string source)
+    {
         try
         {
-            spec = SpecReader.Read(utf8);
+            return SpecReader.Read(utf8);
         }
         catch (JsonException e)
         {
             // Our reader names the path ($.linux.foo); the JSON reader the line and byte.
             throw new SpecException(source, [e.Message]);
         }
-        var problems = SpecValidator.Validate(spec);
-        if (problems.Count > 0) throw new SpecException(source, problems);
-        return spec;
     }
 
     /// <summary>Loads BUNDLE/config.json; the root path is resolved against the bundle.</summary>

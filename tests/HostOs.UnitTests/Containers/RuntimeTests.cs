@@ -1,3 +1,4 @@
+using System.Text.Json;
 using HostOs.Containers.Runtime;
 using HostOs.Containers.Spec;
 using HostOs.Platform.Interop;
@@ -107,6 +108,32 @@ public class SavedContainerTests
         Assert.Equal((saved.Id, saved.Pid, saved.PidStartTime, saved.Bundle, saved.Rootfs, saved.Created, saved.CgroupRoot, saved.CgroupPath),
             (back.Id, back.Pid, back.PidStartTime, back.Bundle, back.Rootfs, back.Created, back.CgroupRoot, back.CgroupPath));
         Assert.Equal(saved.Annotations, back.Annotations);
+    }
+
+    private const string Complete = """{"id":"c1","pid":5,"pidStartTime":1,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","cgroupRoot":"/sys/fs/cgroup","cgroupPath":"hostos/c1"}""";
+
+    [Theory]
+    [InlineData("""{"id":"c1"}""", "pid is missing")]
+    [InlineData("""{"pid":5,"pidStartTime":1,"bundle":"/b","rootfs":"/b/rootfs","created":"x","cgroupRoot":"/r","cgroupPath":"p"}""", "id is missing")]
+    [InlineData("""{"id":7,"pid":5}""", "id is not a string")]
+    [InlineData("""{"id":"c1","annotations":{"a":1}}""", "annotations.a is not a string")]
+    [InlineData("""{"id":"c1","annotations":[]}""", "annotations is not an object")]
+    [InlineData("[]", "not a JSON object")]
+    public void StateFile_MissingOrMistypedFieldsAreNamed(string json, string expected)
+    {
+        var e = Assert.ThrowsAny<JsonException>(() => SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(json)));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void StateFile_UnknownFieldsAreSkipped_TrailingTextAndWrongNumbersRefused()
+    {
+        string withExtra = Complete.Replace("{\"id\"", "{\"later\":{\"x\":[1,{\"y\":null}]},\"id\"");
+        Assert.Equal(5, SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(withExtra)).Pid);
+        Assert.ThrowsAny<JsonException>(() => SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(Complete + " x")));
+        Assert.ThrowsAny<JsonException>(() => SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(Complete[..^1])));
+        Assert.Throws<InvalidOperationException>(() => SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(Complete.Replace("\"pid\":5", "\"pid\":\"5\""))));
+        Assert.Throws<FormatException>(() => SavedContainer.FromJson(System.Text.Encoding.UTF8.GetBytes(Complete.Replace("\"pid\":5", "\"pid\":5000000000"))));
     }
 
     [Theory]
