@@ -23,6 +23,7 @@ internal static partial class Program
                 ["containers"] => ContainerChecks.Run(),
                 ["make-bundle", string dir, .. var programArgs] => ContainerChecks.MakeBundle(dir, programArgs),
                 ["container-run", string bundle, string id] => ContainerChecks.RunOnce(bundle, id),
+                ["container-run", string bundle, string id, string count] => ContainerChecks.RunMany(bundle, id, int.Parse(count, CultureInfo.InvariantCulture)),
                 ["containers-stress", string n] => ContainerChecks.Stress(int.Parse(n, CultureInfo.InvariantCulture)),
                 ["console-receive", string socket, string output, string until] => ConsoleReceive(socket, output, until),
                 ["image-run", string store, string layout, string name] => ImageChecks.Run(store, layout, name),
@@ -43,7 +44,7 @@ internal static partial class Program
     private static int Usage()
     {
         Console.Error.WriteLine("usage: hostos-guestcheck orphans N [--control] | notify-service DELAY_SECONDS | cgroups | containers |\n" +
-                                "       containers-stress N | make-bundle DIR ARGS... | container-run BUNDLE ID");
+                                "       containers-stress N | make-bundle DIR ARGS... | container-run BUNDLE ID [COUNT]");
         return 2;
     }
 
