@@ -1,7 +1,6 @@
 using System.Globalization;
 using HostOs.Platform;
 using HostOs.Platform.Interop;
-using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Containers.Cgroups;
 

@@ -423,7 +423,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
 
     /// <summary>runc writes the bare number, atomically (a reader never sees half a pid).</summary>
     private static void WritePidFile(string path, int pid) =>
-        AtomicFile.Write(Path.GetFullPath(path), System.Text.Encoding.ASCII.GetBytes(pid.ToString(CultureInfo.InvariantCulture)), durable: false);
+        AtomicFile.Write(Path.GetFullPath(path), System.Text.Encoding.UTF8.GetBytes(pid.ToString()), durable: false); // no culture: a pid has no sign
 
     private static void RemoveDirectory(string dir)
     {

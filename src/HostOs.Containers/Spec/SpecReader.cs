@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace HostOs.Containers.Spec;
 
 /// <summary>
-/// config.json read with Utf8JsonReader and a table of fields per object, instead of
+/// config.json read with Utf8JsonReader and a switch of fields per object, instead of
 /// System.Text.Json's serializer: the serializer builds its metadata for ~35 types on first
 /// use, ~70 ms of every `create` under TCG (docs/containers.md, "Start latency"); this costs
 /// a few. Same rules as the serializer it replaces: unknown fields and wrong types are
