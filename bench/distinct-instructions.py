@@ -10,7 +10,8 @@ Usage (root, after ./build.sh): python3 bench/distinct-instructions.py [--top N]
 Publishes hostos-runc with its symbols to a temporary directory, runs `--version`, `run` of
 /bin/true and `exec` of /bin/true into a running container under valgrind's callgrind, and
 prints each command's distinct instruction addresses grouped by symbol: the process start
-(glibc, the .NET runtime and its GC), CoreLib, our code, System.Text.Json, the rest.
+(glibc, the .NET runtime and its GC), CoreLib, our code, System.Text.Json, the rest; and
+how many instructions ran in all (a loop counts once in the first figure, every time here).
 """
 import argparse
 import bisect
@@ -58,10 +59,12 @@ def distinct(callgrind_out):
     """Addresses with a cost of their own, per object (the line after calls= is the call's
     inclusive cost at the call site, not an instruction of its own)."""
     addrs = collections.defaultdict(set)
-    ob, after_call = None, False
+    ob, after_call, executed = None, False, 0
     with open(callgrind_out, errors="replace") as f:
         for line in f:
-            if line.startswith("ob="):
+            if line.startswith(("summary:", "totals:")):
+                executed = int(line.split()[1])
+            elif line.startswith("ob="):
                 ob = line[3:].strip()
             elif line.startswith("calls="):
                 after_call = True
@@ -71,7 +74,7 @@ def distinct(callgrind_out):
                 after_call = False
             else:
                 after_call = False
-    return addrs
+    return addrs, executed
 
 
 GROUPS = [
@@ -89,7 +92,7 @@ def group(name):
 
 
 def report(title, callgrind_out, keys, names, top):
-    addrs = distinct(callgrind_out)
+    addrs, executed = distinct(callgrind_out)
     by_symbol = collections.Counter()
     total = 0
     for ob, found in addrs.items():
@@ -101,7 +104,7 @@ def report(title, callgrind_out, keys, names, top):
     groups = collections.Counter()
     for name, n in by_symbol.items():
         groups[group(name)] += n
-    print(f"{title}: {total} distinct instructions")
+    print(f"{title}: {total} distinct instructions ({executed} executed)")
     for g, n in groups.most_common():
         print(f"    {n:7d}  {g}")
     if top:
