@@ -240,6 +240,11 @@ expect "kill of an unknown container fails" 1 rt kill nope KILL
 expect "delete of an unknown container fails" 1 rt delete nope
 expect "create without config.json fails" 1 rt create --bundle "$W" c6
 expect "a failed create leaves no container" 1 rt state c6
+# joining a namespace by a path that does not exist
+bundle "$W/nons" '["true"]'
+sed -i 's|{ "type": "network" }|{ "type": "network", "path": "/nonexistent/ns/net" }|' "$W/nons/config.json"
+expect "create joining a namespace that does not exist fails" 1 rt create --bundle "$W/nons" c13
+expect "and leaves no container" 1 rt state c13
 # a hostile root: a mount destination through a symlink to a host directory never reaches
 # it (runc and crun resolve the link inside the root, hostos-runc refuses the destination)
 bundle "$W/hostile" '["true"]'

@@ -403,7 +403,7 @@ public sealed class ContainerProcess
                 Sys.Unshare(unshare);
                 foreach (var (path, flag) in joins)
                 {
-                    using SafeFileHandle ns = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+                    using SafeFileHandle ns = Sys.Open(path, 0); // O_RDONLY, by open(2): no FileStream checks or lock
                     Sys.SetNs(ns, flag, path);
                 }
                 pid = spawn(request);
