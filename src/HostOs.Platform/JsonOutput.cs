@@ -26,8 +26,11 @@ public sealed class JsonOutput(bool indented)
     public void String(string name, string value)
     {
         Name(name);
-        Quoted(value);
+        AppendQuoted(_text, value);
     }
+
+    /// <summary>VALUE as a JSON string, quotes included (runc's text log form quotes its message so).</summary>
+    public static string Quote(string value) => AppendQuoted(new StringBuilder(value.Length + 2), value).ToString();
 
     public void Number(string name, long value)
     {
@@ -86,7 +89,7 @@ public sealed class JsonOutput(bool indented)
     {
         if (_hasItems.Count == 0) throw new InvalidOperationException($"JSON output: property '{name}' outside an object");
         Item();
-        Quoted(name);
+        AppendQuoted(_text, name);
         _text.Append(indented ? ": " : ":");
     }
 
@@ -96,27 +99,27 @@ public sealed class JsonOutput(bool indented)
         _text.Append('\n').Append(' ', 2 * _hasItems.Count);
     }
 
-    private void Quoted(string value)
+    private static StringBuilder AppendQuoted(StringBuilder text, string value)
     {
-        _text.Append('"');
+        text.Append('"');
         foreach (char c in value)
         {
             switch (c)
             {
-                case '"': _text.Append("\\\""); break;
-                case '\\': _text.Append("\\\\"); break;
-                case '\n': _text.Append("\\n"); break;
-                case '\r': _text.Append("\\r"); break;
-                case '\t': _text.Append("\\t"); break;
-                case '\b': _text.Append("\\b"); break;
-                case '\f': _text.Append("\\f"); break;
+                case '"': text.Append("\\\""); break;
+                case '\\': text.Append("\\\\"); break;
+                case '\n': text.Append("\\n"); break;
+                case '\r': text.Append("\\r"); break;
+                case '\t': text.Append("\\t"); break;
+                case '\b': text.Append("\\b"); break;
+                case '\f': text.Append("\\f"); break;
                 case < ' ':
                     const string hex = "0123456789abcdef";
-                    _text.Append("\\u00").Append(hex[c >> 4]).Append(hex[c & 0xf]);
+                    text.Append("\\u00").Append(hex[c >> 4]).Append(hex[c & 0xf]);
                     break;
-                default: _text.Append(c); break;
+                default: text.Append(c); break;
             }
         }
-        _text.Append('"');
+        return text.Append('"');
     }
 }

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
-using System.Text.Json;
 using HostOs.Containers.Cgroups;
 using HostOs.Containers.Runtime;
 using HostOs.Containers.Spec;
@@ -348,8 +347,8 @@ internal static class Program
         if (_logFile is null) return;
         string time = SavedContainer.Now();
         string line = _logFormat == "json"
-            ? $"{{\"level\":\"error\",\"msg\":{JsonSerializer.Serialize(message, LogJson.Default.String)},\"time\":\"{time}\"}}\n"
-            : $"time=\"{time}\" level=error msg={JsonSerializer.Serialize(message, LogJson.Default.String)}\n";
+            ? $"{{\"level\":\"error\",\"msg\":{JsonOutput.Quote(message)},\"time\":\"{time}\"}}\n"
+            : $"time=\"{time}\" level=error msg={JsonOutput.Quote(message)}\n";
         try { File.AppendAllText(_logFile, line); }
         catch (IOException) { }
     }
@@ -378,6 +377,3 @@ internal static class Program
         mount when it is not /sys/fs/cgroup (a hybrid host's /sys/fs/cgroup/unified).
         """;
 }
-
-[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
-internal sealed partial class LogJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -371,20 +371,13 @@ public sealed class ContainerProcess
         return errno == 0 ? $"{step}: {operation}" : $"{step}: {new SysException(operation, parts[2].Length == 0 ? null : parts[2], errno).Message}";
     }
 
-    /// <summary>Everything the stage writes until it closes its end (or execs): nothing, or 'E' and a message.</summary>
-    private static string ReadAll(FileStream status)
-    {
-        // One growing buffer, not Stream.CopyTo, which rents from the shared array pool and
-        // so sets it up in every short-lived process (docs/containers.md "Counting instead of timing").
-        byte[] buffer = new byte[256];
-        int length = 0, n;
-        while ((n = status.Read(buffer, length, buffer.Length - length)) > 0)
-        {
-            length += n;
-            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
-        }
-        return Encoding.UTF8.GetString(buffer, 0, length);
-    }
+    /// <summary>
+    /// Everything the stage writes until it closes its end (or execs): nothing, or 'E' and a
+    /// message. Read by read(2) from the descriptor (the stream is unbuffered: it holds nothing
+    /// back), not Stream.CopyTo, which sets up the shared array pool in every short-lived process.
+    /// </summary>
+    private static string ReadAll(FileStream status) =>
+        Encoding.UTF8.GetString(Sys.ReadToEnd(status.SafeFileHandle, "the stage's status pipe"));
 
     /// <summary>
     /// A throwaway OS thread unshares the new namespaces and joins the given ones (both are

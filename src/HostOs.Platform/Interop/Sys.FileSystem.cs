@@ -125,40 +125,62 @@ public static unsafe partial class Sys
      * handful of system calls.
      */
 
+    /// <summary>
+    /// open(2) of a file that may be absent: -1 when it (or a directory on its path, or the
+    /// /proc entry of a process that is gone) does not exist; other failures throw.
+    /// </summary>
+    private static int TryOpenRaw(string path, int flags)
+    {
+        while (true)
+        {
+            int fd = OpenRaw(path, flags | O_CLOEXEC, 0);
+            if (fd >= 0) return fd;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Errno.ENOENT or Errno.ESRCH) return -1;
+            if (errno != Errno.EINTR) throw new SysException("open", path, errno);
+        }
+    }
+
     /// <summary>The whole file, or null when it (or a directory on its path, or the /proc
     /// entry of a process that is gone) does not exist. Other failures throw.</summary>
     public static byte[]? TryReadFile(string path)
     {
-        int fd = OpenRaw(path, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is Errno.ENOENT or Errno.ESRCH) return null;
-            throw new SysException("open", path, errno);
-        }
+        int fd = TryOpenRaw(path, O_RDONLY);
+        if (fd < 0) return null;
         try
         {
-            byte[] buffer = new byte[4096];
-            int length = 0;
-            while (true)
-            {
-                if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
-                nint n;
-                fixed (byte* p = buffer) n = ReadRaw(fd, p + length, (nuint)(buffer.Length - length));
-                if (n < 0)
-                {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Errno.EINTR) continue;
-                    if (errno == Errno.ESRCH) return null; // /proc/PID/... of a process that just went
-                    throw new SysException("read", path, errno);
-                }
-                if (n == 0) return buffer.AsSpan(0, length).ToArray();
-                length += (int)n;
-            }
+            return ReadToEnd(fd, path);
         }
         finally
         {
             CloseRaw(fd);
+        }
+    }
+
+    /// <summary>Everything until end of file (a pipe: until every writer has closed it).</summary>
+    /// <param name="name">What the descriptor is, for the error.</param>
+    public static byte[] ReadToEnd(SafeFileHandle handle, string name) =>
+        ReadToEnd((int)handle.DangerousGetHandle(), name) ?? throw new SysException("read", name, Errno.ESRCH);
+
+    /// <summary>null for ESRCH: /proc/PID/... of a process that went while it was read.</summary>
+    private static byte[]? ReadToEnd(int fd, string name)
+    {
+        byte[] buffer = new byte[4096];
+        int length = 0;
+        while (true)
+        {
+            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+            nint n;
+            fixed (byte* p = buffer) n = ReadRaw(fd, p + length, (nuint)(buffer.Length - length));
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.EINTR) continue;
+                if (errno == Errno.ESRCH) return null;
+                throw new SysException("read", name, errno);
+            }
+            if (n == 0) return buffer.AsSpan(0, length).ToArray();
+            length += (int)n;
         }
     }
 
@@ -186,13 +208,8 @@ public static unsafe partial class Sys
     /// </summary>
     public static bool TryWriteExisting(string path, ReadOnlySpan<byte> content)
     {
-        int fd;
-        while ((fd = OpenRaw(path, O_WRONLY | O_CLOEXEC, 0)) < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == Errno.ENOENT) return false;
-            if (errno != Errno.EINTR) throw new SysException("open", path, errno);
-        }
+        int fd = TryOpenRaw(path, O_WRONLY);
+        if (fd < 0) return false;
         using var file = new SafeFileHandle(fd, ownsHandle: true);
         WriteAll(fd, content, path);
         return true;

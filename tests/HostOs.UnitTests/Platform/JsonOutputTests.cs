@@ -93,6 +93,13 @@ public class JsonOutputTests
     }
 
     [Fact]
+    public void Quote_IsAJsonStringOnItsOwn()
+    {
+        Assert.Equal("\"a\\\"b\\n\\u0007 é\"", JsonOutput.Quote("a\"b\n\u0007 é"));
+        Assert.Equal("x", JsonDocument.Parse(JsonOutput.Quote("x")).RootElement.GetString());
+    }
+
+    [Fact]
     public void Misuse_IsRefusedByName()
     {
         var open = new JsonOutput(false);

@@ -48,6 +48,15 @@ public class SysTests
     }
 
     [Fact]
+    public void ReadToEnd_ReadsAPipeUntilItsWriterCloses()
+    {
+        var (read, write) = Sys.Pipe();
+        byte[] sent = Enumerable.Range(0, 10_000).Select(i => (byte)(i * 7)).ToArray();
+        using (write) Sys.WriteAll((int)write.DangerousGetHandle(), sent); // fits in the pipe's 64 KiB
+        using (read) Assert.Equal(sent, Sys.ReadToEnd(read, "the test pipe"));
+    }
+
+    [Fact]
     public void WriteExisting_WritesWithoutCreatingOrTruncating()
     {
         string dir = Directory.CreateTempSubdirectory("hostos-sys-").FullName;
