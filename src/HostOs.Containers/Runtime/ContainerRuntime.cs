@@ -24,6 +24,24 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
 
     public string Root { get; } = root;
 
+    /// <summary>
+    /// How the container's processes (stages, hooks) are started: posix_spawn by default, for
+    /// a command line that reaps its own children; hostos-init passes its one reaper's start
+    /// (it serves hostos-runc's commands itself: docs/containers.md, "The front").
+    /// </summary>
+    public Func<SpawnRequest, int> Spawn { get; init; } = Sys.Spawn;
+
+    /// <summary>How a process started by <see cref="Spawn"/> is waited for (null timeout: until it exits); waitpid by default.</summary>
+    public Func<int, TimeSpan?, ExitStatus?> WaitChild { get; init; } = ReapOwnChild;
+
+    /// <summary>waitpid on a child of this process (with a timeout: polled, then killed).</summary>
+    public static ExitStatus? ReapOwnChild(int pid, TimeSpan? timeout)
+    {
+        if (timeout is not null) return HookRunner.WaitOwnChild(pid, timeout);
+        Sys.WaitPid(pid, 0, out ExitStatus status);
+        return status;
+    }
+
     /// <summary>Where failures that must not stop anything go (poststart and poststop hooks).</summary>
     public Action<string> Warn { get; init; } = _ => { };
 
@@ -58,7 +76,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null), c => c.Start());
         if (saved.Spec!.Hooks?.Poststart is { Count: > 0 } poststart)
         {
-            HookRunner.RunReporting("poststart", poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn);
+            HookRunner.RunReporting("poststart", poststart, ToJson(ToOci(saved, ContainerStatus.Running)), Warn, Spawn, WaitChild);
         }
         return c;
     }
@@ -77,7 +95,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         try
         {
             if (fifo) Sys.MakeFifo(Path.Combine(dir, FifoName), Convert.ToInt32("622", 8));
-            c = ContainerProcess.Create(id, bundle, Sys.Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, console: console);
+            c = ContainerProcess.Create(id, bundle, Spawn, cgroupRoot: cgroupRoot, stateDirectory: fifo ? dir : null, waitHook: WaitChild, console: console);
             SavedContainer saved = Save(c, bundle);
             c.Recorded = saved;
             if (pidFile is not null) WritePidFile(pidFile, c.Pid);
@@ -89,7 +107,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             if (c is not null)
             {
                 Sys.TryKill(c.Pid, Sys.SIGKILL);
-                Sys.WaitPid(c.Pid, 0, out _);
+                WaitChild(c.Pid, null);
                 TryDestroy(c.Cgroup);
             }
             RemoveDirectory(dir);
@@ -98,11 +116,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     }
 
     /// <summary>Waits for a child of ours (a run's init or an exec'd process); its exit code as a shell reports it.</summary>
-    public static int Wait(int pid)
-    {
-        Sys.WaitPid(pid, 0, out ExitStatus status);
-        return status.ShellCode;
-    }
+    public int Wait(int pid) => WaitChild(pid, null)!.Value.ShellCode;
 
     /// <summary>run's end: the init has exited; everything the container owned goes.</summary>
     public int WaitAndDelete(ContainerProcess c)
@@ -143,7 +157,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             }
         }
         File.Delete(fifoPath);
-        HookRunner.RunReporting("poststart", c.Spec!.Hooks?.Poststart, ToJson(ToOci(c, ContainerStatus.Running)), Warn);
+        HookRunner.RunReporting("poststart", c.Spec!.Hooks?.Poststart, ToJson(ToOci(c, ContainerStatus.Running)), Warn, Spawn, WaitChild);
     }
 
     public OciState State(string id)
@@ -260,7 +274,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     {
         Cgroup.Open(c.CgroupRoot, c.CgroupPath).Destroy(TimeSpan.FromSeconds(10));
         RemoveDirectory(dir);
-        if (poststop is { Count: > 0 }) HookRunner.RunReporting("poststop", poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn);
+        if (poststop is { Count: > 0 }) HookRunner.RunReporting("poststop", poststop, ToJson(ToOci(c, ContainerStatus.Stopped)), Warn, Spawn, WaitChild);
     }
 
     /// <summary>
@@ -279,7 +293,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
             throw new ContainerException($"cannot exec in a stopped container: {id}");
         }
         Process own = c.Spec!.Process ?? throw new ContainerException($"container {id}: its saved config.json has no process section");
-        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, choose(own), c.Spec.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), Sys.Spawn,
+        ContainerProcess p = ContainerProcess.Exec(id, c.Pid, choose(own), c.Spec.Linux?.Seccomp, Cgroup.Open(c.CgroupRoot, c.CgroupPath), Spawn,
             console: new ContainerProcess.Console(consoleSocket, Receive: attach && consoleSocket is null));
         if (pidFile is not null) WritePidFile(pidFile, p.Pid);
         p.Start();

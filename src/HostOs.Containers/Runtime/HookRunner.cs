@@ -100,11 +100,12 @@ public static class HookRunner
     }
 
     /// <summary>Runs hooks whose failure must not stop anything (poststart, poststop): the error is handed to <paramref name="warn"/>.</summary>
-    public static void RunReporting(string phase, List<Hook>? hooks, string stateJson, Action<string> warn)
+    public static void RunReporting(string phase, List<Hook>? hooks, string stateJson, Action<string> warn,
+        Func<SpawnRequest, int>? spawn = null, Func<int, TimeSpan?, ExitStatus?>? wait = null)
     {
         try
         {
-            Run(phase, hooks, stateJson, Sys.Spawn, WaitOwnChild);
+            Run(phase, hooks, stateJson, spawn ?? Sys.Spawn, wait ?? WaitOwnChild);
         }
         catch (Exception e) when (e is ContainerException or SysException)
         {

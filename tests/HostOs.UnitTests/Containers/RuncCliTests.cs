@@ -1,6 +1,6 @@
 using HostOs.Containers.Runtime;
 using HostOs.Containers.Spec;
-using HostOs.Runc;
+using HostOs.Containers.Cli;
 
 namespace HostOs.UnitTests.Containers;
 

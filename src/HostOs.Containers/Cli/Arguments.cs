@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace HostOs.Runc;
+namespace HostOs.Containers.Cli;
 
 /// <summary>A command line that does not parse; the message names the flag or argument.</summary>
 public sealed class UsageException(string message) : Exception(message);
