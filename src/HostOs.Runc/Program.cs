@@ -13,5 +13,7 @@ internal static class Program
     private static int Main(string[] args) => new RuncCommand(new RuncSession
     {
         CgroupRoot = Environment.GetEnvironmentVariable("HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot,
+        // Set by the front when hostos-init did not serve the command.
+        Note = Environment.GetEnvironmentVariable("HOSTOS_RUNC_NOT_SERVED") is { } why ? $"run in the caller's process: {why}" : null,
     }).Run(args);
 }

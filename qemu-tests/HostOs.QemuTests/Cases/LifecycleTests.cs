@@ -44,6 +44,25 @@ public sealed class LifecycleTests
             ulong ignored = Convert.ToUInt64(System.Text.RegularExpressions.Regex.Match(status, @"SigIgn:\s+([0-9a-f]+)").Groups[1].Value, 16);
             Assert.True((ignored & (1UL << (13 - 1))) == 0, $"{exec}: SIGPIPE is ignored in the container's program: {status}");
         }
+        // The front: hostos-init serves what the caller would get itself, and nothing else
+        // (docs/containers.md, "The front"); --debug says which way a command went.
+        Assert.Contains("served by hostos-init (PID 1)", await sh.CheckAsync("hostos-runc --debug --root /tmp/t state sl 2>&1 >/dev/null"));
+        Assert.Contains("run in the caller's process: create leaves the container's process as the caller's child",
+            await sh.CheckAsync("hostos-runc --debug --root /tmp/t create -b /tmp/lifecycle-hostos-runc/sleep sl2 2>&1 </dev/null"));
+        Assert.Contains("run in the caller's process: the caller is in another uts namespace",
+            await sh.CheckAsync("unshare -u hostos-runc --debug --root /tmp/t state sl2 2>&1 >/dev/null"));
+        Assert.Contains("run in the caller's process: the caller's Umask (0077)",
+            await sh.CheckAsync("(umask 077; hostos-runc --debug --root /tmp/t state sl2 2>&1 >/dev/null)"));
+        // Served, a run's container is hostos-init's child, its stdio the caller's, relative
+        // paths the caller's, and a relayed signal reaches it.
+        string relayed = await sh.CheckAsync(
+            "cd /tmp/lifecycle-hostos-runc && hostos-guestcheck make-bundle trapper sh -c 'trap \"echo got-term; exit 7\" TERM; echo started; while :; do sleep 0.1; done' && " +
+            "(hostos-runc --root /tmp/t run -b trapper --pid-file rel.pid sl3 </dev/null >trap.out 2>&1 & f=$!; " +
+            "while ! grep -q started trap.out 2>/dev/null; do sleep 0.1; done; " +
+            "grep -q '^PPid:[[:space:]]*1$' /proc/$(cat rel.pid)/status || echo not-a-child-of-hostos-init; " +
+            "kill -TERM $f; wait $f; echo \"exit $?\"; cat trap.out)", TimeSpan.FromSeconds(60));
+        Assert.Equal("exit 7\nstarted\ngot-term", relayed.Trim());
+        await sh.CheckAsync("hostos-runc --root /tmp/t delete --force sl2");
         await sh.CheckAsync("hostos-runc --root /tmp/t delete --force sl");
 
         // Nothing of ours left: no container cgroup, no state, no stage.

@@ -34,6 +34,9 @@ public sealed class RuncSession
     /// stop the signals' default action. Null: this process's own (PosixSignalRegistration).
     /// </summary>
     public Func<int[], Action<int>, IDisposable>? OnSignals { get; init; }
+
+    /// <summary>Where the command runs and why, printed with --debug.</summary>
+    public string? Note { get; init; }
 }
 
 /// <summary>
@@ -76,6 +79,7 @@ public sealed class RuncCommand(RuncSession session)
         try
         {
             Arguments a = Arguments.Parse(args);
+            if (a.Has("debug") && session.Note is { } note) Write(session.Err, $"hostos-runc: debug: {note}\n");
             _logFile = PathOf(a.Value("log"));
             _logFormat = a.Value("log-format") ?? "text";
             if (_logFormat is not ("text" or "json")) throw new UsageException($"--log-format: '{_logFormat}' is not text or json");

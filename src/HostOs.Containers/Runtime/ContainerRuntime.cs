@@ -388,7 +388,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     }
 
     /// <summary>Field 22 of /proc/PID/stat, or null when the process is gone or a zombie.</summary>
-    internal static ulong? StartTime(int pid)
+    public static ulong? StartTime(int pid)
     {
         // Read without exceptions: the process being gone is the common answer (run's delete).
         // Parsed from the bytes, without a culture: this runs at every run's delete.

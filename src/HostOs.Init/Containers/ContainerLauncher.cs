@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Text;
 using HostOs.Containers.Cgroups;
@@ -26,7 +25,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
     private readonly ContainerStorage _storage = storage ?? ContainerStorage.Baked;
     public const string RunDirectory = "/run/hostos/containers";
 
-    private readonly ConcurrentDictionary<int, Task<ExitStatus>> _exits = new();
+    private readonly StartedProcesses _started = new(processes);
     /// <summary>The running container's init, 0 between runs: where published ports relay to.</summary>
     private volatile int _runningPid;
     private BakedImage? _image;
@@ -102,7 +101,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
             {
                 bridge?.Release();
                 Sys.TryKill(container.Pid, Sys.SIGKILL);
-                _exits[container.Pid].Wait();
+                _started.ExitOf(container.Pid).Wait();
                 container.Delete();
                 throw;
             }
@@ -121,14 +120,14 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         return new ServiceRun
         {
             Pid = pid,
-            Exited = _exits[pid],
+            Exited = _started.ExitOf(pid),
             Terminate = () => Terminate(container.Cgroup, pid),
             Kill = () => KillAll(container.Cgroup, pid),
             Probe = definition is ServiceContainer { Health: HealthProbe probe } ? token => ProbeAsync(probe, container, token) : null,
             Cleanup = () =>
             {
                 _runningPid = 0;
-                _exits.TryRemove(pid, out _);
+                _started.Forget(pid);
                 lock (Setup)
                 {
                     container.Delete();
@@ -198,26 +197,9 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         }
     }
 
-    private int Spawn(SpawnRequest request)
-    {
-        var (pid, exited) = processes.Start(request);
-        _exits[pid] = exited;
-        return pid;
-    }
+    private int Spawn(SpawnRequest request) => _started.Spawn(request);
 
-    private ExitStatus? WaitHook(int pid, TimeSpan? timeout)
-    {
-        Task<ExitStatus> exited = _exits[pid];
-        if (!exited.Wait(timeout ?? Timeout.InfiniteTimeSpan))
-        {
-            Sys.TryKill(pid, Sys.SIGKILL);
-            exited.Wait();
-            _exits.TryRemove(pid, out _);
-            return null;
-        }
-        _exits.TryRemove(pid, out _);
-        return exited.Result;
-    }
+    private ExitStatus? WaitHook(int pid, TimeSpan? timeout) => _started.Wait(pid, timeout);
 
     /// <summary>
     /// The overlay root: the image's layers (top first) under an empty upper directory, in
@@ -448,11 +430,11 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         catch (ContainerException e)
         {
             Sys.TryKill(exec.Pid, Sys.SIGKILL);
-            await _exits[exec.Pid].ConfigureAwait(false);
-            _exits.TryRemove(exec.Pid, out _);
+            await _started.ExitOf(exec.Pid).ConfigureAwait(false);
+            _started.Forget(exec.Pid);
             throw new ContainerProbeException(e.Message);
         }
-        Task<ExitStatus> exited = _exits[exec.Pid];
+        Task<ExitStatus> exited = _started.ExitOf(exec.Pid);
         try
         {
             ExitStatus status = await exited.WaitAsync(token).ConfigureAwait(false);
@@ -466,7 +448,7 @@ internal sealed class ContainerLauncher(ContainerDefinition definition, ProcessT
         }
         finally
         {
-            _exits.TryRemove(exec.Pid, out _);
+            _started.Forget(exec.Pid);
         }
     }
 }

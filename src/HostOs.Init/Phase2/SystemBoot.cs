@@ -137,6 +137,8 @@ internal sealed class SystemBoot : Api.IManagedSystem
         }
         if (config.Containers.Onboot.Count + config.Containers.Services.Count > 0) BootStep.TryRun("device-filter-key", PinDeviceFilterKey);
         if (config.Containers.Onboot.Count > 0) BootStep.TryRun("onboot", () => RunOnboot(config.Containers.Onboot));
+        // Before the services: one of them may drive containers through hostos-runc.
+        BootStep.TryRun("runc-socket", () => Containers.RuncServer.Start(_processes));
         _supervisor = new Supervisor(
             config.Services.Select(d => new Service(ServiceOptions.Of(d), new ProcessLauncher(d, _processes)))
             .Concat(config.Containers.Services.Select(c => new Service(ServiceOptions.Of(c), new ContainerLauncher(c, _processes)))));

@@ -72,20 +72,54 @@ public static unsafe partial class Sys
     /// <summary>Receives one descriptor sent with SCM_RIGHTS (hostos-stage sends a pty's master so, as runc's console socket protocol does).</summary>
     public static SafeFileHandle ReceiveDescriptor(SafeHandle socket)
     {
-        byte* buffer = stackalloc byte[4096];
-        byte* control = stackalloc byte[24];
-        new Span<byte>(control, 24).Clear();
-        var iov = new IoVec { Base = buffer, Length = 4096 };
-        var message = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
-        nint n;
-        do n = RecvmsgRaw(Fd(socket), &message, 0x40000000 /* MSG_CMSG_CLOEXEC */);
-        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
-        if (n < 0) throw new SysException("recvmsg(SCM_RIGHTS)", null, Marshal.GetLastPInvokeError());
-        if (message.ControlLength < 20 || *(int*)(control + 8) != SOL_SOCKET || *(int*)(control + 12) != SCM_RIGHTS)
+        var (_, fds) = ReceiveWithDescriptors(socket, new byte[4096], 1);
+        return fds.Length == 1 ? fds[0] : throw new IOException("recvmsg: no descriptor came with the message");
+    }
+
+    /// <summary>
+    /// One message into <paramref name="buffer"/> and the descriptors sent with it
+    /// (SCM_RIGHTS, made close-on-exec), at most <paramref name="maxDescriptors"/>. A message
+    /// or descriptor list cut short (MSG_TRUNC, MSG_CTRUNC) is refused, and whatever
+    /// descriptors came are closed. Length 0 with no descriptors: the peer has closed.
+    /// </summary>
+    public static (int Length, SafeFileHandle[] Descriptors) ReceiveWithDescriptors(SafeHandle socket, Span<byte> buffer, int maxDescriptors)
+    {
+        int controlSize = 16 + (4 * maxDescriptors + 7) / 8 * 8; // CMSG_SPACE
+        byte* control = stackalloc byte[controlSize];
+        new Span<byte>(control, controlSize).Clear();
+        fixed (byte* data = buffer)
         {
-            throw new IOException("recvmsg: no descriptor came with the message");
+            var iov = new IoVec { Base = data, Length = (nuint)buffer.Length };
+            var message = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = (nuint)controlSize };
+            nint n;
+            do n = RecvmsgRaw(Fd(socket), &message, 0x40000000 /* MSG_CMSG_CLOEXEC */);
+            while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+            if (n < 0) throw new SysException("recvmsg", null, Marshal.GetLastPInvokeError());
+            var fds = new List<SafeFileHandle>();
+            if (message.ControlLength >= 16 && *(int*)(control + 8) == SOL_SOCKET && *(int*)(control + 12) == SCM_RIGHTS)
+            {
+                int count = (int)((*(ulong*)control - 16) / 4);
+                for (int i = 0; i < count; i++) fds.Add(new SafeFileHandle(*(int*)(control + 16 + 4 * i), ownsHandle: true));
+            }
+            if ((message.Flags & (0x20 /* MSG_TRUNC */ | 0x8 /* MSG_CTRUNC */)) != 0)
+            {
+                foreach (var fd in fds) fd.Dispose();
+                throw new IOException($"recvmsg: the message was longer than {buffer.Length} bytes or came with more than {maxDescriptors} descriptors");
+            }
+            return ((int)n, fds.ToArray());
         }
-        return new SafeFileHandle(*(int*)(control + 16), ownsHandle: true);
+    }
+
+    [LibraryImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
+    private static partial int GetsockoptRaw(int fd, int level, int name, void* value, uint* length);
+
+    /// <summary>The pid, uid and gid of the process at the other end of a connected Unix socket, as of its connect (SO_PEERCRED).</summary>
+    public static (int Pid, uint Uid, uint Gid) PeerCredentials(SafeHandle socket)
+    {
+        int* ucred = stackalloc int[3];
+        uint length = 12;
+        Check(GetsockoptRaw(Fd(socket), SOL_SOCKET, 17 /* SO_PEERCRED */, ucred, &length), "getsockopt(SO_PEERCRED)", null);
+        return (ucred[0], (uint)ucred[1], (uint)ucred[2]);
     }
 
     /// <summary>A connected pair of Unix stream sockets, close-on-exec.</summary>

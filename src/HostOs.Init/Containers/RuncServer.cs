@@ -1,0 +1,303 @@
+using System.Net.Sockets;
+using System.Text;
+using HostOs.Containers.Cgroups;
+using HostOs.Containers.Cli;
+using HostOs.Init.Processes;
+using HostOs.Platform;
+using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace HostOs.Init.Containers;
+
+/// <summary>
+/// hostos-init's side of hostos-runc's front (src/HostOs.Stage/RuncFront.cs;
+/// docs/containers.md, "The front"). hostos-init links the runtime and is warm, so it runs
+/// the commands the front sends instead of a .NET runtime starting for each. A command is
+/// served only when the result is the one the caller would get running the runtime itself:
+/// the caller is root, in all of PID 1's namespaces and its root directory, with the same
+/// capabilities, no seccomp filter or no_new_privs, the same umask, resource limits and
+/// oom_score_adj (a container's process inherits what its spec does not set); and only
+/// commands that leave no process behind as the caller's child (not create, not --detach:
+/// a caller that is a subreaper, as a shim is, waits for that child). Otherwise the answer
+/// is 'F' and why, and the front runs the runtime itself: nothing has happened yet.
+/// The socket is root's only (0600).
+/// </summary>
+internal static class RuncServer
+{
+    public const string SocketPath = "/run/hostos/runc.sock";
+    private const string Header = "hostos-runc 1\n";
+    private const int RequestLimit = 65536;
+
+    private static readonly string[] Namespaces =
+        ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time", "pid_for_children", "time_for_children"];
+    private static readonly string[] StatusFields =
+        ["Umask:", "NoNewPrivs:", "Seccomp:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"];
+
+    public static void Start(ProcessTable processes)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(SocketPath)!);
+        File.Delete(SocketPath);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
+        // Root's only before anyone can connect (connect needs listen).
+        File.SetUnixFileMode(SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        listener.Listen(64);
+        new Thread(() => AcceptLoop(listener, processes)) { IsBackground = true, Name = "runc-server" }.Start();
+    }
+
+    private static void AcceptLoop(Socket listener, ProcessTable processes)
+    {
+        while (true)
+        {
+            Socket connection;
+            ulong accepted;
+            try
+            {
+                connection = listener.Accept();
+                accepted = Uptime();
+            }
+            catch (SocketException e)
+            {
+                Log.Error($"runc socket: accept: {e.Message}");
+                Thread.Sleep(100);
+                continue;
+            }
+            // A thread each: run and exec wait for their process as long as it runs.
+            new Thread(() => Serve(connection, accepted, processes)) { IsBackground = true, Name = "runc-command" }.Start();
+        }
+    }
+
+    private static void Serve(Socket connection, ulong accepted, ProcessTable processes)
+    {
+        using (connection)
+        {
+            SafeFileHandle[] stdio = [];
+            try
+            {
+                byte[] buffer = new byte[RequestLimit];
+                (int length, stdio) = Sys.ReceiveWithDescriptors(connection.SafeHandle, buffer, 3);
+                string[]? args = ParseRequest(buffer.AsSpan(0, length));
+                if (args is null)
+                {
+                    Answer(connection, "F" + $"not a '{Header.TrimEnd()}' request");
+                    return;
+                }
+                if (stdio.Length != 3)
+                {
+                    Answer(connection, "Fthe request did not come with stdin, stdout and stderr");
+                    return;
+                }
+                var (pid, uid, _) = Sys.PeerCredentials(connection.SafeHandle);
+                string? why = RuncCommand.MustRunInCaller(args) ?? CallerDiffers(pid, uid, accepted);
+                string? cwd = ReadLink($"/proc/{pid}/cwd");
+                if (cwd is null || !cwd.StartsWith('/') || cwd.EndsWith(" (deleted)", StringComparison.Ordinal))
+                {
+                    why ??= "the caller's working directory cannot be named";
+                }
+                if (why is not null)
+                {
+                    Answer(connection, "F" + why);
+                    return;
+                }
+                Run(connection, processes, args, stdio, cwd!, CallerEnvironment(pid, "HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot);
+            }
+            catch (Exception e) when (e is IOException or SysException or SocketException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+                Log.Error($"runc socket: {e.Message}");
+            }
+            finally
+            {
+                foreach (var fd in stdio) fd.Dispose();
+            }
+        }
+    }
+
+    private static void Run(Socket connection, ProcessTable processes, string[] args, SafeFileHandle[] stdio, string cwd, string cgroupRoot)
+    {
+        var started = new StartedProcesses(processes);
+        var signals = new SignalRelay();
+        var session = new RuncSession
+        {
+            In = (int)stdio[0].DangerousGetHandle(),
+            Out = (int)stdio[1].DangerousGetHandle(),
+            Err = (int)stdio[2].DangerousGetHandle(),
+            WorkingDirectory = cwd,
+            CgroupRoot = cgroupRoot,
+            // The caller's stdio for whatever does not name its own (the container's process, hooks).
+            Spawn = request => started.Spawn(request with
+            {
+                Stdin = request.Stdin ?? stdio[0], Stdout = request.Stdout ?? stdio[1], Stderr = request.Stderr ?? stdio[2],
+            }),
+            WaitChild = started.Wait,
+            OnSignals = signals.Subscribe,
+            Note = "served by hostos-init (PID 1)",
+        };
+        Answer(connection, "A");
+        var relay = new Thread(() => signals.ReadFrom(connection)) { IsBackground = true, Name = "runc-signals" };
+        relay.Start();
+        int code;
+        try
+        {
+            code = new RuncCommand(session).Run(args);
+        }
+        catch (Exception e)
+        {
+            // Never PID 1's end: the command fails, as it would have in the caller's process.
+            Log.Error($"runc command {string.Join(' ', args)}", e);
+            Sys.WriteAll(session.Err, Encoding.UTF8.GetBytes($"hostos-runc: internal error in hostos-init: {e.Message}\n"));
+            code = 1;
+        }
+        byte[] exit = new byte[5];
+        exit[0] = (byte)'X';
+        BitConverter.TryWriteBytes(exit.AsSpan(1), code);
+        // Our copies of its stdio go before it learns the end: a reader of its output sees EOF with its exit.
+        foreach (var fd in stdio) fd.Dispose();
+        try
+        {
+            connection.Send(exit);
+        }
+        catch (SocketException)
+        {
+            // The front is gone (killed): as with runc killed, the command still ran to its end.
+        }
+    }
+
+    /// <summary>The header line, then NUL-terminated arguments; null when it is not that.</summary>
+    internal static string[]? ParseRequest(ReadOnlySpan<byte> request)
+    {
+        ReadOnlySpan<byte> header = "hostos-runc 1\n"u8;
+        if (!request.StartsWith(header)) return null;
+        request = request[header.Length..];
+        var args = new List<string>();
+        while (request.Length > 0)
+        {
+            int end = request.IndexOf((byte)0);
+            if (end < 0) return null;
+            args.Add(Encoding.UTF8.GetString(request[..end]));
+            request = request[(end + 1)..];
+        }
+        return [.. args];
+    }
+
+    /// <summary>
+    /// Why running the command here would not be what the caller gets running it itself, or
+    /// null. <paramref name="connectedBy"/>: the uptime in clock ticks when the connection was
+    /// accepted; a process at the pid that started later is not the one that connected (the
+    /// pid was reused: SO_PEERCRED names a pid, and SO_PEERPIDFD needs Linux 6.5).
+    /// </summary>
+    internal static string? CallerDiffers(int pid, uint uid, ulong connectedBy = ulong.MaxValue)
+    {
+        if (uid != 0) return $"the caller is not root (uid {uid})";
+        if (HostOs.Containers.Runtime.ContainerRuntime.StartTime(pid) is not ulong started || (started > 0 && started - 1 > connectedBy))
+        {
+            return $"the process that connected (pid {pid}) is gone";
+        }
+        foreach (string ns in Namespaces)
+        {
+            string? ours = ReadLink($"/proc/self/ns/{ns}");
+            if (ours is null) continue; // a kind this kernel does not have
+            if (ReadLink($"/proc/{pid}/ns/{ns}") != ours) return $"the caller is in another {ns} namespace";
+        }
+        if (ReadLink($"/proc/{pid}/root") != "/") return "the caller has another root directory";
+        string? theirs = Text($"/proc/{pid}/status"), own = Text("/proc/self/status");
+        if (theirs is null || own is null) return "the caller's /proc/PID/status cannot be read";
+        foreach (string field in StatusFields)
+        {
+            if (Field(theirs, field) != Field(own, field)) return $"the caller's {field.TrimEnd(':')} ({Field(theirs, field)}) is not hostos-init's ({Field(own, field)})";
+        }
+        if (Text($"/proc/{pid}/limits") != Text("/proc/self/limits")) return "the caller's resource limits are not hostos-init's";
+        if (Text($"/proc/{pid}/oom_score_adj") != Text("/proc/self/oom_score_adj")) return "the caller's oom_score_adj is not hostos-init's";
+        return null;
+    }
+
+    /// <summary>Time since boot in clock ticks (1/100 s, as /proc/PID/stat's start time).</summary>
+    private static ulong Uptime()
+    {
+        string text = Text("/proc/uptime") ?? throw new IOException("/proc/uptime cannot be read");
+        string seconds = text[..text.IndexOf(' ')];
+        int dot = seconds.IndexOf('.');
+        return ulong.Parse(seconds[..dot], System.Globalization.CultureInfo.InvariantCulture) * 100
+               + ulong.Parse(seconds[(dot + 1)..].PadRight(2, '0')[..2], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static string? Text(string path) => Sys.TryReadFile(path) is { } bytes ? Encoding.UTF8.GetString(bytes) : null;
+
+    /// <summary>The value of a "Name:\tvalue" line of /proc/PID/status, or null.</summary>
+    internal static string? Field(string status, string name)
+    {
+        foreach (string line in status.Split('\n'))
+        {
+            if (line.StartsWith(name, StringComparison.Ordinal)) return line[name.Length..].Trim();
+        }
+        return null;
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>A variable of the environment the caller started with (/proc/PID/environ), or null.</summary>
+    private static string? CallerEnvironment(int pid, string name)
+    {
+        string? environ = Text($"/proc/{pid}/environ");
+        if (environ is null) return null;
+        foreach (string entry in environ.Split('\0'))
+        {
+            if (entry.Length > name.Length && entry[name.Length] == '=' && entry.StartsWith(name, StringComparison.Ordinal)) return entry[(name.Length + 1)..];
+        }
+        return null;
+    }
+
+    private static void Answer(Socket connection, string answer) => connection.Send(Encoding.UTF8.GetBytes(answer));
+
+    /// <summary>The signals the front relays ('S' and the number), to whoever subscribed to them.</summary>
+    private sealed class SignalRelay
+    {
+        private readonly Lock _gate = new();
+        private readonly List<(int[] Signals, Action<int> Handler)> _handlers = [];
+
+        public IDisposable Subscribe(int[] signals, Action<int> handler)
+        {
+            var entry = (signals, handler);
+            lock (_gate) _handlers.Add(entry);
+            return new Unsubscribe(() => { lock (_gate) _handlers.Remove(entry); });
+        }
+
+        public void ReadFrom(Socket connection)
+        {
+            byte[] message = new byte[16];
+            try
+            {
+                int n;
+                while ((n = connection.Receive(message)) > 0)
+                {
+                    if (n != 2 || message[0] != (byte)'S') continue;
+                    int signal = message[1];
+                    List<Action<int>> handlers = [];
+                    lock (_gate)
+                    {
+                        foreach (var (signals, handler) in _handlers) if (Array.IndexOf(signals, signal) >= 0) handlers.Add(handler);
+                    }
+                    foreach (var handler in handlers) handler(signal);
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // The command ended and closed the connection, or the front went away.
+            }
+        }
+
+        private sealed class Unsubscribe(Action action) : IDisposable
+        {
+            public void Dispose() => action();
+        }
+    }
+}
