@@ -194,6 +194,15 @@ if [ "$(json_field "$W/createContainer.json" id)" = c6 ]; then ok "createContain
 [ -e "$W/poststart.json" ] && bad "poststart waits for start" "it ran at create" || ok "poststart waits for start"
 expect "start with hooks" 0 rt start c6
 if [ "$(json_field "$W/poststart.json" id)" = c6 ]; then ok "poststart hook ran"; else bad "poststart hook ran" "$(cat "$W/poststart.json" 2>&1)"; fi
+# start returns once the init has taken the start; the startContainer hook runs after that,
+# before the program (runtime-spec), so a fast enough exec finds its file made but not yet
+# written: wait up to 5 s for what it writes.
+i=0
+while [ $i -lt 50 ]; do
+  rt exec c6 cat /tmp/startContainer.json 2>/dev/null </dev/null | grep -q '"id": *"c6"' && break
+  sleep 0.1
+  i=$((i + 1))
+done
 expect "startContainer hook ran inside the container" 0 rt exec c6 cat /tmp/startContainer.json
 expect_output "startContainer hook got the state" '"id": *"c6"'
 expect "kill c6" 0 rt kill c6 KILL

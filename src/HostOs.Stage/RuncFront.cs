@@ -40,6 +40,13 @@ internal static unsafe class Front
     [DllImport("libc")] private static extern byte* malloc(nint size);
     [DllImport("libc")] private static extern byte* strerror(int errno);
     [DllImport("libc")] private static extern int* __errno_location();
+    [DllImport("libc")] private static extern int fork();
+    [DllImport("libc")] private static extern void _exit(int status);
+    [DllImport("libc")] private static extern int getpid();
+    [DllImport("libc")] private static extern int getppid();
+    [DllImport("libc")] private static extern int waitpid(int pid, int* status, int options);
+    [DllImport("libc")] private static extern int pipe2(int* fds, int flags);
+    [DllImport("libc")] private static extern int usleep(uint microseconds);
 
     // The signals relayed (sigset_t, 128 bytes), and the mask we started with.
     private static byte* s_mask, s_oldMask;
@@ -79,8 +86,11 @@ internal static unsafe class Front
             return RunHere(argv, null); // no hostos-init serving: not HostOS's PID 1, or too early
         }
 
-        // The request: a header line, then each argument after argv[0], NUL-terminated.
+        // The request: a header line, the pid that adopts our orphans, then each argument
+        // after argv[0], NUL-terminated.
         int n = Copy(request, 0, "hostos-runc 1\n");
+        n = Number(request, n, OrphansGoTo());
+        request[n++] = (byte)'\n';
         for (int i = 1; i < argc; i++)
         {
             for (byte* a = argv[i]; *a != 0; a++)
@@ -105,6 +115,53 @@ internal static unsafe class Front
         }
         if (reply[0] != (byte)'A' || r != 1) return Refused(s, argv, "hostos-init's answer is not understood");
         return Relay(s, reply);
+    }
+
+    /// <summary>
+    /// Who adopts a process we leave behind: 1 unless an ancestor of ours is a subreaper (a
+    /// shim that waits for the container runc's create leaves it), found the only way a
+    /// process can: a grandchild orphaned on purpose says who its new parent is. 0 when that
+    /// cannot be found out. hostos-init serves create and --detach only for 1.
+    /// </summary>
+    private static int OrphansGoTo()
+    {
+        int* fds = (int*)malloc(8);
+        if (fds == null || pipe2(fds, 0x80000 /* O_CLOEXEC */) != 0) return 0;
+        int child = fork();
+        if (child == 0)
+        {
+            int parent = getpid();
+            int grandchild = fork();
+            if (grandchild != 0) _exit(0);
+            while (getppid() == parent) usleep(100);
+            int adopter = getppid();
+            write(fds[1], (byte*)&adopter, 4);
+            _exit(0);
+        }
+        close(fds[1]);
+        int result = 0;
+        if (child > 0)
+        {
+            int status;
+            while (waitpid(child, &status, 0) < 0 && Errno() == EINTR) { }
+            int adopter;
+            nint r;
+            do r = read(fds[0], (byte*)&adopter, 4);
+            while (r < 0 && Errno() == EINTR);
+            if (r == 4) result = adopter;
+        }
+        close(fds[0]);
+        return result;
+    }
+
+    private static int Number(byte* to, int at, int value)
+    {
+        if (value < 0) value = 0;
+        byte* digits = to + at + 16; // scratch past where the number goes
+        int count = 0;
+        do { digits[count++] = (byte)('0' + value % 10); value /= 10; } while (value != 0);
+        while (count > 0) to[at++] = digits[--count];
+        return at;
     }
 
     private static void AddSignal(int signal) => s_mask[(signal - 1) / 8] |= (byte)(1 << ((signal - 1) % 8));

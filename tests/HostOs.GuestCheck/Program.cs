@@ -31,6 +31,7 @@ internal static partial class Program
                 ["notify-watchdog", string seconds] => NotifyWatchdog(double.Parse(seconds, CultureInfo.InvariantCulture)),
                 ["journal-send", string identifier, string priority, string message] => JournalSend(identifier, priority, message),
                 ["as-user", string uid, .. var command] when command.Length > 0 => AsUser(uint.Parse(uid, CultureInfo.InvariantCulture), command),
+                ["subreaper", .. var command] when command.Length > 0 => AsSubreaper(command),
                 _ => Usage(),
             };
         }
@@ -116,6 +117,20 @@ internal static partial class Program
     }
 
     /// <summary>as-user UID PROGRAM ARGS...: runs PROGRAM as UID (and group UID, no others), for checks of what an unprivileged user may do.</summary>
+    /// <summary>
+    /// subreaper CMD...: runs CMD as the child of a child subreaper, as containerd's shim
+    /// runs runc, and exits with its code (what CMD leaves behind is adopted here and, when
+    /// this exits, by PID 1).
+    /// </summary>
+    private static int AsSubreaper(string[] command)
+    {
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw new InvalidOperationException("prctl(PR_SET_CHILD_SUBREAPER) failed");
+        string path = command[0].Contains('/') ? command[0] : $"/usr/bin/{command[0]}";
+        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = command, Environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], NewSession = false });
+        Sys.WaitPid(pid, 0, out ExitStatus status);
+        return status.ShellCode;
+    }
+
     private static int AsUser(uint uid, string[] command)
     {
         var thread = new Thread(() =>

@@ -47,8 +47,14 @@ public sealed class LifecycleTests
         // The front: hostos-init serves what the caller would get itself, and nothing else
         // (docs/containers.md, "The front"); --debug says which way a command went.
         Assert.Contains("served by hostos-init (PID 1)", await sh.CheckAsync("hostos-runc --debug --root /tmp/t state sl 2>&1 >/dev/null"));
-        Assert.Contains("run in the caller's process: create leaves the container's process as the caller's child",
+        // create leaves its container to whoever adopts the caller's orphans: served when
+        // that is PID 1, not under a subreaper (a shim), which waits for the container itself.
+        Assert.Contains("served by hostos-init (PID 1)",
             await sh.CheckAsync("hostos-runc --debug --root /tmp/t create -b /tmp/lifecycle-hostos-runc/sleep sl2 2>&1 </dev/null"));
+        string underShim = await sh.CheckAsync(
+            "hostos-guestcheck subreaper /usr/bin/hostos-runc --debug --root /tmp/t create -b /tmp/lifecycle-hostos-runc/sleep sl4 2>&1 </dev/null");
+        Assert.Matches(@"run in the caller's process: create leaves its process to a subreaper \(pid [0-9]+\), not to hostos-init", underShim);
+        await sh.CheckAsync("hostos-runc --root /tmp/t delete --force sl4");
         Assert.Contains("run in the caller's process: the caller is in another uts namespace",
             await sh.CheckAsync("unshare -u hostos-runc --debug --root /tmp/t state sl2 2>&1 >/dev/null"));
         Assert.Contains("run in the caller's process: the caller's Umask (0077)",

@@ -52,22 +52,34 @@ public sealed class RuncCommand(RuncSession session)
     private string? _logFile, _logFormat;
 
     /// <summary>
-    /// Why a command cannot be served by another process than the caller's, or null:
-    /// create and detached run or exec leave the container's process behind as the caller's
-    /// child, which a caller that is a subreaper (a shim) waits for; spec writes files as
-    /// the caller. Arguments that do not parse are left to the caller too, which says why.
+    /// Why a command cannot be served by another process than the caller's (hostos-init), or
+    /// null. create and detached run or exec leave a process behind that runc leaves to
+    /// whoever adopts the caller's orphans: <paramref name="orphansGoTo"/> (the front finds
+    /// out; 0 when it could not), served only when that is PID 1 itself, not a subreaper (a
+    /// shim waits for the container there). spec writes files as the caller. Arguments that
+    /// do not parse are left to the caller too, which says why.
     /// </summary>
-    public static string? MustRunInCaller(string[] args)
+    public static string? MustRunInCaller(string[] args, int orphansGoTo)
     {
         Arguments a;
         try { a = Arguments.Parse(args); }
         catch (UsageException) { return "the arguments do not parse"; }
+        string? leaves = a.Command switch
+        {
+            "create" => "create",
+            "run" or "exec" when a.Has("detach") => $"{a.Command} --detach",
+            _ => null,
+        };
+        if (leaves is not null && orphansGoTo != 1)
+        {
+            return orphansGoTo == 0
+                ? $"{leaves} leaves its process to whoever adopts the caller's orphans, which could not be found out"
+                : $"{leaves} leaves its process to a subreaper (pid {orphansGoTo}), not to hostos-init";
+        }
         return a.Command switch
         {
-            "create" => "create leaves the container's process as the caller's child",
-            "run" or "exec" when a.Has("detach") => $"{a.Command} --detach leaves the process as the caller's child",
             "spec" => "spec writes files as the caller",
-            "start" or "state" or "kill" or "delete" or "list" or "run" or "exec" or "pause" or "resume" or "ps" => null,
+            "create" or "start" or "state" or "kill" or "delete" or "list" or "run" or "exec" or "pause" or "resume" or "ps" => null,
             _ => $"'{a.Command}' is not served",
         };
     }

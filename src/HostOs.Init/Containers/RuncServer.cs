@@ -16,9 +16,9 @@ namespace HostOs.Init.Containers;
 /// served only when the result is the one the caller would get running the runtime itself:
 /// the caller is root, in all of PID 1's namespaces and its root directory, with the same
 /// capabilities, no seccomp filter or no_new_privs, the same umask, resource limits and
-/// oom_score_adj (a container's process inherits what its spec does not set); and only
-/// commands that leave no process behind as the caller's child (not create, not --detach:
-/// a caller that is a subreaper, as a shim is, waits for that child). Otherwise the answer
+/// oom_score_adj (a container's process inherits what its spec does not set); and create
+/// and --detach, which leave a process behind, only when the caller's orphans go to PID 1
+/// anyway (not to a subreaper, as a shim is, which waits for that process). Otherwise the answer
 /// is 'F' and why, and the front runs the runtime itself: nothing has happened yet.
 /// The socket is root's only (0600).
 /// </summary>
@@ -76,8 +76,8 @@ internal static class RuncServer
             {
                 byte[] buffer = new byte[RequestLimit];
                 (int length, stdio) = Sys.ReceiveWithDescriptors(connection.SafeHandle, buffer, 3);
-                string[]? args = ParseRequest(buffer.AsSpan(0, length));
-                if (args is null)
+                var request = ParseRequest(buffer.AsSpan(0, length));
+                if (request is not var (args, orphansGoTo))
                 {
                     Answer(connection, "F" + $"not a '{Header.TrimEnd()}' request");
                     return;
@@ -88,7 +88,7 @@ internal static class RuncServer
                     return;
                 }
                 var (pid, uid, _) = Sys.PeerCredentials(connection.SafeHandle);
-                string? why = RuncCommand.MustRunInCaller(args) ?? CallerDiffers(pid, uid, accepted);
+                string? why = RuncCommand.MustRunInCaller(args, orphansGoTo) ?? CallerDiffers(pid, uid, accepted);
                 string? cwd = ReadLink($"/proc/{pid}/cwd");
                 if (cwd is null || !cwd.StartsWith('/') || cwd.EndsWith(" (deleted)", StringComparison.Ordinal))
                 {
@@ -162,12 +162,21 @@ internal static class RuncServer
         }
     }
 
-    /// <summary>The header line, then NUL-terminated arguments; null when it is not that.</summary>
-    internal static string[]? ParseRequest(ReadOnlySpan<byte> request)
+    /// <summary>
+    /// The header line, the pid that adopts the caller's orphans (a line), then NUL-terminated
+    /// arguments; null when it is not that.
+    /// </summary>
+    internal static (string[] Args, int OrphansGoTo)? ParseRequest(ReadOnlySpan<byte> request)
     {
         ReadOnlySpan<byte> header = "hostos-runc 1\n"u8;
         if (!request.StartsWith(header)) return null;
         request = request[header.Length..];
+        int line = request.IndexOf((byte)'\n');
+        if (line < 1 || line > 10 || !int.TryParse(request[..line], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int orphansGoTo))
+        {
+            return null;
+        }
+        request = request[(line + 1)..];
         var args = new List<string>();
         while (request.Length > 0)
         {
@@ -176,7 +185,7 @@ internal static class RuncServer
             args.Add(Encoding.UTF8.GetString(request[..end]));
             request = request[(end + 1)..];
         }
-        return [.. args];
+        return ([.. args], orphansGoTo);
     }
 
     /// <summary>

@@ -8,35 +8,44 @@ namespace HostOs.UnitTests.Init;
 public class RuncServerTests
 {
     [Fact]
-    public void ARequestIsTheHeaderThenNulTerminatedArguments()
+    public void ARequestIsTheHeaderWhoAdoptsOrphansThenNulTerminatedArguments()
     {
-        Assert.Equal(["--root", "/r", "state", "c 1", ""], RuncServer.ParseRequest("hostos-runc 1\n--root\0/r\0state\0c 1\0\0"u8)!);
-        Assert.Equal([], RuncServer.ParseRequest("hostos-runc 1\n"u8)!);
-        Assert.Null(RuncServer.ParseRequest("hostos-runc 2\nstate\0"u8));
+        var (args, orphansGoTo) = RuncServer.ParseRequest("hostos-runc 1\n1\n--root\0/r\0state\0c 1\0\0"u8)!.Value;
+        Assert.Equal(["--root", "/r", "state", "c 1", ""], args);
+        Assert.Equal(1, orphansGoTo);
+        (args, orphansGoTo) = RuncServer.ParseRequest("hostos-runc 1\n4321\n"u8)!.Value;
+        Assert.Empty(args);
+        Assert.Equal(4321, orphansGoTo);
+        Assert.Null(RuncServer.ParseRequest("hostos-runc 2\n1\nstate\0"u8));
+        Assert.Null(RuncServer.ParseRequest("hostos-runc 1\nstate\0c1\0"u8)); // no adopter line
+        Assert.Null(RuncServer.ParseRequest("hostos-runc 1\n-1\nstate\0"u8));
         Assert.Null(RuncServer.ParseRequest("state\0c1\0"u8));
-        Assert.Null(RuncServer.ParseRequest("hostos-runc 1\nstate\0c1"u8)); // cut inside an argument
+        Assert.Null(RuncServer.ParseRequest("hostos-runc 1\n1\nstate\0c1"u8)); // cut inside an argument
     }
 
     [Fact]
-    public void OnlyCommandsThatLeaveNoChildOfTheCallerBehindAreServed()
+    public void CommandsThatLeaveAProcessBehindAreServedOnlyWhenItGoesToPid1()
     {
         foreach (string[] served in new[]
                  {
                      new[] { "run", "-b", "/b", "c1" }, ["--root", "/r", "exec", "c1", "true"], ["state", "c1"], ["start", "c1"],
                      ["kill", "c1", "KILL"], ["delete", "-f", "c1"], ["list"], ["ps", "c1"], ["pause", "c1"], ["resume", "c1"],
+                     ["create", "-b", "/b", "c1"], ["run", "-d", "c1"], ["exec", "--detach", "c1", "sleep", "9"],
                  })
         {
-            Assert.Null(RuncCommand.MustRunInCaller(served));
+            Assert.Null(RuncCommand.MustRunInCaller(served, 1));
         }
-        Assert.Contains("create", RuncCommand.MustRunInCaller(["create", "-b", "/b", "c1"]));
-        Assert.Contains("--detach", RuncCommand.MustRunInCaller(["run", "-d", "c1"]));
-        Assert.Contains("--detach", RuncCommand.MustRunInCaller(["exec", "--detach", "c1", "sleep", "9"]));
-        // Not a detach: the command's own argument.
-        Assert.Null(RuncCommand.MustRunInCaller(["exec", "c1", "sh", "-d"]));
-        Assert.Contains("spec", RuncCommand.MustRunInCaller(["spec"]));
-        Assert.Contains("do not parse", RuncCommand.MustRunInCaller(["state", "--bogus", "c1"]));
-        Assert.NotNull(RuncCommand.MustRunInCaller(["version"]));
-        Assert.NotNull(RuncCommand.MustRunInCaller([]));
+        Assert.Equal("create leaves its process to a subreaper (pid 77), not to hostos-init", RuncCommand.MustRunInCaller(["create", "-b", "/b", "c1"], 77));
+        Assert.Contains("run --detach leaves its process to a subreaper", RuncCommand.MustRunInCaller(["run", "-d", "c1"], 77));
+        Assert.Contains("exec --detach leaves its process to whoever adopts the caller's orphans, which could not be found out",
+            RuncCommand.MustRunInCaller(["exec", "--detach", "c1", "sleep", "9"], 0));
+        // Nothing left behind: who adopts orphans does not matter. Not a detach: the command's own argument.
+        Assert.Null(RuncCommand.MustRunInCaller(["run", "c1"], 77));
+        Assert.Null(RuncCommand.MustRunInCaller(["exec", "c1", "sh", "-d"], 77));
+        Assert.Contains("spec", RuncCommand.MustRunInCaller(["spec"], 1));
+        Assert.Contains("do not parse", RuncCommand.MustRunInCaller(["state", "--bogus", "c1"], 1));
+        Assert.NotNull(RuncCommand.MustRunInCaller(["version"], 1));
+        Assert.NotNull(RuncCommand.MustRunInCaller([], 1));
     }
 
     [Fact]
