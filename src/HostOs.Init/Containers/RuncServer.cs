@@ -56,8 +56,9 @@ internal static class RuncServer
                 connection = listener.Accept();
                 accepted = Uptime();
             }
-            catch (SocketException e)
+            catch (Exception e)
             {
+                // An exception out of a thread would end PID 1: every thread here ends in a catch-all.
                 Log.Error($"runc socket: accept: {e.Message}");
                 Thread.Sleep(100);
                 continue;
@@ -101,9 +102,9 @@ internal static class RuncServer
                 }
                 Run(connection, processes, args, stdio, cwd!, CallerEnvironment(pid, "HOSTOS_CGROUP_ROOT") ?? Cgroup.DefaultRoot);
             }
-            catch (Exception e) when (e is IOException or SysException or SocketException or UnauthorizedAccessException or ObjectDisposedException)
+            catch (Exception e)
             {
-                Log.Error($"runc socket: {e.Message}");
+                Log.Error("runc socket", e);
             }
             finally
             {
@@ -295,12 +296,27 @@ internal static class RuncServer
                     {
                         foreach (var (signals, handler) in _handlers) if (Array.IndexOf(signals, signal) >= 0) handlers.Add(handler);
                     }
-                    foreach (var handler in handlers) handler(signal);
+                    foreach (var handler in handlers)
+                    {
+                        try
+                        {
+                            handler(signal);
+                        }
+                        catch (Exception e)
+                        {
+                            // A terminal gone meanwhile (SIGWINCH), say: the command goes on.
+                            Log.Error($"runc socket: relaying signal {signal}: {e.Message}");
+                        }
+                    }
                 }
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 // The command ended and closed the connection, or the front went away.
+            }
+            catch (Exception e)
+            {
+                Log.Error("runc socket: signal relay", e);
             }
         }
 
