@@ -106,6 +106,7 @@ rm -rf "$W"
 mkdir -p "$W"
 bundle "$W/sleep" '["sleep", "300"]'
 bundle "$W/exit7" '["sh", "-c", "exit 7"]'
+bundle "$W/fds" '["sh", "-c", "for f in /proc/self/fd/*; do echo $f; done"]'
 bundle "$W/hooked" '["sleep", "300"]' "{
     \"createRuntime\": [$(hook "cat > $W/createRuntime.json")],
     \"createContainer\": [$(hook "cat > $W/createContainer.json")],
@@ -167,6 +168,13 @@ expect "state of a deleted container fails" 1 rt state c1
 
 # run
 expect "run returns the container's exit code" 7 rt run --bundle "$W/exit7" c2
+# A descriptor the caller leaves open without close-on-exec reaches no container process
+# (runc closes every one above 2 unless --preserve-fds).
+exec 9</dev/null
+expect "run with a stray descriptor open" 0 rt run --bundle "$W/fds" c2fd
+exec 9<&-
+if grep -q "/proc/self/fd/9" "$W/out"; then bad "the container does not get the caller's stray descriptor" "$(head -c 300 "$W/out")"
+else ok "the container does not get the caller's stray descriptor"; fi
 expect "run deletes the container afterwards" 1 rt state c2
 expect "run --detach" 0 rt run --detach --bundle "$W/sleep" c3
 check_status "c3 is running" c3 running

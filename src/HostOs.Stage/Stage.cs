@@ -39,7 +39,8 @@ internal static unsafe class Stage
     private const int MaxHooks = 1024, HookOutputSize = 2000;
     private const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_BIND = 4096, MS_REC = 16384;
     private const int MNT_DETACH = 2;
-    private const long SYS_pivot_root = 155;
+    private const long SYS_pivot_root = 155, SYS_close_range = 436;
+    private const long CLOSE_RANGE_CLOEXEC = 4;
     private const int PR_SET_DUMPABLE = 4, PR_SET_KEEPCAPS = 8, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38, PR_CAP_AMBIENT = 47;
     private const int PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT_CLEAR_ALL = 4;
     private const long SYS_capset = 126, SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119, SYS_seccomp = 317;
@@ -117,10 +118,16 @@ internal static unsafe class Stage
         // processes until execve (CVE-2019-5736's class), and the descriptors the parent
         // handed us (posix_spawn's dup2 clears close-on-exec) reach no process we start,
         // hooks included (CVE-2024-21626's class).
+        // Nor does any other descriptor above 2 that whoever ran the runtime left open without
+        // close-on-exec (a shell's `exec 9<dir`): runc closes them too, unless --preserve-fds.
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Fail("start", "prctl(PR_SET_DUMPABLE)", null);
-        for (int fd = ControlFd; fd <= 6; fd++)
+        if (syscall(SYS_close_range, ControlFd, 0xFFFFFFFFL, CLOSE_RANGE_CLOEXEC) != 0)
         {
-            if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && Errno() != EBADF) return Fail("start", "fcntl(F_SETFD, FD_CLOEXEC)", null);
+            // Linux before 5.11: one by one, up to the limit a process is given by default.
+            for (int fd = ControlFd; fd < 65536; fd++)
+            {
+                if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && Errno() != EBADF) return Fail("start", "fcntl(F_SETFD, FD_CLOEXEC)", null);
+            }
         }
         return Run() ? 0 : Report();
     }

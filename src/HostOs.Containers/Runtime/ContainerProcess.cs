@@ -150,7 +150,7 @@ public sealed class ContainerProcess
             {
                 Id = id, Pid = pid, Status = status, Bundle = bundlePath, Rootfs = rootfs, Annotations = spec.Annotations,
             });
-            StagePlan plan = StagePlan.From(spec, rootfs) with { StartFifo = stateDirectory is not null };
+            StagePlan plan = StagePlan.From(spec, rootfs, bundlePath) with { StartFifo = stateDirectory is not null };
             using SafeFileHandle? directory = stateDirectory is null ? null : Sys.OpenPath(stateDirectory);
             waitHook ??= HookRunner.WaitOwnChild;
             void RunCreateHooks(int stagePid)

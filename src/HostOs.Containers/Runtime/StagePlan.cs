@@ -59,14 +59,19 @@ public sealed record StagePlan
     public sealed record PlannedMount(string Destination, string? Source, string? Type, List<string> Options);
     public sealed record PlannedDevice(string Path, char Type, long Major, long Minor, uint FileMode, uint Uid, uint Gid);
 
-    public static StagePlan From(RuntimeSpec spec, string rootfs)
+    /// <param name="bundle">What a bind mount's relative source is relative to (runtime-spec: the bundle).</param>
+    public static StagePlan From(RuntimeSpec spec, string rootfs, string? bundle = null)
     {
+        string? SourceOf(Mount m) =>
+            bundle is not null && m.Source is { Length: > 0 } source && source[0] != '/' &&
+            (m.Type == "bind" || (m.Options ?? []).Any(o => o is "bind" or "rbind"))
+                ? Path.Combine(bundle, source) : m.Source;
         bool Own(string type) => spec.Linux?.Namespaces?.Any(n => n.Type == type && n.Path is null) == true;
         return WithSeccomp(ForProcess(spec.Process!, rootfs), spec.Linux?.Seccomp) with
         {
             Propagation = spec.Linux?.RootfsPropagation ?? "rprivate",
             ReadonlyRoot = spec.Root!.Readonly,
-            Mounts = (spec.Mounts ?? []).Select(m => new PlannedMount(m.Destination!, m.Source, m.Type, m.Options ?? [])).ToList(),
+            Mounts = (spec.Mounts ?? []).Select(m => new PlannedMount(m.Destination!, SourceOf(m), m.Type, m.Options ?? [])).ToList(),
             MaskedPaths = spec.Linux?.MaskedPaths ?? [],
             ReadonlyPaths = spec.Linux?.ReadonlyPaths ?? [],
             Hostname = spec.Hostname,

@@ -50,6 +50,21 @@ public class NotYetImplementedTests
 public class StagePlanTests
 {
     [Fact]
+    public void ABindMountsRelativeSourceIsRelativeToTheBundle()
+    {
+        var spec = SpecLoader.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "runc-spec.json")), "runc");
+        spec.Mounts =
+        [
+            new Mount { Destination = "/data", Source = "data", Type = "bind", Options = ["rbind"] },
+            new Mount { Destination = "/etc/x", Source = "conf/x", Options = ["bind", "ro"] },
+            new Mount { Destination = "/abs", Source = "/srv/abs", Options = ["bind"] },
+            new Mount { Destination = "/proc", Source = "proc", Type = "proc" },
+        ];
+        var sources = StagePlan.From(spec, "/bundles/x/rootfs", "/bundles/x").Mounts.Select(m => m.Source);
+        Assert.Equal(["/bundles/x/data", "/bundles/x/conf/x", "/srv/abs", "proc"], sources);
+    }
+
+    [Fact]
     public void PlanCarriesEveryFieldOfTheSpec()
     {
         var spec = SpecLoader.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "runc-spec.json")), "runc");
