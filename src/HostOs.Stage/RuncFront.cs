@@ -3,7 +3,8 @@
 // costs a warm call instead of a .NET runtime's start (~25k distinct instructions, which
 // QEMU's TCG translates again in every new process). The front connects to PID 1's socket,
 // sends its arguments with its stdin, stdout and stderr (SCM_RIGHTS), and then only relays:
-// the signals runc forwards, one way; the command's exit code, the other. hostos-init
+// the signals runc forwards, one way; the command's exit code (or, for a signal the command
+// does not pass on, 'D': take its default action), the other. hostos-init
 // decides what it serves and answers 'A' (served) or 'F' and why not; then, and whenever
 // the socket is not there or the arguments do not fit, the front becomes the runtime run in
 // the caller's process, /usr/lib/hostos/hostos-runc, by execv with the same arguments,
@@ -47,9 +48,13 @@ internal static unsafe class Front
     [DllImport("libc")] private static extern int waitpid(int pid, int* status, int options);
     [DllImport("libc")] private static extern int pipe2(int* fds, int flags);
     [DllImport("libc")] private static extern int usleep(uint microseconds);
+    [DllImport("libc")] private static extern int fcntl(int fd, int command, int argument);
+    [DllImport("libc")] private static extern nint signal(int number, nint handler);
+    [DllImport("libc")] private static extern int kill(int pid, int signal);
 
     // The signals relayed (sigset_t, 128 bytes), and the mask we started with.
     private static byte* s_mask, s_oldMask;
+    private static bool s_masked;
 
     [UnmanagedCallersOnly(EntryPoint = "main")]
     private static int Main(int argc, byte** argv)
@@ -69,13 +74,20 @@ internal static unsafe class Front
         AddSignal(28);
         // Blocked from the start, so none is lost between the answer and the relay; given
         // back before execv, so the runtime in the caller's process starts as we did.
-        if (sigprocmask(SIG_BLOCK, s_mask, s_oldMask) != 0) return RunHere(argv, null);
+        if (sigprocmask(SIG_BLOCK, s_mask, s_oldMask) != 0) return RunHere(argv, (byte*)null);
+        s_masked = true;
+        // A closed stdio descriptor would be the lowest free number, the socket's below: the
+        // container would get our connection as its stdin or stdout.
+        for (int fd = 0; fd <= 2; fd++)
+        {
+            if (fcntl(fd, 1 /* F_GETFD */, 0) < 0) return RunHere(argv, "a stdio descriptor is closed");
+        }
 
         int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (s < 0) return RunHere(argv, null);
+        if (s < 0) return RunHere(argv, (byte*)null);
         byte* address = malloc(110);
         byte* request = malloc(RequestLimit);
-        if (address == null || request == null) return RunHere(argv, null);
+        if (address == null || request == null) return RunHere(argv, (byte*)null);
         // struct sockaddr_un: the family, then the path.
         *(ushort*)address = AF_UNIX;
         int pathLength = Copy(address + 2, 0, "/run/hostos/runc.sock");
@@ -83,7 +95,7 @@ internal static unsafe class Front
         if (connect(s, address, 2 + pathLength + 1) != 0)
         {
             close(s);
-            return RunHere(argv, null); // no hostos-init serving: not HostOS's PID 1, or too early
+            return RunHere(argv, (byte*)null); // no hostos-init serving: not HostOS's PID 1, or too early
         }
 
         // The request: a header line, the pid that adopts our orphans, then each argument
@@ -101,7 +113,7 @@ internal static unsafe class Front
             if (n >= RequestLimit) return Refused(s, argv, "the arguments are too long to send to hostos-init");
             request[n++] = 0;
         }
-        if (!SendWithStdio(s, request, n)) return Refused(s, argv, (byte*)null); // a closed stdio descriptor, say
+        if (!SendWithStdio(s, request, n)) return Refused(s, argv, (byte*)null);
 
         byte* reply = request;
         nint r;
@@ -170,6 +182,8 @@ internal static unsafe class Front
     private static int Relay(int s, byte* buffer)
     {
         int signals = signalfd(-1, s_mask, SFD_CLOEXEC);
+        // Without a signalfd nothing is relayed: signals act on us as they did before.
+        if (signals < 0) sigprocmask(SIG_SETMASK, s_oldMask, null);
         // struct pollfd[2]: fd, events, revents.
         byte* fds = buffer + 256;
         *(int*)fds = s;
@@ -200,6 +214,16 @@ internal static unsafe class Front
                 nint r = recv(s, buffer, 64, 0);
                 if (r < 0 && Errno() == EINTR) continue;
                 if (r == 5 && buffer[0] == (byte)'X') return *(int*)(buffer + 1);
+                if (r == 2 && buffer[0] == (byte)'D')
+                {
+                    // A signal the command does not pass on: it does to us what it does to
+                    // runc, its default action (the command itself goes on in hostos-init).
+                    int number = buffer[1];
+                    signal(number, 0 /* SIG_DFL */);
+                    sigprocmask(SIG_SETMASK, s_oldMask, null);
+                    kill(getpid(), number);
+                    continue;
+                }
                 Message("hostos-runc: hostos-init ended the command without its exit code\n");
                 return 1;
             }
@@ -240,9 +264,15 @@ internal static unsafe class Front
 
     private static int Refused(int s, byte** argv, string reason)
     {
+        close(s);
+        return RunHere(argv, reason);
+    }
+
+    private static int RunHere(byte** argv, string reason)
+    {
         byte* text = malloc(reason.Length + 1);
         if (text != null) text[Copy(text, 0, reason)] = 0;
-        return Refused(s, argv, text);
+        return RunHere(argv, text);
     }
 
     /// <summary>
@@ -257,7 +287,7 @@ internal static unsafe class Front
         name[Copy(name, 0, "HOSTOS_RUNC_NOT_SERVED")] = 0;
         path[Copy(path, 0, "/usr/lib/hostos/hostos-runc")] = 0;
         if (reason != null) setenv(name, reason, 1);
-        sigprocmask(SIG_SETMASK, s_oldMask, null);
+        if (s_masked) sigprocmask(SIG_SETMASK, s_oldMask, null);
         execv(path, argv);
         return Fail("execv /usr/lib/hostos/hostos-runc", Errno());
     }

@@ -116,7 +116,6 @@ internal static partial class Program
         return ms <= 1000 ? 0 : 1;
     }
 
-    /// <summary>as-user UID PROGRAM ARGS...: runs PROGRAM as UID (and group UID, no others), for checks of what an unprivileged user may do.</summary>
     /// <summary>
     /// subreaper CMD...: runs CMD as the child of a child subreaper, as containerd's shim
     /// runs runc, and exits with its code (what CMD leaves behind is adopted here and, when
@@ -131,6 +130,7 @@ internal static partial class Program
         return status.ShellCode;
     }
 
+    /// <summary>as-user UID PROGRAM ARGS...: runs PROGRAM as UID (and group UID, no others), for checks of what an unprivileged user may do.</summary>
     private static int AsUser(uint uid, string[] command)
     {
         var thread = new Thread(() =>

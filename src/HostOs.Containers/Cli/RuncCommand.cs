@@ -322,62 +322,67 @@ public sealed class RuncCommand(RuncSession session)
     /// </summary>
     private sealed class TerminalProxy : IDisposable
     {
-        private readonly SafeFileHandle _master;
+        private readonly SafeFileHandle _master, _in, _out;
         private readonly byte[]? _saved;
-        private readonly Thread _output;
+        private readonly Thread _output, _input;
         private readonly IDisposable _winch;
-        private readonly int _in;
+        private volatile bool _stop;
 
         public TerminalProxy(SafeFileHandle master, RuncSession session)
         {
             _master = master;
-            _in = session.In;
-            _saved = Sys.MakeRaw(_in);
+            // Copies of our own: in hostos-init the session's descriptor numbers are closed
+            // after the command, and may be reused by then for anything else.
+            _in = Sys.Duplicate(session.In);
+            _out = Sys.Duplicate(session.Out);
+            _saved = Sys.MakeRaw((int)_in.DangerousGetHandle());
             CopySize();
             _winch = OnSignals(session, [28], _ => CopySize()); // SIGWINCH
-            int output = session.Out;
-            _output = new Thread(() => Pump(new FileStream(new SafeFileHandle(master.DangerousGetHandle(), false), FileAccess.Read, 1), output)) { IsBackground = true };
+            _output = new Thread(() => Pump(_master, _out)) { IsBackground = true, Name = "tty-output" };
+            _input = new Thread(() => Pump(_in, _master)) { IsBackground = true, Name = "tty-input" };
             _output.Start();
-            new Thread(() => PumpInput()) { IsBackground = true }.Start();
+            _input.Start();
         }
 
         private void CopySize()
         {
-            if (Sys.GetWindowSize(_in) is var (rows, columns)) Sys.SetWindowSize(_master, rows, columns);
+            if (Sys.GetWindowSize((int)_in.DangerousGetHandle()) is var (rows, columns)) Sys.SetWindowSize(_master, rows, columns);
         }
 
-        private static void Pump(FileStream from, int toFd)
+        /// <summary>Copies until the end, an error (EIO: the last holder of the slave is gone) or Dispose (polled every 100 ms).</summary>
+        private void Pump(SafeFileHandle from, SafeFileHandle to)
         {
             byte[] buffer = new byte[16384];
             try
             {
-                int n;
-                while ((n = from.Read(buffer)) > 0) Sys.WriteAll(toFd, buffer.AsSpan(0, n));
+                while (!_stop)
+                {
+                    if (Sys.Poll(from, Sys.POLLIN, 100) == 0) continue;
+                    int n = Sys.Read(from, buffer);
+                    if (n == 0) return;
+                    Sys.WriteAll((int)to.DangerousGetHandle(), buffer.AsSpan(0, n));
+                }
             }
-            catch (IOException) { } // EIO: the last holder of the slave is gone
+            catch (SysException) { }
         }
 
-        private void PumpInput()
-        {
-            try
-            {
-                using var stdin = new FileStream(new SafeFileHandle(_in, false), FileAccess.Read, 1);
-                using var master = new FileStream(new SafeFileHandle(_master.DangerousGetHandle(), false), FileAccess.Write, 1);
-                byte[] buffer = new byte[4096];
-                int n;
-                while ((n = stdin.Read(buffer)) > 0) master.Write(buffer, 0, n);
-            }
-            catch (IOException) { }
-            catch (ObjectDisposedException) { }
-        }
-
-        /// <summary>After the process exited: the rest of its output, then our terminal as it was.</summary>
+        /// <summary>After the process exited: the rest of its output (a process it left behind holding the slave gets 2 s).</summary>
         public void Finish() => _output.Join(TimeSpan.FromSeconds(2));
 
+        /// <summary>Both copies stop, then our terminal is as it was and every descriptor closed: nothing outlives the command.</summary>
         public void Dispose()
         {
+            _stop = true;
             _winch.Dispose();
-            if (_saved is not null) Sys.RestoreTerminal(_in, _saved);
+            // Each pump wakes within its poll's 100 ms; one stuck writing to a reader that
+            // reads nothing keeps its descriptors (closing them under it could let the
+            // number be reused while it still writes).
+            bool stopped = _output.Join(TimeSpan.FromSeconds(1)) & _input.Join(TimeSpan.FromSeconds(1));
+            if (_saved is not null) Sys.RestoreTerminal((int)_in.DangerousGetHandle(), _saved);
+            if (!stopped) return;
+            _in.Dispose();
+            _out.Dispose();
+            _master.Dispose();
         }
     }
 

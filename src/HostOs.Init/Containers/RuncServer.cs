@@ -31,7 +31,11 @@ internal static class RuncServer
     private static readonly string[] Namespaces =
         ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time", "pid_for_children", "time_for_children"];
     private static readonly string[] StatusFields =
-        ["Umask:", "NoNewPrivs:", "Seccomp:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"];
+        ["Umask:", "Uid:", "Gid:", "Groups:", "NoNewPrivs:", "Seccomp:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
+         "Cpus_allowed:", "Mems_allowed:"];
+    // Of /proc/PID/stat, what a process started passes on: nice, rt_priority, policy (field 18,
+    // the priority, follows from them).
+    private static readonly (int Field, string Name)[] StatFields = [(19, "nice"), (40, "rt_priority"), (41, "scheduling policy")];
 
     public static void Start(ProcessTable processes)
     {
@@ -45,26 +49,50 @@ internal static class RuncServer
         new Thread(() => AcceptLoop(listener, processes)) { IsBackground = true, Name = "runc-server" }.Start();
     }
 
+    /// <summary>Commands served at once; past that the front runs the command itself.</summary>
+    private const int MaxSessions = 256;
+    private static readonly SemaphoreSlim Sessions = new(MaxSessions);
+
     private static void AcceptLoop(Socket listener, ProcessTable processes)
     {
         while (true)
         {
-            Socket connection;
-            ulong accepted;
+            Socket? connection = null;
+            bool held = false;
             try
             {
                 connection = listener.Accept();
-                accepted = Uptime();
+                ulong accepted = Uptime();
+                if (!(held = Sessions.Wait(0)))
+                {
+                    Answer(connection, $"Fhostos-init is serving {MaxSessions} commands already");
+                    connection.Dispose();
+                    continue;
+                }
+                // The request comes at once (the front sends it right after connecting).
+                connection.ReceiveTimeout = 5000;
+                Socket c = connection;
+                // A thread each: run and exec wait for their process as long as it runs.
+                new Thread(() =>
+                {
+                    try
+                    {
+                        Serve(c, accepted, processes);
+                    }
+                    finally
+                    {
+                        Sessions.Release();
+                    }
+                }) { IsBackground = true, Name = "runc-command" }.Start();
             }
             catch (Exception e)
             {
                 // An exception out of a thread would end PID 1: every thread here ends in a catch-all.
                 Log.Error($"runc socket: accept: {e.Message}");
+                connection?.Dispose();
+                if (held) Sessions.Release();
                 Thread.Sleep(100);
-                continue;
             }
-            // A thread each: run and exec wait for their process as long as it runs.
-            new Thread(() => Serve(connection, accepted, processes)) { IsBackground = true, Name = "runc-command" }.Start();
         }
     }
 
@@ -88,12 +116,20 @@ internal static class RuncServer
                     Answer(connection, "Fthe request did not come with stdin, stdout and stderr");
                     return;
                 }
+                connection.ReceiveTimeout = 0;
                 var (pid, uid, _) = Sys.PeerCredentials(connection.SafeHandle);
                 string? why = RuncCommand.MustRunInCaller(args, orphansGoTo) ?? CallerDiffers(pid, uid, accepted);
                 string? cwd = ReadLink($"/proc/{pid}/cwd");
-                if (cwd is null || !cwd.StartsWith('/') || cwd.EndsWith(" (deleted)", StringComparison.Ordinal))
+                if (cwd is null || !cwd.StartsWith('/') || cwd.EndsWith(" (deleted)", StringComparison.Ordinal) || !SameFile($"/proc/{pid}/cwd", cwd))
                 {
+                    // Deleted, or out of our sight (under another root, a lazily unmounted tree):
+                    // its name here would be another directory.
                     why ??= "the caller's working directory cannot be named";
+                }
+                if (why is null && Sys.IsTerminal((int)stdio[0].DangerousGetHandle()) && BackgroundJob(pid))
+                {
+                    // Its terminal would be read by us, where a job-control stop (SIGTTIN) cannot reach.
+                    why = "the caller is a background job on a terminal";
                 }
                 if (why is not null)
                 {
@@ -144,7 +180,8 @@ internal static class RuncServer
         catch (Exception e)
         {
             // Never PID 1's end: the command fails, as it would have in the caller's process.
-            Log.Error($"runc command {string.Join(' ', args)}", e);
+            string command = string.Join(' ', args);
+            Log.Error($"runc command {(command.Length > 200 ? command[..200] + "..." : command)}", e);
             Sys.WriteAll(session.Err, Encoding.UTF8.GetBytes($"hostos-runc: internal error in hostos-init: {e.Message}\n"));
             code = 1;
         }
@@ -208,12 +245,19 @@ internal static class RuncServer
             if (ours is null) continue; // a kind this kernel does not have
             if (ReadLink($"/proc/{pid}/ns/{ns}") != ours) return $"the caller is in another {ns} namespace";
         }
-        if (ReadLink($"/proc/{pid}/root") != "/") return "the caller has another root directory";
+        if (ReadLink($"/proc/{pid}/root") != "/" || !SameFile($"/proc/{pid}/root", "/")) return "the caller has another root directory";
+        if (LsmLabel($"/proc/{pid}") != LsmLabel("/proc/self")) return "the caller's LSM label is not hostos-init's";
         string? theirs = Text($"/proc/{pid}/status"), own = Text("/proc/self/status");
         if (theirs is null || own is null) return "the caller's /proc/PID/status cannot be read";
         foreach (string field in StatusFields)
         {
             if (Field(theirs, field) != Field(own, field)) return $"the caller's {field.TrimEnd(':')} ({Field(theirs, field)}) is not hostos-init's ({Field(own, field)})";
+        }
+        string[]? theirStat = StatOf(pid), ownStat = StatOf(Environment.ProcessId);
+        if (theirStat is null || ownStat is null) return "the caller's /proc/PID/stat cannot be read";
+        foreach (var (field, name) in StatFields)
+        {
+            if (theirStat[field - 3] != ownStat[field - 3]) return $"the caller's {name} ({theirStat[field - 3]}) is not hostos-init's ({ownStat[field - 3]})";
         }
         if (Text($"/proc/{pid}/limits") != Text("/proc/self/limits")) return "the caller's resource limits are not hostos-init's";
         if (Text($"/proc/{pid}/oom_score_adj") != Text("/proc/self/oom_score_adj")) return "the caller's oom_score_adj is not hostos-init's";
@@ -231,6 +275,42 @@ internal static class RuncServer
     }
 
     private static string? Text(string path) => Sys.TryReadFile(path) is { } bytes ? Encoding.UTF8.GetString(bytes) : null;
+
+    /// <summary>The fields of /proc/PID/stat from the third on (after the command's name), or null.</summary>
+    private static string[]? StatOf(int pid)
+    {
+        string? stat = Text($"/proc/{pid}/stat");
+        int end = stat?.LastIndexOf(')') ?? -1;
+        return end < 0 ? null : stat![(end + 2)..].Split(' ');
+    }
+
+    /// <summary>attr/current, or null where no LSM gives one (reading it fails with EINVAL).</summary>
+    private static string? LsmLabel(string process)
+    {
+        try
+        {
+            return Text($"{process}/attr/current");
+        }
+        catch (SysException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>In a process group that is not its terminal's foreground one (a job started with &amp;).</summary>
+    private static bool BackgroundJob(int pid) => StatOf(pid) is { } stat && stat[8 - 3] != "-1" && stat[5 - 3] != stat[8 - 3];
+
+    private static bool SameFile(string a, string b)
+    {
+        try
+        {
+            return Sys.Identity(a) == Sys.Identity(b);
+        }
+        catch (SysException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>The value of a "Name:\tvalue" line of /proc/PID/status, or null.</summary>
     internal static string? Field(string status, string name)
@@ -295,6 +375,13 @@ internal static class RuncServer
                     lock (_gate)
                     {
                         foreach (var (signals, handler) in _handlers) if (Array.IndexOf(signals, signal) >= 0) handlers.Add(handler);
+                    }
+                    if (handlers.Count == 0 && signal != 28)
+                    {
+                        // Not passed on by this command (a delete, a run not yet started):
+                        // the front takes the default action, as runc would (WINCH's is none).
+                        connection.Send([(byte)'D', (byte)signal]);
+                        continue;
                     }
                     foreach (var handler in handlers)
                     {

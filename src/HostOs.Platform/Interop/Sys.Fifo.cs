@@ -70,6 +70,21 @@ public static unsafe partial class Sys
         return (*(uint*)(buffer + 20), *(uint*)(buffer + 24), *(ushort*)(buffer + 28));
     }
 
+    /// <summary>
+    /// What a path names, following links (/proc's magic links too): device, inode and mount
+    /// id, so two paths can be told to be the same file where their names prove nothing.
+    /// </summary>
+    public static (ulong Device, ulong Inode, ulong Mount) Identity(string path)
+    {
+        const int AT_FDCWD = -100;
+        const uint STATX_INO = 0x100, STATX_MNT_ID = 0x1000;
+        byte* buffer = stackalloc byte[256];
+        new Span<byte>(buffer, 256).Clear();
+        Check(StatxRaw(AT_FDCWD, path, 0, STATX_INO | STATX_MNT_ID, buffer), "statx", path);
+        // struct statx: stx_ino (u64) at 32, stx_dev_major and stx_dev_minor (u32) at 136 and 140, stx_mnt_id (u64) at 144.
+        return (((ulong)*(uint*)(buffer + 136) << 32) | *(uint*)(buffer + 140), *(ulong*)(buffer + 32), *(ulong*)(buffer + 144));
+    }
+
     public static void MakeFifo(string path, int mode) => Check(MkfifoRaw(path, mode), "mkfifo", path);
 
     /// <summary>open(2) with raw flags (O_CLOEXEC always added).</summary>

@@ -86,6 +86,18 @@ public static unsafe partial class Sys
     /// </summary>
     public static void WriteAll(int fd, ReadOnlySpan<byte> data) => WriteAll(fd, data, null);
 
+    /// <summary>read(2) into <paramref name="buffer"/> (EINTR retried): the count, 0 at the end.</summary>
+    public static int Read(SafeFileHandle fd, Span<byte> buffer)
+    {
+        nint n;
+        fixed (byte* p = buffer)
+        {
+            do n = ReadRaw((int)fd.DangerousGetHandle(), p, (nuint)buffer.Length);
+            while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        }
+        return n >= 0 ? (int)n : throw new SysException("read", null, Marshal.GetLastPInvokeError());
+    }
+
     /// <param name="name">What the descriptor is, for the error (else "fd N").</param>
     private static void WriteAll(int fd, ReadOnlySpan<byte> data, string? name)
     {

@@ -41,6 +41,10 @@ public static unsafe partial class Sys
     private const int F_DUPFD_CLOEXEC = 1030, F_SETFD = 2, FD_CLOEXEC = 1;
 
     /// <summary>Marks a descriptor close-on-exec: it stays usable until a successful execve closes it.</summary>
+
+    /// <summary>A close-on-exec copy of descriptor <paramref name="fd"/>, owned by the caller.</summary>
+    public static SafeFileHandle Duplicate(int fd) => new(Check(FcntlRaw(fd, F_DUPFD_CLOEXEC, 3), "fcntl(F_DUPFD_CLOEXEC)", null), ownsHandle: true);
+
     public static void SetCloseOnExec(SafeFileHandle fd) => Check(FcntlDup(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD, FD_CLOEXEC)", null);
 
     [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)] private static partial int FcntlRaw(int fd, int cmd, int arg);

@@ -81,6 +81,23 @@ public class RuncServerTests
         }
     }
 
+    [Fact]
+    public void ACallerWithAnotherNiceValueIsNotServed()
+    {
+        using var child = Child("exec nice -n 5 sleep 30");
+        Assert.Matches(@"^the caller's nice \(-?[0-9]+\) is not hostos-init's \(-?[0-9]+\)$", RuncServer.CallerDiffers(child.Pid, 0));
+    }
+
+    [Fact]
+    public void IdentityTellsTheSameFileWhereNamesProveNothing()
+    {
+        Assert.Equal(Sys.Identity("/"), Sys.Identity($"/proc/{Environment.ProcessId}/root"));
+        Assert.Equal(Sys.Identity(Environment.CurrentDirectory), Sys.Identity("/proc/self/cwd"));
+        Assert.NotEqual(Sys.Identity("/"), Sys.Identity("/proc"));
+        var e = Assert.Throws<HostOs.Platform.SysException>(() => Sys.Identity("/nonexistent/x"));
+        Assert.Contains("/nonexistent/x", e.Message);
+    }
+
     [RootFact]
     public void ACallerInAnotherNamespaceIsNotServed()
     {
