@@ -101,7 +101,7 @@ internal static unsafe class Front
         // The request: a header line, the pid that adopts our orphans, then each argument
         // after argv[0], NUL-terminated.
         int n = Copy(request, 0, "hostos-runc 1\n");
-        n = Number(request, n, OrphansGoTo());
+        n = Number(request, n, MayLeaveAProcess(argc, argv) ? OrphansGoTo() : 0);
         request[n++] = (byte)'\n';
         for (int i = 1; i < argc; i++)
         {
@@ -164,6 +164,35 @@ internal static unsafe class Front
         }
         close(fds[0]);
         return result;
+    }
+
+    /// <summary>
+    /// Whether the command could be create, run -d or exec -d, which need <see cref="OrphansGoTo"/>:
+    /// any argument "create" or starting with "-d" or "--d". Only a guess made without parsing,
+    /// but a safe one: a miss sends 0, and hostos-init does not serve those commands on 0.
+    /// Spares the two forks on the start path of everything else (run, exec, start, state...).
+    /// </summary>
+    private static bool MayLeaveAProcess(int argc, byte** argv)
+    {
+        for (int i = 1; i < argc; i++)
+        {
+            byte* a = argv[i];
+            if (a[0] == (byte)'-' && (a[1] == (byte)'d' || (a[1] == (byte)'-' && a[2] == (byte)'d'))) return true;
+            if (Equals(a, "create")) return true;
+        }
+        return false;
+    }
+
+    private static bool Equals(byte* a, string text)
+    {
+        fixed (char* c = text)
+        {
+            for (int i = 0; i < text.Length; i++)
+            {
+                if (a[i] != (byte)c[i]) return false;
+            }
+        }
+        return a[text.Length] == 0;
     }
 
     private static int Number(byte* to, int at, int value)

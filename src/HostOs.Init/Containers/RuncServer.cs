@@ -239,29 +239,42 @@ internal static class RuncServer
         {
             return $"the process that connected (pid {pid}) is gone";
         }
-        foreach (string ns in Namespaces)
+        for (int i = 0; i < Namespaces.Length; i++)
         {
-            string? ours = ReadLink($"/proc/self/ns/{ns}");
-            if (ours is null) continue; // a kind this kernel does not have
-            if (ReadLink($"/proc/{pid}/ns/{ns}") != ours) return $"the caller is in another {ns} namespace";
+            if (Own.Namespaces[i] is null) continue; // a kind this kernel does not have
+            if (ReadLink($"/proc/{pid}/ns/{Namespaces[i]}") != Own.Namespaces[i]) return $"the caller is in another {Namespaces[i]} namespace";
         }
         if (ReadLink($"/proc/{pid}/root") != "/" || !SameFile($"/proc/{pid}/root", "/")) return "the caller has another root directory";
-        if (LsmLabel($"/proc/{pid}") != LsmLabel("/proc/self")) return "the caller's LSM label is not hostos-init's";
-        string? theirs = Text($"/proc/{pid}/status"), own = Text("/proc/self/status");
-        if (theirs is null || own is null) return "the caller's /proc/PID/status cannot be read";
+        if (LsmLabel($"/proc/{pid}") != Own.LsmLabel) return "the caller's LSM label is not hostos-init's";
+        string? theirs = Text($"/proc/{pid}/status");
+        if (theirs is null || Own.Status is null) return "the caller's /proc/PID/status cannot be read";
         foreach (string field in StatusFields)
         {
-            if (Field(theirs, field) != Field(own, field)) return $"the caller's {field.TrimEnd(':')} ({Field(theirs, field)}) is not hostos-init's ({Field(own, field)})";
+            if (ProcessTable.StatusField(theirs, field) != ProcessTable.StatusField(Own.Status, field)) return $"the caller's {field.TrimEnd(':')} ({ProcessTable.StatusField(theirs, field)}) is not hostos-init's ({ProcessTable.StatusField(Own.Status, field)})";
         }
-        string[]? theirStat = StatOf(pid), ownStat = StatOf(Environment.ProcessId);
-        if (theirStat is null || ownStat is null) return "the caller's /proc/PID/stat cannot be read";
+        string[]? theirStat = StatOf(pid);
+        if (theirStat is null || Own.Stat is null) return "the caller's /proc/PID/stat cannot be read";
         foreach (var (field, name) in StatFields)
         {
-            if (theirStat[field - 3] != ownStat[field - 3]) return $"the caller's {name} ({theirStat[field - 3]}) is not hostos-init's ({ownStat[field - 3]})";
+            if (theirStat[field - 3] != Own.Stat[field - 3]) return $"the caller's {name} ({theirStat[field - 3]}) is not hostos-init's ({Own.Stat[field - 3]})";
         }
-        if (Text($"/proc/{pid}/limits") != Text("/proc/self/limits")) return "the caller's resource limits are not hostos-init's";
-        if (Text($"/proc/{pid}/oom_score_adj") != Text("/proc/self/oom_score_adj")) return "the caller's oom_score_adj is not hostos-init's";
+        if (Text($"/proc/{pid}/limits") != Own.Limits) return "the caller's resource limits are not hostos-init's";
+        if (Text($"/proc/{pid}/oom_score_adj") != Own.OomScoreAdj) return "the caller's oom_score_adj is not hostos-init's";
         return null;
+    }
+
+    /// <summary>
+    /// What a caller is compared with: this process's own, read once at the first request
+    /// (nothing of it changes after the boot), not again for every command.
+    /// </summary>
+    private static class Own
+    {
+        public static readonly string?[] Namespaces = RuncServer.Namespaces.Select(ns => ReadLink($"/proc/self/ns/{ns}")).ToArray();
+        public static readonly string? LsmLabel = RuncServer.LsmLabel("/proc/self");
+        public static readonly string? Status = Text("/proc/self/status");
+        public static readonly string[]? Stat = StatOf(Environment.ProcessId);
+        public static readonly string? Limits = Text("/proc/self/limits");
+        public static readonly string? OomScoreAdj = Text("/proc/self/oom_score_adj");
     }
 
     /// <summary>Time since boot in clock ticks (1/100 s, as /proc/PID/stat's start time).</summary>
@@ -312,15 +325,6 @@ internal static class RuncServer
         }
     }
 
-    /// <summary>The value of a "Name:\tvalue" line of /proc/PID/status, or null.</summary>
-    internal static string? Field(string status, string name)
-    {
-        foreach (string line in status.Split('\n'))
-        {
-            if (line.StartsWith(name, StringComparison.Ordinal)) return line[name.Length..].Trim();
-        }
-        return null;
-    }
 
     private static string? ReadLink(string path)
     {

@@ -33,17 +33,17 @@ internal sealed class ProcessTable
     public static bool RuntimeCatchesSigChld(string status) => Catches(status, 17); // SIGCHLD
 
     /// <summary>Whether the process whose /proc/PID/status text this is has a handler for <paramref name="signal"/> (SigCgt).</summary>
-    public static bool Catches(string status, int signal)
+    public static bool Catches(string status, int signal) =>
+        StatusField(status, "SigCgt:") is { } caught && (Convert.ToUInt64(caught, 16) & (1UL << (signal - 1))) != 0;
+
+    /// <summary>The value of a "Name:\tvalue" line of /proc/PID/status, or null.</summary>
+    public static string? StatusField(string status, string name)
     {
         foreach (string line in status.Split('\n'))
         {
-            if (line.StartsWith("SigCgt:", StringComparison.Ordinal))
-            {
-                ulong mask = Convert.ToUInt64(line[7..].Trim(), 16);
-                return (mask & (1UL << (signal - 1))) != 0;
-            }
+            if (line.StartsWith(name, StringComparison.Ordinal)) return line[name.Length..].Trim();
         }
-        return false;
+        return null;
     }
 
     public void StartReaper()

@@ -109,12 +109,12 @@ public class RuncServerTests
     public void StatusFieldsAreFoundByName()
     {
         const string status = "Name:\tsh\nUmask:\t0022\nCapEff:\t000001ffffffffff\n";
-        Assert.Equal("0022", RuncServer.Field(status, "Umask:"));
-        Assert.Equal("000001ffffffffff", RuncServer.Field(status, "CapEff:"));
-        Assert.Null(RuncServer.Field(status, "Seccomp:"));
+        Assert.Equal("0022", HostOs.Init.Processes.ProcessTable.StatusField(status, "Umask:"));
+        Assert.Equal("000001ffffffffff", HostOs.Init.Processes.ProcessTable.StatusField(status, "CapEff:"));
+        Assert.Null(HostOs.Init.Processes.ProcessTable.StatusField(status, "Seccomp:"));
     }
 
-    private static string Own(string field) => RuncServer.Field(File.ReadAllText("/proc/self/status"), field)!;
+    private static string Own(string field) => HostOs.Init.Processes.ProcessTable.StatusField(File.ReadAllText("/proc/self/status"), field)!;
 
     /// <summary>A child running <paramref name="script"/>, once it has exec'd sleep; killed and reaped on dispose.</summary>
     private static ChildProcess Child(string script)
