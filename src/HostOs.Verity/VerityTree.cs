@@ -64,7 +64,8 @@ public static class VerityTree
         const int chunkBlocks = 256; // 1 MiB read at a time
         long chunks = (count + chunkBlocks - 1) / chunkBlocks;
         Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
-            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: new byte[Math.Min(chunkBlocks, count) * bs]),
+            // Aligned, so that a reader with O_DIRECT can read into it around the page cache.
+            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: HostOs.Platform.Disk.DirectIo.AlignedBuffer((int)(Math.Min(chunkBlocks, count) * bs))),
             (chunk, _, local) =>
             {
                 long at = first + chunk * chunkBlocks, n = Math.Min(chunkBlocks, first + count - at);

@@ -47,6 +47,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         Action<Progress>? progress = null, CancellationToken cancel = default)
     {
         var (manifest, signer) = PayloadFile.ReadHead(payload, trusted, out long headLength);
+        ApplyTrace.Say("head verified");
         say?.Invoke($"payload {manifest.Version} ({(manifest.IsDelta ? $"delta from {manifest.Source!.Version}" : "full")}), signed by key {signer}");
         if (currentVersion is not null && !allowDowngrade
             && SemanticVersion.Parse(manifest.Version) <= SemanticVersion.Parse(currentVersion))
@@ -60,7 +61,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         ApplyTarget where = accept(manifest);
         int bs = manifest.BlockSize;
         using SafeFileHandleReader? source = manifest.IsDelta
-            ? new SafeFileHandleReader(where.SourcePath ?? throw new PayloadException("a delta payload needs the source image"))
+            ? new SafeFileHandleReader(where.SourcePath ?? throw new PayloadException("a delta payload needs the source image"), direct: true)
             : null;
         if (source is not null)
         {
@@ -76,16 +77,20 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         Task<Dictionary<string, byte[]>> runningBootFiles = Task.Run(() => RunningBootFiles(manifest, where));
         using var waitForBootFiles = new Joined(runningBootFiles);
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        using SafeFileHandleReader slot = new(where.TargetPath);
+        // Copies and the tree's read-back go around the page cache where the target and the
+        // source allow it (O_DIRECT): under TCG the buffered kernel work cost more than dd's whole copy.
+        using SafeFileHandle? targetDirect = HostOs.Platform.Disk.DirectIo.TryOpen(where.TargetPath, write: true);
+        using SafeFileHandleReader slot = new(where.TargetPath, direct: true);
         using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(slot, manifest.TargetVerity!) : null;
-        var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
-            inOrder: tree is null ? null : bytes => tree.Written(bytes / bs));
+        using var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
+            inOrder: tree is null ? null : bytes => tree.Written(bytes / bs), direct: targetDirect);
         // Resume: what an interrupted apply of this payload already wrote, verified against
         // the manifest in the target itself (no record of progress is trusted), is kept,
         // and the payload's data goes on from the first operation still to do.
         // Format 4 with a tree: what data operations make is checked by its blocks' digests
         // (salted SHA-256s), which the tree is built from; so are the operations kept here.
         int first = VerifiedPrefix(manifest, slot, source, tree, cancel);
+        ApplyTrace.Say($"the target already holds the output of {first} operations");
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -122,6 +127,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 {
                     Operation op = manifest.Operations[i];
                     string at = $"operation {i} ({op.Type})";
+                    ApplyTrace.Say($"operation {i} ({op.Type}) to write");
                     switch (op.Type)
                     {
                         case OperationType.Zero:
@@ -149,7 +155,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             }
             reader.GetAwaiter().GetResult(); // the reader's own failure, by name
         }
-        RandomAccess.FlushToDisk(target);
+        ApplyTrace.Say("every operation written");
+        writer.Flush();
+        ApplyTrace.Say("the target flushed");
         if (!manifest.VerifiedByTree)
         {
             string written = writer.Sha256() ?? slot.Sha256(manifest.Target.Size);
@@ -163,6 +171,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         try
         {
             StageBootFiles(payload, manifest, where, Await(runningBootFiles), staged);
+            ApplyTrace.Say("boot files staged");
             foreach (var (temporary, final) in staged) HostOs.Platform.Interop.Sys.RenameDurably(temporary, final, overwrite: true);
         }
         finally
@@ -173,7 +182,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return manifest;
     }
 
-    /// <summary>The running version's boot files that a delta's copies and patches start from, each checked against its srcSha256.</summary>
+    /// <summary>The running version's boot files that a delta's copies and patches start from; a copy's checked against its srcSha256.</summary>
     private static Dictionary<string, byte[]> RunningBootFiles(PayloadManifest manifest, ApplyTarget where)
     {
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
@@ -183,11 +192,17 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             string path = Path.Combine(where.SourceBootDirectory ?? throw new PayloadException($"{at}: the running version's boot files are needed"), f.Name);
             if (!File.Exists(path)) throw new PayloadException($"{at}: {path} is missing");
             byte[] old = File.ReadAllBytes(path);
-            if (PayloadFile.Sha256(old) != f.SrcSha256) throw new PayloadException($"{at}: {path} is not the one this delta was made from");
+            // A copy's content is the old file: checked here. A patch's is checked once made, and
+            // the old file hashed only then if it does not match, to name it (NotTheSource).
+            if (f.Type == OperationType.Copy && NotTheSource(f, old, path) is string problem) throw new PayloadException(problem);
+            ApplyTrace.Say($"the running {f.Name} read");
             files[f.Name] = old;
         }
         return files;
     }
+
+    private static string? NotTheSource(BootFile f, byte[] old, string path) =>
+        PayloadFile.Sha256(old) == f.SrcSha256 ? null : $"boot file {f.Name}: {path} is not the one this delta was made from";
 
     private static T Await<T>(Task<T> task)
     {
@@ -325,9 +340,13 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 Decompress(frame!, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
             }
         }
-        // A copy's content is the old file, just checked against the same hash (the manifest
+        // A copy's content is the old file, already checked against the same hash (the manifest
         // says srcSha256 == sha256 for a copy): hashed once.
-        if (f.Type != OperationType.Copy && PayloadFile.Sha256(content) != f.Sha256) throw new PayloadException($"{at}: its content does not match its hash");
+        if (f.Type != OperationType.Copy && PayloadFile.Sha256(content) != f.Sha256)
+        {
+            throw new PayloadException((old is null ? null : NotTheSource(f, old, path)) ?? $"{at}: its content does not match its hash");
+        }
+        ApplyTrace.Say($"boot file {f.Name} made");
         if (content.Length != f.Size) throw new PayloadException($"{at}: {content.Length} bytes, the manifest says {f.Size}");
         return content;
     }
@@ -355,6 +374,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private byte[] VerifiedTree(PayloadManifest manifest, TreeFollower follower, SafeFileHandleReader? source, string at)
     {
         var (tree, root, known, ahead) = follower.Finish();
+        ApplyTrace.Say("the tree follower stopped");
         long blocks = manifest.TargetVerity!.DataBlocks;
         say?.Invoke($"dm-verity tree built from {blocks} blocks: {known} digests known (checked outputs, zeros), {ahead} read back while the others were written, {blocks - known - ahead} after");
         string got = Convert.ToHexStringLower(root);
@@ -497,8 +517,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// </summary>
     private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, CancellationToken cancel)
     {
-        byte[] buffer = new byte[TargetWriter.ChunkBytes];
-        foreach (var (dst, src, n) in Pieces(op.Dst, op.Src!, buffer.Length / bs))
+        ArraySegment<byte> buffer = HostOs.Platform.Disk.DirectIo.AlignedBuffer(TargetWriter.ChunkBytes);
+        foreach (var (dst, src, n) in Pieces(op.Dst, op.Src!, buffer.Count / bs))
         {
             cancel.ThrowIfCancellationRequested();
             Span<byte> chunk = buffer.AsSpan(0, (int)(n * bs));
@@ -547,8 +567,10 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 /// the written image needs no second read; otherwise the caller reads it back. Not when the
 /// target is checked by its rebuilt hash tree instead.
 /// </summary>
+/// <param name="direct">The target opened with O_DIRECT, if it could be: writes go through it
+/// (from an aligned copy when the bytes are not aligned), around the page cache.</param>
 internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long total, Action? beforeFirstWrite,
-    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true, Action<long>? inOrder = null)
+    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true, Action<long>? inOrder = null, SafeFileHandle? direct = null) : IDisposable
 {
     public const int ChunkBytes = 1 << 20;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -556,6 +578,7 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     private bool _inOrder = true, _hashing = hashOnTheWay;
     private long _done, _unflushed;
     private bool _started;
+    private Task _flushing = Task.CompletedTask;
 
     /// <summary>
     /// <paramref name="verified"/> bytes are already there (the target's first ones when
@@ -591,7 +614,7 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         {
             long at = e[0] * blockSize, length = e[1] * blockSize;
             ReadOnlySpan<byte> part = bytes.Slice((int)offset, (int)length);
-            RandomAccess.Write(target, part, at);
+            WriteAt(part, at);
             if (_inOrder && at == _next)
             {
                 if (_hashing) _hash.AppendData(part);
@@ -602,13 +625,40 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         }
         if (_inOrder) inOrder?.Invoke(_next);
         _done += bytes.Length;
-        // Durable as it goes, so that what an interrupted apply wrote is there to resume from.
+        // Durable as it goes, so that what an interrupted apply wrote is there to resume from:
+        // flushed on another thread while the writes go on (a flush under way makes the next
+        // one wait, so at most 16 MiB more than the last finished flush are at risk).
         if ((_unflushed += bytes.Length) >= 16 << 20)
         {
-            RandomAccess.FlushToDisk(target);
+            ApplyTrace.Say("a flush started");
+            _flushing.GetAwaiter().GetResult();
+            _flushing = Task.Run(() => RandomAccess.FlushToDisk(target));
             _unflushed = 0;
         }
         progress?.Invoke(new PayloadApplier.Progress(_done, total));
+    }
+
+    private ArraySegment<byte> _staging;
+
+    private void WriteAt(ReadOnlySpan<byte> part, long at)
+    {
+        if (direct is null || at % HostOs.Platform.Disk.DirectIo.Alignment != 0 || part.Length % HostOs.Platform.Disk.DirectIo.Alignment != 0)
+        {
+            RandomAccess.Write(target, part, at);
+            return;
+        }
+        if (HostOs.Platform.Disk.DirectIo.Fits(part, at))
+        {
+            RandomAccess.Write(direct, part, at);
+            return;
+        }
+        if (_staging.Array is null) _staging = HostOs.Platform.Disk.DirectIo.AlignedBuffer(ChunkBytes);
+        for (int done = 0; done < part.Length; done += _staging.Count)
+        {
+            ReadOnlySpan<byte> piece = part.Slice(done, Math.Min(_staging.Count, part.Length - done));
+            piece.CopyTo(_staging);
+            RandomAccess.Write(direct, _staging.AsSpan(0, piece.Length), at + done);
+        }
     }
 
     public void Zero(List<long[]> dst)
@@ -617,6 +667,26 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         foreach (var (at, _, n) in PayloadApplier.Pieces(dst, dst, zeros.Length / blockSize)) Write([[at, n]], zeros.AsSpan(0, (int)(n * blockSize)));
     }
 
+    /// <summary>Everything written is on the disk: the flush under way, if any, then one more.</summary>
+    public void Flush()
+    {
+        _flushing.GetAwaiter().GetResult();
+        RandomAccess.FlushToDisk(target);
+    }
+
+    /// <summary>A flush still under way when the apply failed: waited for, its own failure not the one to report.</summary>
+    public void Dispose()
+    {
+        try
+        {
+            _flushing.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
     /// <summary>The target's SHA-256 when it was written in order, else null (read it back).</summary>
     public string? Sha256() => _hashing && _inOrder && _next == total ? Convert.ToHexStringLower(_hash.GetHashAndReset()) : null;
 }
+

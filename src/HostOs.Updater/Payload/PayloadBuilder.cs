@@ -366,19 +366,24 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
     }
 }
 
-/// <summary>Positional reads of an image file.</summary>
+/// <summary>
+/// Positional reads of an image file. With <c>direct</c>, reads into an aligned buffer at an
+/// aligned offset bypass the page cache (<see cref="HostOs.Platform.Disk.DirectIo"/>); the rest are buffered.
+/// </summary>
 internal sealed class SafeFileHandleReader : IDisposable
 {
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle? _direct;
     public long Length { get; }
     public string Path { get; }
 
-    public SafeFileHandleReader(string path)
+    public SafeFileHandleReader(string path, bool direct = false)
     {
         Path = path;
         if (!File.Exists(path) && !path.StartsWith("/dev/", StringComparison.Ordinal)) throw new PayloadException($"{path} does not exist");
         _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
         Length = path.StartsWith("/dev/", StringComparison.Ordinal) ? BlockDeviceSize(path) : RandomAccess.GetLength(_handle);
+        if (direct) _direct = HostOs.Platform.Disk.DirectIo.TryOpen(path, write: false);
     }
 
     internal static long BlockDeviceSize(string path)
@@ -394,7 +399,9 @@ internal sealed class SafeFileHandleReader : IDisposable
         int read = 0;
         while (read < buffer.Length)
         {
-            int n = RandomAccess.Read(_handle, buffer[read..], offset + read);
+            Span<byte> rest = buffer[read..];
+            bool direct = _direct is not null && HostOs.Platform.Disk.DirectIo.Fits(rest, offset + read);
+            int n = RandomAccess.Read(direct ? _direct! : _handle, rest, offset + read);
             if (n == 0) throw new PayloadException($"{Path}: ends at {offset + read}");
             read += n;
         }
@@ -422,5 +429,9 @@ internal sealed class SafeFileHandleReader : IDisposable
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    public void Dispose() => _handle.Dispose();
+    public void Dispose()
+    {
+        _handle.Dispose();
+        _direct?.Dispose();
+    }
 }

@@ -4,10 +4,12 @@ using HostOs.Verity;
 namespace HostOs.Updater.Payload;
 
 /// <summary>
-/// Builds the target's dm-verity tree while the operations write its data: a thread of its
-/// own reads it back (from the page cache, through a handle of its own) and hashes each block once the target holds every
-/// block before it, so on a second core the tree is mostly done when the verity operation
-/// comes (<see cref="Finish"/>), which hashes what is left on every core. Only blocks in
+/// Builds the target's dm-verity tree while the operations write its data: a thread per core
+/// reads it back (from the page cache, through a handle of its own) and hashes each block once the target holds every
+/// block before it, taking 1 MiB at a time in order, so the tree is mostly done when the verity operation
+/// comes (<see cref="Finish"/>), which hashes what is left on every core. The writer's
+/// waits (source reads, flushes) are the followers' time: under TCG, where hashing is the
+/// floor, one follower left the second core idle whenever the writer waited. Only blocks in
 /// the written prefix are hashed early, and a manifest writes every block exactly once, so
 /// a block hashed early is the block the target keeps; the root is checked all the same.
 /// Blocks whose digests the apply already has (<see cref="Known"/>: a data operation's
@@ -21,9 +23,11 @@ internal sealed class TreeFollower : IDisposable
     private readonly byte[] _salt, _leaves;
     private readonly bool[] _known;
     private byte[]? _zeroDigest;
-    private readonly Thread _thread;
+    private readonly Thread[] _threads;
     private readonly object _gate = new();
-    private long _written, _hashed; // blocks: the target's prefix that is final, and the prefix hashed
+    // Blocks: the target's prefix that is final; the prefix the followers have taken (each
+    // chunk taken is hashed before its follower stops); the first block of a chunk a follower failed on.
+    private long _written, _taken, _failed = long.MaxValue;
     private bool _stop;
 
     public TreeFollower(SafeFileHandleReader target, VerityParameters verity)
@@ -33,8 +37,12 @@ internal sealed class TreeFollower : IDisposable
         _salt = Convert.FromHexString(verity.Salt);
         _leaves = VerityTree.NewLeaves(_dataBlocks);
         _known = new bool[_dataBlocks];
-        _thread = new Thread(Run) { IsBackground = true, Name = "verity tree" };
-        _thread.Start();
+        _threads = new Thread[Math.Max(1, Environment.ProcessorCount)];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _threads[i] = new Thread(Run) { IsBackground = true, Name = $"verity tree {i}" };
+            _threads[i].Start();
+        }
     }
 
     /// <summary>
@@ -72,31 +80,33 @@ internal sealed class TreeFollower : IDisposable
         {
             if (blocks <= _written) return;
             _written = Math.Min(blocks, _dataBlocks);
-            Monitor.Pulse(_gate);
+            Monitor.PulseAll(_gate);
         }
     }
 
     private void Run()
     {
-        try
+        while (true)
         {
-            while (true)
+            long from, count;
+            lock (_gate)
             {
-                long from, count;
-                lock (_gate)
-                {
-                    while (!_stop && _written <= _hashed) Monitor.Wait(_gate);
-                    if (_stop) return;
-                    from = _hashed;
-                    count = Math.Min(ChunkBlocks, _written - _hashed);
-                }
-                HashUnknown(from, count, parallel: false);
-                lock (_gate) _hashed = from + count;
+                while (!_stop && _written <= _taken) Monitor.Wait(_gate);
+                if (_stop) return;
+                from = _taken;
+                count = Math.Min(ChunkBlocks, _written - _taken);
+                _taken += count;
             }
-        }
-        catch (Exception)
-        {
-            // A read that failed here fails again, named, in Finish, which hashes from where this stopped.
+            try
+            {
+                HashUnknown(from, count, parallel: false);
+            }
+            catch (Exception)
+            {
+                // A read that failed here fails again, named, in Finish, which hashes from here on.
+                lock (_gate) _failed = Math.Min(_failed, from);
+                return;
+            }
         }
     }
 
@@ -111,13 +121,13 @@ internal sealed class TreeFollower : IDisposable
     public (byte[] Tree, byte[] RootHash, long Known, long HashedAhead) Finish()
     {
         Stop();
-        long ahead = 0, known = 0;
+        long hashed = Math.Min(_taken, _failed), ahead = 0, known = 0;
         for (long b = 0; b < _dataBlocks; b++)
         {
             if (_known[b]) known++;
-            else if (b < _hashed) ahead++;
+            else if (b < hashed) ahead++;
         }
-        HashUnknown(_hashed, _dataBlocks - _hashed, parallel: true);
+        HashUnknown(hashed, _dataBlocks - hashed, parallel: true);
         var (tree, root) = VerityTree.FromLeaves(_dataBlocks, _salt, _leaves);
         return (tree, root, known, ahead);
     }
@@ -127,9 +137,9 @@ internal sealed class TreeFollower : IDisposable
         lock (_gate)
         {
             _stop = true;
-            Monitor.Pulse(_gate);
+            Monitor.PulseAll(_gate);
         }
-        _thread.Join();
+        foreach (Thread thread in _threads) thread.Join();
     }
 
     public void Dispose() => Stop();

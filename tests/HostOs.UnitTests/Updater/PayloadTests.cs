@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 using HostOs.Updater.Payload;
 using NSec.Cryptography;
@@ -109,6 +110,29 @@ public sealed class PayloadTests : IDisposable
         Assert.Equal("kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
         File.WriteAllText(Path.Combine(b1, "initrd.img"), "initrd-X");
         Assert.Contains("is not the one this delta was made from", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(b1, "root.img"))).Message);
+    }
+
+    /// <summary>
+    /// A patched boot file is checked by what the patch makes; the running file it starts from
+    /// is hashed only when that does not match, to name it as the cause.
+    /// </summary>
+    [Fact]
+    public void APatchedBootFileFromAnotherRunningFileIsNamed()
+    {
+        var (key, pub) = NewKey("k1");
+        string common = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48 << 10));
+        byte[] v1 = Image(50, 1);
+        string b1 = MakeBuild("1.0.0", v1, kernel: common + "kernel-1"), b2 = MakeBuild("1.1.0", NextVersion(v1), kernel: common + "kernel-2");
+        string delta = Path.Combine(_work, "delta.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        PayloadManifest m = Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0");
+        Assert.Equal(OperationType.Patch, m.BootFiles.Single(f => f.Name == "vmlinuz").Type);
+        Assert.Equal(common + "kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
+
+        // The kept head of the old file is what differs: what the patch makes no longer matches.
+        File.WriteAllText(Path.Combine(b1, "vmlinuz"), "#" + common[1..] + "kernel-1");
+        string error = Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0")).Message;
+        Assert.Equal($"boot file vmlinuz: {Path.Combine(b1, "vmlinuz")} is not the one this delta was made from", error);
     }
 
     [Fact]
