@@ -104,10 +104,14 @@ internal static class Program
                 }
                 case ["payload", "apply", string file]:
                 {
+                    ApplyTrace.Say("main");
                     ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                    ApplyTrace.Say("source build read");
+                    var trusted = Trusted(a);
+                    ApplyTrace.Say("trusted keys read");
                     using FileStream f = File.OpenRead(file);
                     int lastPercent = -1;
-                    PayloadManifest m = new PayloadApplier(Trusted(a), Console.WriteLine).Apply(f,
+                    PayloadManifest m = new PayloadApplier(trusted, Console.WriteLine).Apply(f,
                         new ApplyTarget(a.Required("target"), source?.RootImage, a.Required("boot-dir"), SourceBoot(source)),
                         a.One("current-version"), a.Has("allow-downgrade"),
                         p =>

@@ -55,42 +55,42 @@ public static class VerityTree
     /// The digests of data blocks [<paramref name="first"/>, +<paramref name="count"/>) into
     /// <paramref name="leaves"/>, on every core or on the caller's; blocks marked in
     /// <paramref name="known"/> (digests already there) are not hashed, nor read when a whole
-    /// chunk of them is.
+    /// chunk of them is. One <see cref="LeafHasher"/> per thread.
     /// </summary>
     public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel, bool[]? known = null)
     {
-        if (salt.Length is 0 or > 256) throw new ArgumentException("salt must be 1..256 bytes", nameof(salt));
-        const int bs = VerityParameters.BlockSize;
-        const int chunkBlocks = 256; // 1 MiB read at a time
-        long chunks = (count + chunkBlocks - 1) / chunkBlocks;
+        long chunks = (count + LeafHasher.ChunkBlocks - 1) / LeafHasher.ChunkBlocks;
         Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
-            // Aligned, so that a reader with O_DIRECT can read into it around the page cache.
-            () => (Hash: IncrementalHash.CreateHash(HashAlgorithmName.SHA256), Buffer: HostOs.Platform.Disk.DirectIo.AlignedBuffer((int)(Math.Min(chunkBlocks, count) * bs))),
-            (chunk, _, local) =>
+            () => new LeafHasher(salt),
+            (chunk, _, hasher) =>
             {
-                long at = first + chunk * chunkBlocks, n = Math.Min(chunkBlocks, first + count - at);
-                if (known is not null && known.AsSpan((int)at, (int)n).IndexOf(false) < 0) return local;
-                Span<byte> bytes = local.Buffer.AsSpan(0, (int)(n * bs));
-                read(at * bs, bytes);
-                for (int b = 0; b < n; b++)
-                {
-                    if (known is null || !known[at + b]) Digest(local.Hash, salt, bytes.Slice(b * bs, bs), leaves.AsSpan((int)((at + b) * 32), 32));
-                }
-                return local;
+                long at = first + chunk * LeafHasher.ChunkBlocks;
+                hasher.HashLeaves(at, Math.Min(LeafHasher.ChunkBlocks, first + count - at), read, leaves, known);
+                return hasher;
             },
-            local => local.Hash.Dispose());
+            hasher => hasher.Dispose());
     }
 
     /// <summary>
     /// The digests (leaves) of the whole blocks of <paramref name="data"/>, in order, on every
     /// core or on the caller's: what a payload's data operations are checked by (format 4).
+    /// Hashed where they are, not copied.
     /// </summary>
     public static byte[] BlockDigests(byte[] salt, byte[] data, bool parallel)
     {
         const int bs = VerityParameters.BlockSize;
         if (data.Length % bs != 0) throw new ArgumentException($"{data.Length} bytes is not a whole number of {bs}-byte blocks", nameof(data));
         byte[] digests = new byte[data.Length / bs * 32];
-        HashLeaves(salt, 0, data.Length / bs, (offset, into) => data.AsSpan((int)offset, into.Length).CopyTo(into), digests, parallel);
+        long chunks = (data.Length / bs + LeafHasher.ChunkBlocks - 1) / LeafHasher.ChunkBlocks;
+        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
+            () => new LeafHasher(salt),
+            (chunk, _, hasher) =>
+            {
+                int at = (int)(chunk * LeafHasher.ChunkBlocks * bs), n = Math.Min(LeafHasher.ChunkBlocks * bs, data.Length - at);
+                hasher.Digests(data.AsSpan(at, n), digests.AsSpan(at / bs * 32, n / bs * 32));
+                return hasher;
+            },
+            hasher => hasher.Dispose());
         return digests;
     }
 
@@ -123,7 +123,7 @@ public static class VerityTree
         return (tree, root);
     }
 
-    private static void Digest(IncrementalHash hash, byte[] salt, ReadOnlySpan<byte> block, Span<byte> into)
+    internal static void Digest(IncrementalHash hash, byte[] salt, ReadOnlySpan<byte> block, Span<byte> into)
     {
         hash.AppendData(salt);
         hash.AppendData(block);

@@ -2,16 +2,25 @@ namespace HostOs.Updater.Payload;
 
 /// <summary>
 /// With HOSTOS_UPDATER_TRACE set, the apply's steps on standard error, each with the
-/// milliseconds since the process started: where an apply's time goes, on a machine or in
-/// the bench's VM (docs/updates.md "Where the time goes"). Nothing otherwise.
+/// milliseconds since the process started (its start time in /proc/self/stat against the
+/// monotonic clock, both counted from boot; no time zone or Process object to load): where
+/// an apply's time goes, on a machine or in the bench's VM (docs/updates.md). Nothing otherwise.
 /// </summary>
 internal static class ApplyTrace
 {
     private static readonly bool On = Environment.GetEnvironmentVariable("HOSTOS_UPDATER_TRACE") is not null;
-    private static readonly DateTime Start = On ? System.Diagnostics.Process.GetCurrentProcess().StartTime : default;
+    private static readonly long StartMs = On ? StartedMs() : 0;
 
     public static void Say(string what)
     {
-        if (On) Console.Error.WriteLine($"[{(DateTime.Now - Start).TotalMilliseconds:F0} ms] {what}");
+        if (On) Console.Error.WriteLine($"[{Environment.TickCount64 - StartMs} ms] {what}");
+    }
+
+    /// <summary>Field 22 of /proc/self/stat: the start, in clock ticks (100 a second) since boot.</summary>
+    private static long StartedMs()
+    {
+        string stat = File.ReadAllText("/proc/self/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture) * 10;
     }
 }

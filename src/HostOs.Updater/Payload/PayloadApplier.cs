@@ -34,6 +34,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 {
     public sealed record Progress(long Done, long Total);
 
+    /// <summary>
+    /// Whether the slot's writes and read-backs and a copy's source reads go around the page
+    /// cache (O_DIRECT, where the file system allows it). By default only for block devices:
+    /// a machine's slots, whose raw bytes nothing else reads through the cache; an image file
+    /// on a build host is often in the page cache, and buffered writes to it are written back in parallel.
+    /// </summary>
+    public bool? AroundPageCache { get; init; }
+
+    private bool Direct(string? path) => path is not null && (AroundPageCache ?? path.StartsWith("/dev/", StringComparison.Ordinal));
+
     public PayloadManifest Apply(Stream payload, ApplyTarget where, string? currentVersion, bool allowDowngrade,
         Action<Progress>? progress = null, CancellationToken cancel = default) =>
         Apply(payload, _ => where, currentVersion, allowDowngrade, progress, cancel);
@@ -61,7 +71,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         ApplyTarget where = accept(manifest);
         int bs = manifest.BlockSize;
         using SafeFileHandleReader? source = manifest.IsDelta
-            ? new SafeFileHandleReader(where.SourcePath ?? throw new PayloadException("a delta payload needs the source image"), direct: true)
+            ? new SafeFileHandleReader(where.SourcePath ?? throw new PayloadException("a delta payload needs the source image"), direct: Direct(where.SourcePath))
             : null;
         if (source is not null)
         {
@@ -77,10 +87,10 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         Task<Dictionary<string, byte[]>> runningBootFiles = Task.Run(() => RunningBootFiles(manifest, where));
         using var waitForBootFiles = new Joined(runningBootFiles);
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
-        // Copies and the tree's read-back go around the page cache where the target and the
-        // source allow it (O_DIRECT): under TCG the buffered kernel work cost more than dd's whole copy.
-        using SafeFileHandle? targetDirect = HostOs.Platform.Disk.DirectIo.TryOpen(where.TargetPath, write: true);
-        using SafeFileHandleReader slot = new(where.TargetPath, direct: true);
+        // Writes, copies and the tree's read-back around the page cache (see AroundPageCache):
+        // under TCG the buffered kernel work cost more than dd's whole copy.
+        using SafeFileHandle? targetDirect = Direct(where.TargetPath) ? HostOs.Platform.Disk.DirectIo.TryOpen(where.TargetPath, write: true) : null;
+        using SafeFileHandleReader slot = new(where.TargetPath, direct: Direct(where.TargetPath));
         using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(slot, manifest.TargetVerity!) : null;
         using var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
             inOrder: tree is null ? null : bytes => tree.Written(bytes / bs), direct: targetDirect);
@@ -121,6 +131,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     made.CompleteAdding();
                 }
             });
+            ArraySegment<byte> copyBuffer = default;
             try
             {
                 foreach (var (i, output) in made.GetConsumingEnumerable(stop.Token))
@@ -135,7 +146,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                             writer.Zero(op.Dst);
                             break;
                         case OperationType.Copy:
-                            Copy(source!, writer, op, bs, stop.Token);
+                            Copy(source!, writer, op, bs, ref copyBuffer, stop.Token);
                             break;
                         case OperationType.Verity:
                             writer.Write(op.Dst, VerifiedTree(manifest, tree!, source, at));
@@ -337,7 +348,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 content = new byte[f.Size];
                 old.AsSpan(0, (int)head).CopyTo(content);
                 old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
-                Decompress(frame!, old[(int)head..(old.Length - (int)tail)], f.Size - head - tail, at).CopyTo(content, head);
+                // Made in place, the old middle as the dictionary where it lies: no copies of either.
+                Decompress(frame!, old.AsSpan((int)head, old.Length - (int)(head + tail)), content.AsSpan((int)head, (int)(f.Size - head - tail)), at);
             }
         }
         // A copy's content is the old file, already checked against the same hash (the manifest
@@ -512,12 +524,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     }
 
     /// <summary>
-    /// A copy of any length, in chunks of at most <see cref="TargetWriter.ChunkBytes"/>; what it
+    /// A copy of any length, in chunks of at most <see cref="CopyChunkBytes"/>; what it
     /// wrote is checked with the whole target after the last operation.
     /// </summary>
-    private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, CancellationToken cancel)
+    /// <summary>4 MiB: a direct read or write that large is split by the block layer into requests that are in flight together.</summary>
+    private const int CopyChunkBytes = 4 << 20;
+
+    private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, ref ArraySegment<byte> buffer, CancellationToken cancel)
     {
-        ArraySegment<byte> buffer = HostOs.Platform.Disk.DirectIo.AlignedBuffer(TargetWriter.ChunkBytes);
+        // One buffer for every copy of the apply: fresh memory is page faults and zeroing.
+        if (buffer.Array is null) buffer = HostOs.Platform.Disk.DirectIo.AlignedBuffer(CopyChunkBytes);
         foreach (var (dst, src, n) in Pieces(op.Dst, op.Src!, buffer.Count / bs))
         {
             cancel.ThrowIfCancellationRequested();
@@ -545,18 +561,24 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private static byte[] Decompress(byte[] frame, byte[]? dictionary, long length, string at)
     {
         byte[] output = new byte[length];
+        Decompress(frame, dictionary, output, at);
+        return output;
+    }
+
+    /// <summary>Exactly <paramref name="output"/>'s length out of one frame, into it, or a named error.</summary>
+    private static void Decompress(byte[] frame, ReadOnlySpan<byte> dictionary, Span<byte> output, string at)
+    {
         try
         {
             using var d = new Decompressor();
-            if (dictionary is not null) d.LoadDictionary(dictionary);
+            if (!dictionary.IsEmpty) d.LoadDictionary(dictionary);
             int n = d.Unwrap(frame, output);
-            if (n != length) throw new PayloadException($"{at}: decompresses to {n} bytes, not {length}");
+            if (n != output.Length) throw new PayloadException($"{at}: decompresses to {n} bytes, not {output.Length}");
         }
         catch (ZstdException e)
         {
             throw new PayloadException($"{at}: its data does not decompress: {e.Message}");
         }
-        return output;
     }
 }
 
@@ -626,12 +648,13 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         if (_inOrder) inOrder?.Invoke(_next);
         _done += bytes.Length;
         // Durable as it goes, so that what an interrupted apply wrote is there to resume from:
-        // flushed on another thread while the writes go on (a flush under way makes the next
-        // one wait, so at most 16 MiB more than the last finished flush are at risk).
-        if ((_unflushed += bytes.Length) >= 16 << 20)
+        // a flush every 16 MiB, on another thread while the writes go on. One still under way
+        // is not waited for: the next starts once it is done (a device's cache flush can take
+        // longer than writing 16 MiB; the writes never wait for one).
+        if ((_unflushed += bytes.Length) >= 16 << 20 && _flushing.IsCompleted)
         {
+            _flushing.GetAwaiter().GetResult(); // the last one's failure, by name
             ApplyTrace.Say("a flush started");
-            _flushing.GetAwaiter().GetResult();
             _flushing = Task.Run(() => RandomAccess.FlushToDisk(target));
             _unflushed = 0;
         }

@@ -17,7 +17,6 @@ namespace HostOs.Updater.Payload;
 /// </summary>
 internal sealed class TreeFollower : IDisposable
 {
-    private const long ChunkBlocks = 256;
     private readonly SafeFileHandleReader _target;
     private readonly long _dataBlocks;
     private readonly byte[] _salt, _leaves;
@@ -86,6 +85,7 @@ internal sealed class TreeFollower : IDisposable
 
     private void Run()
     {
+        using var hasher = new LeafHasher(_salt);
         while (true)
         {
             long from, count;
@@ -94,12 +94,12 @@ internal sealed class TreeFollower : IDisposable
                 while (!_stop && _written <= _taken) Monitor.Wait(_gate);
                 if (_stop) return;
                 from = _taken;
-                count = Math.Min(ChunkBlocks, _written - _taken);
+                count = Math.Min(LeafHasher.ChunkBlocks, _written - _taken);
                 _taken += count;
             }
             try
             {
-                HashUnknown(from, count, parallel: false);
+                hasher.HashLeaves(from, count, _target.Read, _leaves, _known);
             }
             catch (Exception)
             {
@@ -109,10 +109,6 @@ internal sealed class TreeFollower : IDisposable
             }
         }
     }
-
-    /// <summary>Reads back and hashes the blocks of [<paramref name="from"/>, +<paramref name="count"/>) whose digests are not known.</summary>
-    private void HashUnknown(long from, long count, bool parallel) =>
-        VerityTree.HashLeaves(_salt, from, count, _target.Read, _leaves, parallel, _known);
 
     /// <summary>
     /// Every data block written: the rest hashed on every core, then the levels above and the
@@ -127,7 +123,7 @@ internal sealed class TreeFollower : IDisposable
             if (_known[b]) known++;
             else if (b < hashed) ahead++;
         }
-        HashUnknown(hashed, _dataBlocks - hashed, parallel: true);
+        VerityTree.HashLeaves(_salt, hashed, _dataBlocks - hashed, _target.Read, _leaves, parallel: true, _known);
         var (tree, root) = VerityTree.FromLeaves(_dataBlocks, _salt, _leaves);
         return (tree, root, known, ahead);
     }

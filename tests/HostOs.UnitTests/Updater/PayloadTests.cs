@@ -63,11 +63,13 @@ public sealed class PayloadTests : IDisposable
         return (UpdateKeys.LoadPrivate(priv), UpdateKeys.ParsePublic(File.ReadAllText(pub), pub));
     }
 
-    private PayloadManifest Apply(string payload, PublicKey[] trusted, string? source, string? current = null, bool downgrade = false, string target = "applied.img")
+    private PayloadManifest Apply(string payload, PublicKey[] trusted, string? source, string? current = null, bool downgrade = false, string target = "applied.img",
+        bool? direct = null)
     {
         using FileStream f = File.OpenRead(payload);
         string? sourceBoot = source is null ? null : Path.GetDirectoryName(source);
-        return new PayloadApplier(trusted).Apply(f, new ApplyTarget(Path.Combine(_work, target), source, Path.Combine(_work, "boot"), sourceBoot), current, downgrade);
+        return new PayloadApplier(trusted) { AroundPageCache = direct }
+            .Apply(f, new ApplyTarget(Path.Combine(_work, target), source, Path.Combine(_work, "boot"), sourceBoot), current, downgrade);
     }
 
     [Fact]
@@ -110,6 +112,26 @@ public sealed class PayloadTests : IDisposable
         Assert.Equal("kernel-2", File.ReadAllText(Path.Combine(_work, "boot", "vmlinuz")));
         File.WriteAllText(Path.Combine(b1, "initrd.img"), "initrd-X");
         Assert.Contains("is not the one this delta was made from", Assert.Throws<PayloadException>(() => Apply(delta, [pub], Path.Combine(b1, "root.img"))).Message);
+    }
+
+    /// <summary>
+    /// The same payloads applied around the page cache (O_DIRECT, as on a machine's block
+    /// device) make the same bytes: aligned copies, unaligned outputs through the aligned
+    /// buffer, the tree read back directly.
+    /// </summary>
+    [Fact]
+    public void AppliedAroundThePageCacheTheBytesAreTheSame()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] v1 = Image(300, 1), v2 = NextVersion(v1);
+        string b1 = MakeBuild("1.0.0", v1), b2 = MakeBuild("1.1.0", v2, kernel: "kernel-2");
+        string full = Path.Combine(_work, "full.hup"), delta = Path.Combine(_work, "delta.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), null, [key], full);
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        Apply(full, [pub], null, direct: true, target: "full.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full.img")));
+        Apply(delta, [pub], Path.Combine(b1, "root.img"), current: "1.0.0", direct: true, target: "delta.img");
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
     }
 
     /// <summary>
@@ -477,6 +499,9 @@ public sealed class PayloadTests : IDisposable
             Assert.Single(fullSaid, l => l.StartsWith("dm-verity", StringComparison.Ordinal)));
         Apply(delta, [pub], Path.Combine(b1, "root.img"), target: "delta.img");
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta.img")));
+        // Around the page cache, as on a block device: the tree followers read the copies back directly.
+        Apply(delta, [pub], Path.Combine(b1, "root.img"), target: "delta-direct.img", direct: true);
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta-direct.img")));
         // The full payload applied again over itself: its data operations are recognised by their blocks' digests and kept.
         fullSaid.Clear();
         using (FileStream f = File.OpenRead(full))
@@ -504,6 +529,8 @@ public sealed class PayloadTests : IDisposable
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "full3.img")));
         Apply(delta3, [pub], Path.Combine(b1, "root.img"), target: "delta3.img");
         Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta3.img")));
+        Apply(delta3, [pub], Path.Combine(b1, "root.img"), target: "delta3-direct.img", direct: true);
+        Assert.Equal(v2, File.ReadAllBytes(Path.Combine(_work, "delta3-direct.img")));
 
         // All there again: everything but the tree is kept, and the tree is built and checked.
         var said = new List<string>();
