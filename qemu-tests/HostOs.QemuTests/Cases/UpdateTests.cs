@@ -205,7 +205,7 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             Assert.Contains("next boot    0.1.0\n", await sh.CheckAsync($"{U} status") + "\n");
         }
 
-        // The retry resumes from what the cut apply wrote (flushed every 16 MiB, verified in
+        // The retry resumes from what the cut apply wrote (flushed as it goes, verified in
         // the slot against the manifest) and succeeds; the power is cut right after the new
         // entry is written, before any reboot.
         int written = vm.Console.Mark();

@@ -138,7 +138,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 {
                     Operation op = manifest.Operations[i];
                     string at = $"operation {i} ({op.Type})";
-                    ApplyTrace.Say($"operation {i} ({op.Type}) to write");
+                    if (ApplyTrace.On) ApplyTrace.Say($"operation {i} ({op.Type}) to write");
                     switch (op.Type)
                     {
                         case OperationType.Zero:
@@ -343,13 +343,21 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             {
                 // A patch: the old file's first and last bytes as they are (keep), the
                 // frame makes what lies between with the old file's middle as dictionary.
-                long head = f.Keep?[0] ?? 0, tail = f.Keep?[1] ?? 0;
-                if (head + tail > old.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
-                content = new byte[f.Size];
-                old.AsSpan(0, (int)head).CopyTo(content);
-                old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
-                // Made in place, the old middle as the dictionary where it lies: no copies of either.
-                Decompress(frame!, old.AsSpan((int)head, old.Length - (int)(head + tail)), content.AsSpan((int)head, (int)(f.Size - head - tail)), at);
+                try
+                {
+                    long head = f.Keep?[0] ?? 0, tail = f.Keep?[1] ?? 0;
+                    if (head + tail > old.Length) throw new PayloadException($"{at}: keeps {head} + {tail} bytes of {path}, which has {old.Length}");
+                    content = new byte[f.Size];
+                    old.AsSpan(0, (int)head).CopyTo(content);
+                    old.AsSpan(old.Length - (int)tail).CopyTo(content.AsSpan((int)(f.Size - tail)));
+                    // Made in place, the old middle as the dictionary where it lies: no copies of either.
+                    Decompress(frame!, old.AsSpan((int)head, old.Length - (int)(head + tail)), content.AsSpan((int)head, (int)(f.Size - head - tail)), at);
+                }
+                catch (PayloadException e)
+                {
+                    // The data was just checked: a patch that does not apply points at the old file first.
+                    throw new PayloadException(NotTheSource(f, old, path) ?? e.Message);
+                }
             }
         }
         // A copy's content is the old file, already checked against the same hash (the manifest
@@ -429,7 +437,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// checked as the apply would check it (its output's hash; zeros; a copy against the
     /// source), stopping at the first that does not match or at the verity operation. On a slot that held
     /// something else that is at once, after an interrupted apply of this payload it is
-    /// where the interruption came (writes are flushed every 16 MiB).
+    /// where the interruption came (a flush starts every 16 MiB written, one at a time).
     /// </summary>
     private static int VerifiedPrefix(PayloadManifest manifest, SafeFileHandleReader written, SafeFileHandleReader? source, TreeFollower? tree,
         CancellationToken cancel)
@@ -523,12 +531,13 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         return bytes;
     }
 
+    /// <summary>4 MiB: a direct read or write that large is split by the block layer into requests that are in flight together.</summary>
+    private const int CopyChunkBytes = 4 << 20;
+
     /// <summary>
     /// A copy of any length, in chunks of at most <see cref="CopyChunkBytes"/>; what it
     /// wrote is checked with the whole target after the last operation.
     /// </summary>
-    /// <summary>4 MiB: a direct read or write that large is split by the block layer into requests that are in flight together.</summary>
-    private const int CopyChunkBytes = 4 << 20;
 
     private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, ref ArraySegment<byte> buffer, CancellationToken cancel)
     {
@@ -662,25 +671,28 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     }
 
     private ArraySegment<byte> _staging;
+    private bool _refused;
 
     private void WriteAt(ReadOnlySpan<byte> part, long at)
     {
-        if (direct is null || at % HostOs.Platform.Disk.DirectIo.Alignment != 0 || part.Length % HostOs.Platform.Disk.DirectIo.Alignment != 0)
+        const int Alignment = HostOs.Platform.Disk.DirectIo.Alignment;
+        if (direct is null || _refused || at % Alignment != 0 || part.Length % Alignment != 0)
         {
             RandomAccess.Write(target, part, at);
             return;
         }
-        if (HostOs.Platform.Disk.DirectIo.Fits(part, at))
-        {
-            RandomAccess.Write(direct, part, at);
-            return;
-        }
+        if (HostOs.Platform.Disk.DirectIo.TryWrite(direct, part, at)) return;
         if (_staging.Array is null) _staging = HostOs.Platform.Disk.DirectIo.AlignedBuffer(ChunkBytes);
         for (int done = 0; done < part.Length; done += _staging.Count)
         {
             ReadOnlySpan<byte> piece = part.Slice(done, Math.Min(_staging.Count, part.Length - done));
             piece.CopyTo(_staging);
-            RandomAccess.Write(direct, _staging.AsSpan(0, piece.Length), at + done);
+            if (_refused || !HostOs.Platform.Disk.DirectIo.TryWrite(direct, _staging.AsSpan(0, piece.Length), at + done))
+            {
+                // Aligned and refused: the device will not take direct writes; buffered from now on.
+                _refused = true;
+                RandomAccess.Write(target, piece, at + done);
+            }
         }
     }
 
@@ -707,6 +719,7 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         catch (AggregateException)
         {
         }
+        _hash.Dispose();
     }
 
     /// <summary>The target's SHA-256 when it was written in order, else null (read it back).</summary>

@@ -374,6 +374,7 @@ internal sealed class SafeFileHandleReader : IDisposable
 {
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle? _direct;
+    private volatile bool _refused;
     public long Length { get; }
     public string Path { get; }
 
@@ -400,8 +401,10 @@ internal sealed class SafeFileHandleReader : IDisposable
         while (read < buffer.Length)
         {
             Span<byte> rest = buffer[read..];
-            bool direct = _direct is not null && HostOs.Platform.Disk.DirectIo.Fits(rest, offset + read);
-            int n = RandomAccess.Read(direct ? _direct! : _handle, rest, offset + read);
+            int? direct = _direct is null || _refused ? null : HostOs.Platform.Disk.DirectIo.TryRead(_direct, rest, offset + read);
+            // Refused although aligned: buffered from now on (the buffered read names any real error).
+            if (direct is null && _direct is not null && HostOs.Platform.Disk.DirectIo.Fits(rest, offset + read)) _refused = true;
+            int n = direct ?? RandomAccess.Read(_handle, rest, offset + read);
             if (n == 0) throw new PayloadException($"{Path}: ends at {offset + read}");
             read += n;
         }

@@ -5,7 +5,7 @@ namespace HostOs.Updater.Payload;
 
 /// <summary>
 /// Builds the target's dm-verity tree while the operations write its data: a thread per core
-/// reads it back (from the page cache, through a handle of its own) and hashes each block once the target holds every
+/// reads it back (through a handle of its own, around the page cache on a block device) and hashes each block once the target holds every
 /// block before it, taking 1 MiB at a time in order, so the tree is mostly done when the verity operation
 /// comes (<see cref="Finish"/>), which hashes what is left on every core. The writer's
 /// waits (source reads, flushes) are the followers' time: under TCG, where hashing is the
@@ -85,28 +85,36 @@ internal sealed class TreeFollower : IDisposable
 
     private void Run()
     {
-        using var hasher = new LeafHasher(_salt);
-        while (true)
+        LeafHasher? hasher = null;
+        try
         {
-            long from, count;
-            lock (_gate)
+            while (true)
             {
-                while (!_stop && _written <= _taken) Monitor.Wait(_gate);
-                if (_stop) return;
-                from = _taken;
-                count = Math.Min(LeafHasher.ChunkBlocks, _written - _taken);
-                _taken += count;
+                long from, count;
+                lock (_gate)
+                {
+                    while (!_stop && _written <= _taken) Monitor.Wait(_gate);
+                    if (_stop) return;
+                    from = _taken;
+                    count = Math.Min(LeafHasher.ChunkBlocks, _written - _taken);
+                    _taken += count;
+                }
+                try
+                {
+                    hasher ??= new LeafHasher(_salt);
+                    hasher.HashLeaves(from, count, _target.Read, _leaves, _known);
+                }
+                catch (Exception)
+                {
+                    // A read that failed here fails again, named, in Finish, which hashes from here on.
+                    lock (_gate) _failed = Math.Min(_failed, from);
+                    return;
+                }
             }
-            try
-            {
-                hasher.HashLeaves(from, count, _target.Read, _leaves, _known);
-            }
-            catch (Exception)
-            {
-                // A read that failed here fails again, named, in Finish, which hashes from here on.
-                lock (_gate) _failed = Math.Min(_failed, from);
-                return;
-            }
+        }
+        finally
+        {
+            hasher?.Dispose();
         }
     }
 
@@ -123,7 +131,15 @@ internal sealed class TreeFollower : IDisposable
             if (_known[b]) known++;
             else if (b < hashed) ahead++;
         }
-        VerityTree.HashLeaves(_salt, hashed, _dataBlocks - hashed, _target.Read, _leaves, parallel: true, _known);
+        try
+        {
+            VerityTree.HashLeaves(_salt, hashed, _dataBlocks - hashed, _target.Read, _leaves, parallel: true, _known);
+        }
+        catch (AggregateException e) when (e.InnerException is not null)
+        {
+            // A read of the target that failed, as itself (named: "... ends at", an I/O error).
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException);
+        }
         var (tree, root) = VerityTree.FromLeaves(_dataBlocks, _salt, _leaves);
         return (tree, root, known, ahead);
     }

@@ -31,7 +31,7 @@ public sealed class DirectIoTests : IDisposable
     public void DirectReadsGiveTheBytesABufferedReadGives()
     {
         string path = Path.Combine(_work, "image");
-        byte[] content = new byte[3 * 4096 + 1000]; // ends mid-block: the direct read comes back short there
+        byte[] content = new byte[3 * 4096 + 1000]; // ends mid-block
         new Random(5).NextBytes(content);
         File.WriteAllBytes(path, content);
         using var reader = new SafeFileHandleReader(path, direct: true);
@@ -43,8 +43,36 @@ public sealed class DirectIoTests : IDisposable
         byte[] unaligned = new byte[5000];
         reader.Read(123, unaligned);
         Assert.Equal(content.AsSpan(123, 5000).ToArray(), unaligned);
-        Assert.Throws<PayloadException>(() => reader.Read(0, aligned.AsSpan(0, 4 * 4096)));
+        // Aligned past the end: the direct read comes back short, the rest (unaligned now) finds the end.
+        aligned.AsSpan().Clear();
+        Assert.EndsWith($"ends at {content.Length}", Assert.Throws<PayloadException>(() => reader.Read(0, aligned.AsSpan(0, 4 * 4096))).Message);
+        Assert.Equal(content, aligned.AsSpan(0, content.Length).ToArray());
     }
+
+    /// <summary>
+    /// Where the file system takes O_DIRECT (the test directory's ext4 here), the handle is
+    /// really direct: a wrong flag would leave every direct test above passing through the buffered path.
+    /// </summary>
+    [Fact]
+    public void TheDirectHandleIsDirect()
+    {
+        string path = Path.Combine(_work, "file");
+        File.WriteAllBytes(path, new byte[8192]);
+        using var handle = DirectIo.TryOpen(path, write: true);
+        if (handle is null)
+        {
+            Assert.Equal("tmpfs", FileSystemOf(_work)); // the one file system here that refuses it (before Linux 6.6)
+            return;
+        }
+        string flags = File.ReadAllLines($"/proc/self/fdinfo/{handle.DangerousGetHandle()}").Single(l => l.StartsWith("flags:", StringComparison.Ordinal));
+        long octal = Convert.ToInt64(flags["flags:".Length..].Trim(), 8);
+        Assert.True((octal & 0x4000) != 0, $"O_DIRECT not in {flags}");
+    }
+
+    private static string FileSystemOf(string path) =>
+        File.ReadAllLines("/proc/self/mountinfo").Select(l => (Mount: l.Split(' ')[4], Type: l[(l.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(' ')[0]))
+            .Where(m => path == m.Mount || path.StartsWith(m.Mount.TrimEnd('/') + "/", StringComparison.Ordinal))
+            .MaxBy(m => m.Mount.Length).Type;
 
     [Fact]
     public void NoDirectHandleWhereNoneCanBeHad()
