@@ -16,10 +16,10 @@ public sealed record ApplyTarget(string TargetPath, string? SourcePath, string B
 
 /// <summary>
 /// Applies a payload as it streams in (docs/updates.md): the signed head first (nothing
-/// else is read before its signature is checked), then each operation: its data read (on
-/// one thread, in order), hashed and its output produced (on a pool thread, two operations
-/// at once), that output hashed and only then written to the target (on the caller's, in
-/// order; copies and zeros, which may be as long as the image, go in chunks). Then the whole target is checked:
+/// else is read before its signature is checked), then each operation: its data read and
+/// hashed and its output produced (on one thread), that output hashed and only then
+/// written to the target (on another; copies and zeros, which may be as long as the image,
+/// go in chunks). Then the whole target is checked:
 /// when the payload ends with a verity operation, by rebuilding the dm-verity tree from the
 /// written data on every core and comparing its root with the manifest's (the tree is then
 /// written: it verifies the rest); otherwise by its SHA-256 (on the way when the operations
@@ -110,17 +110,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             writer.Resumed(verified, prefix: IsPrefix(manifest.Operations.Take(first).SelectMany(o => o.Dst), verified / bs));
             Skip(payload, headLength, skip);
         }
-        // Three stages: a thread reads each operation's data from the payload, in order; each
-        // data, patch or diff operation's data is then checked and its output made on a pool
-        // thread, so two are made at once on two cores (under TCG one 4 MiB frame took ~95 ms
-        // to check and decompress, and a full payload's root was paced by one thread doing
-        // that); the caller's takes the outputs in order, checks and writes them (copies, zeros
-        // and the tree are the writer's alone). At most two outputs wait between them, and a
-        // third is being made.
+        // Two stages on two threads: this one reads each operation's data, checks it and
+        // decompresses it; the caller's checks the output and writes it (copies, zeros and
+        // the tree are the writer's alone). At most two outputs wait between them.
         using (var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel))
-        using (var made = new System.Collections.Concurrent.BlockingCollection<(int Index, Task<byte[]?> Output)>(boundedCapacity: 2))
+        using (var made = new System.Collections.Concurrent.BlockingCollection<(int Index, byte[]? Output)>(boundedCapacity: 2))
         {
-            var making = new System.Collections.Concurrent.ConcurrentQueue<Task>();
             Task reader = Task.Run(() =>
             {
                 try
@@ -128,14 +123,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                     for (int i = first; i < manifest.Operations.Count; i++)
                     {
                         stop.Token.ThrowIfCancellationRequested();
-                        Operation op = manifest.Operations[i];
-                        int index = i;
-                        byte[] data = op.DataLength > 0 ? ReadData(payload, op.DataLength, $"operation {i} ({op.Type})") : [];
-                        Task<byte[]?> output = op.Type is OperationType.Data or OperationType.Patch or OperationType.Diff
-                            ? Task.Run(() => Make(manifest, index, data, source))
-                            : Task.FromResult<byte[]?>(null);
-                        making.Enqueue(output);
-                        made.Add((i, output), stop.Token);
+                        made.Add((i, Make(payload, manifest, i, source)), stop.Token);
                     }
                 }
                 finally
@@ -146,9 +134,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             ArraySegment<byte> copyBuffer = default;
             try
             {
-                foreach (var (i, pending) in made.GetConsumingEnumerable(stop.Token))
+                foreach (var (i, output) in made.GetConsumingEnumerable(stop.Token))
                 {
-                    byte[]? output = pending.GetAwaiter().GetResult(); // what making it failed with, in the operations' order
                     Operation op = manifest.Operations[i];
                     string at = $"operation {i} ({op.Type})";
                     if (ApplyTrace.On) ApplyTrace.Say($"operation {i} ({op.Type}) to write");
@@ -175,7 +162,6 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             {
                 stop.Cancel();
                 WaitQuietly(reader);
-                foreach (Task task in making) WaitQuietly(task); // none still reads the source when it is closed
                 throw;
             }
             reader.GetAwaiter().GetResult(); // the reader's own failure, by name
@@ -254,16 +240,16 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     }
 
     /// <summary>
-    /// What operation <paramref name="i"/> makes from its <paramref name="data"/> (read from
-    /// the payload in order, checked here first): the output of a data, patch or diff
-    /// operation, not yet checked against its hash.
+    /// What operation <paramref name="i"/> makes from the payload's data (read and checked
+    /// here, in order): the output of a data, patch or diff operation, not yet checked
+    /// against its hash; null for the writer's own (zeros, copies, the tree).
     /// </summary>
-    private static byte[]? Make(PayloadManifest manifest, int i, byte[] data, SafeFileHandleReader? source)
+    private static byte[]? Make(Stream payload, PayloadManifest manifest, int i, SafeFileHandleReader? source)
     {
         Operation op = manifest.Operations[i];
         string at = $"operation {i} ({op.Type})";
         int bs = manifest.BlockSize;
-        if (op.DataLength > 0) CheckData(data, op.DataSha256!, at);
+        byte[] data = op.DataLength > 0 ? ReadData(payload, op.DataLength, op.DataSha256!, at) : [];
         long length = op.Dst.Sum(e => e[1]) * bs;
         switch (op.Type)
         {
@@ -566,11 +552,12 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         }
     }
 
-    /// <summary>The next <paramref name="length"/> bytes of the payload (checked by whoever uses them, before anything else).</summary>
-    private static byte[] ReadData(Stream payload, long length, string what)
+    /// <summary>The next <paramref name="length"/> bytes of the payload, which must hash to <paramref name="sha256"/>.</summary>
+    private static byte[] ReadData(Stream payload, long length, string sha256, string what)
     {
         byte[] data = new byte[length];
         PayloadFile.ReadExactly(payload, data, $"the data of {what}");
+        CheckData(data, sha256, what);
         return data;
     }
 
