@@ -21,7 +21,7 @@ SLOT = "/dev/vda3"  # root-b: the inactive slot of a first boot
 
 def main():
     work = os.path.abspath(sys.argv[1])
-    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
     src, new = os.path.join(ROOT, "out", "hostos"), os.path.join(ROOT, "out", "hostos-next", "root.img")
     disk_dir = os.path.join(work, "vm-disk")
     shutil.rmtree(disk_dir, ignore_errors=True)

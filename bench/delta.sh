@@ -64,4 +64,5 @@ print(f"delta / zstd --patch-from: {ratio:.2f}x (target <= 1.0, boot files inclu
 t = lambda n: float(open(os.path.join(w, n + ".time")).read().split()[0])
 print(f"apply / dd on the build host: {t('apply') / max(t('dd'), 0.01):.2f}x")
 PY
+# 5 rounds: dd's first one in a fresh VM is always slow (0.74-0.83 s against ~0.58); the median of 5 is steadier than of 3.
 python3 bench/apply_vm.py "$work"
