@@ -57,19 +57,24 @@ public static class VerityTree
     /// <paramref name="known"/> (digests already there) are not hashed, nor read when a whole
     /// chunk of them is. One <see cref="LeafHasher"/> per thread.
     /// </summary>
-    public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel, bool[]? known = null)
-    {
-        long chunks = (count + LeafHasher.ChunkBlocks - 1) / LeafHasher.ChunkBlocks;
-        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
+    public static void HashLeaves(byte[] salt, long first, long count, Action<long, Span<byte>> read, byte[] leaves, bool parallel, bool[]? known = null) =>
+        EachChunk(salt, count, parallel, (hasher, at, n) => hasher.HashLeaves(first + at, n, read, leaves, known));
+
+    /// <summary>
+    /// <paramref name="hash"/>(its thread's hasher, first block, blocks) for each chunk of
+    /// <see cref="LeafHasher.ChunkBlocks"/> of <paramref name="blocks"/>, on every core or on the caller's.
+    /// </summary>
+    private static void EachChunk(byte[] salt, long blocks, bool parallel, Action<LeafHasher, long, int> hash) =>
+        Parallel.For(0L, (blocks + LeafHasher.ChunkBlocks - 1) / LeafHasher.ChunkBlocks,
+            new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
             () => new LeafHasher(salt),
             (chunk, _, hasher) =>
             {
-                long at = first + chunk * LeafHasher.ChunkBlocks;
-                hasher.HashLeaves(at, Math.Min(LeafHasher.ChunkBlocks, first + count - at), read, leaves, known);
+                long at = chunk * LeafHasher.ChunkBlocks;
+                hash(hasher, at, (int)Math.Min(LeafHasher.ChunkBlocks, blocks - at));
                 return hasher;
             },
             hasher => hasher.Dispose());
-    }
 
     /// <summary>
     /// The digests (leaves) of the whole blocks of <paramref name="data"/>, in order, on every
@@ -81,16 +86,8 @@ public static class VerityTree
         const int bs = VerityParameters.BlockSize;
         if (data.Length % bs != 0) throw new ArgumentException($"{data.Length} bytes is not a whole number of {bs}-byte blocks", nameof(data));
         byte[] digests = new byte[data.Length / bs * 32];
-        long chunks = (data.Length / bs + LeafHasher.ChunkBlocks - 1) / LeafHasher.ChunkBlocks;
-        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 },
-            () => new LeafHasher(salt),
-            (chunk, _, hasher) =>
-            {
-                int at = (int)(chunk * LeafHasher.ChunkBlocks * bs), n = Math.Min(LeafHasher.ChunkBlocks * bs, data.Length - at);
-                hasher.Digests(data.AsSpan(at, n), digests.AsSpan(at / bs * 32, n / bs * 32));
-                return hasher;
-            },
-            hasher => hasher.Dispose());
+        EachChunk(salt, data.Length / bs, parallel,
+            (hasher, at, n) => hasher.Digests(data.AsSpan((int)at * bs, n * bs), digests.AsSpan((int)at * 32, n * 32)));
         return digests;
     }
 

@@ -89,7 +89,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         using SafeFileHandle target = OpenTarget(where.TargetPath, manifest.Target.Size);
         // Writes, copies and the tree's read-back around the page cache (see AroundPageCache):
         // under TCG the buffered kernel work cost more than dd's whole copy.
-        using SafeFileHandle? targetDirect = Direct(where.TargetPath) ? HostOs.Platform.Disk.DirectIo.TryOpen(where.TargetPath, write: true) : null;
+        using HostOs.Platform.Disk.DirectHandle? targetDirect = Direct(where.TargetPath) ? HostOs.Platform.Disk.DirectHandle.Open(where.TargetPath, write: true) : null;
         using SafeFileHandleReader slot = new(where.TargetPath, direct: Direct(where.TargetPath));
         using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(slot, manifest.TargetVerity!) : null;
         using var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
@@ -538,7 +538,6 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     /// A copy of any length, in chunks of at most <see cref="CopyChunkBytes"/>; what it
     /// wrote is checked with the whole target after the last operation.
     /// </summary>
-
     private static void Copy(SafeFileHandleReader source, TargetWriter writer, Operation op, int bs, ref ArraySegment<byte> buffer, CancellationToken cancel)
     {
         // One buffer for every copy of the apply: fresh memory is page faults and zeroing.
@@ -601,7 +600,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 /// <param name="direct">The target opened with O_DIRECT, if it could be: writes go through it
 /// (from an aligned copy when the bytes are not aligned), around the page cache.</param>
 internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long total, Action? beforeFirstWrite,
-    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true, Action<long>? inOrder = null, SafeFileHandle? direct = null) : IDisposable
+    Action<PayloadApplier.Progress>? progress, bool hashOnTheWay = true, Action<long>? inOrder = null, HostOs.Platform.Disk.DirectHandle? direct = null) : IDisposable
 {
     public const int ChunkBytes = 1 << 20;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -671,28 +670,24 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
     }
 
     private ArraySegment<byte> _staging;
-    private bool _refused;
 
     private void WriteAt(ReadOnlySpan<byte> part, long at)
     {
         const int Alignment = HostOs.Platform.Disk.DirectIo.Alignment;
-        if (direct is null || _refused || at % Alignment != 0 || part.Length % Alignment != 0)
+        // Direct where the place is aligned: the bytes as they are when their memory is too,
+        // else through an aligned copy; buffered where the device refuses.
+        if (direct is not { Usable: true } || at % Alignment != 0 || part.Length % Alignment != 0)
         {
             RandomAccess.Write(target, part, at);
             return;
         }
-        if (HostOs.Platform.Disk.DirectIo.TryWrite(direct, part, at)) return;
+        if (direct.TryWrite(part, at)) return;
         if (_staging.Array is null) _staging = HostOs.Platform.Disk.DirectIo.AlignedBuffer(ChunkBytes);
         for (int done = 0; done < part.Length; done += _staging.Count)
         {
             ReadOnlySpan<byte> piece = part.Slice(done, Math.Min(_staging.Count, part.Length - done));
             piece.CopyTo(_staging);
-            if (_refused || !HostOs.Platform.Disk.DirectIo.TryWrite(direct, _staging.AsSpan(0, piece.Length), at + done))
-            {
-                // Aligned and refused: the device will not take direct writes; buffered from now on.
-                _refused = true;
-                RandomAccess.Write(target, piece, at + done);
-            }
+            if (!direct.TryWrite(_staging.AsSpan(0, piece.Length), at + done)) RandomAccess.Write(target, piece, at + done);
         }
     }
 

@@ -373,8 +373,7 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
 internal sealed class SafeFileHandleReader : IDisposable
 {
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
-    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle? _direct;
-    private volatile bool _refused;
+    private readonly HostOs.Platform.Disk.DirectHandle? _direct;
     public long Length { get; }
     public string Path { get; }
 
@@ -384,7 +383,7 @@ internal sealed class SafeFileHandleReader : IDisposable
         if (!File.Exists(path) && !path.StartsWith("/dev/", StringComparison.Ordinal)) throw new PayloadException($"{path} does not exist");
         _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
         Length = path.StartsWith("/dev/", StringComparison.Ordinal) ? BlockDeviceSize(path) : RandomAccess.GetLength(_handle);
-        if (direct) _direct = HostOs.Platform.Disk.DirectIo.TryOpen(path, write: false);
+        if (direct) _direct = HostOs.Platform.Disk.DirectHandle.Open(path, write: false);
     }
 
     internal static long BlockDeviceSize(string path)
@@ -401,10 +400,7 @@ internal sealed class SafeFileHandleReader : IDisposable
         while (read < buffer.Length)
         {
             Span<byte> rest = buffer[read..];
-            int? direct = _direct is null || _refused ? null : HostOs.Platform.Disk.DirectIo.TryRead(_direct, rest, offset + read);
-            // Refused although aligned: buffered from now on (the buffered read names any real error).
-            if (direct is null && _direct is not null && HostOs.Platform.Disk.DirectIo.Fits(rest, offset + read)) _refused = true;
-            int n = direct ?? RandomAccess.Read(_handle, rest, offset + read);
+            int n = _direct?.TryRead(rest, offset + read) ?? RandomAccess.Read(_handle, rest, offset + read);
             if (n == 0) throw new PayloadException($"{Path}: ends at {offset + read}");
             read += n;
         }

@@ -58,13 +58,13 @@ public sealed class DirectIoTests : IDisposable
     {
         string path = Path.Combine(_work, "file");
         File.WriteAllBytes(path, new byte[8192]);
-        using var handle = DirectIo.TryOpen(path, write: true);
+        using var handle = DirectHandle.Open(path, write: true);
         if (handle is null)
         {
             Assert.Equal("tmpfs", FileSystemOf(_work)); // the one file system here that refuses it (before Linux 6.6)
             return;
         }
-        string flags = File.ReadAllLines($"/proc/self/fdinfo/{handle.DangerousGetHandle()}").Single(l => l.StartsWith("flags:", StringComparison.Ordinal));
+        string flags = File.ReadAllLines($"/proc/self/fdinfo/{handle.Handle.DangerousGetHandle()}").Single(l => l.StartsWith("flags:", StringComparison.Ordinal));
         long octal = Convert.ToInt64(flags["flags:".Length..].Trim(), 8);
         Assert.True((octal & 0x4000) != 0, $"O_DIRECT not in {flags}");
     }
@@ -78,7 +78,7 @@ public sealed class DirectIoTests : IDisposable
     public void NoDirectHandleWhereNoneCanBeHad()
     {
         // The buffered handle is then used for everything (and names the error, if any).
-        Assert.Null(DirectIo.TryOpen(Path.Combine(_work, "missing"), write: false));
+        Assert.Null(DirectHandle.Open(Path.Combine(_work, "missing"), write: false));
         Assert.Throws<PayloadException>(() => new SafeFileHandleReader(Path.Combine(_work, "missing"), direct: true));
     }
 }
