@@ -104,11 +104,11 @@ internal static class Program
                 }
                 case ["payload", "apply", string file]:
                 {
-                    ApplyTrace.Say("main");
+                    if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("apply", $"main, {HostOs.Platform.StepTrace.SinceProcessStart()} ms after the process started");
                     ImageBuild? source = a.One("from") is string from ? Build(from) : null;
-                    ApplyTrace.Say("source build read");
+                    HostOs.Platform.StepTrace.Step("apply", "source build read");
                     var trusted = Trusted(a);
-                    ApplyTrace.Say("trusted keys read");
+                    HostOs.Platform.StepTrace.Step("apply", "trusted keys read");
                     using FileStream f = File.OpenRead(file);
                     int lastPercent = -1;
                     PayloadManifest m = new PayloadApplier(trusted, Console.WriteLine).Apply(f,

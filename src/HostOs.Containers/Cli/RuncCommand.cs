@@ -86,7 +86,7 @@ public sealed class RuncCommand(RuncSession session)
 
     public int Run(string[] args)
     {
-        if (Trace.Enabled) Trace.Step("cli", $"main, {Trace.SinceProcessStart()} ms after the process started");
+        if (StepTrace.Enabled) StepTrace.Step("cli", $"main, {StepTrace.SinceProcessStart()} ms after the process started");
         string command = "";
         try
         {

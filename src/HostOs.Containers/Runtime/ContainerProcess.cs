@@ -115,13 +115,13 @@ public sealed class ContainerProcess
         SafeFileHandle? stdout = null, string cgroupRoot = Cgroup.DefaultRoot, string? stateDirectory = null,
         Func<int, TimeSpan?, ExitStatus?>? waitHook = null, Console? console = null, RuntimeSpec? inMemory = null)
     {
-        Trace.Step("parent", "begin");
+        StepTrace.Step("parent", "begin");
         RuntimeSpec spec;
         string rootfs;
         byte[]? specBytes = null;
         if (inMemory is null) (spec, rootfs, specBytes) = SpecLoader.LoadBundle(bundle);
         else (spec, rootfs) = SpecLoader.ForBundle(inMemory, bundle, $"container {id}");
-        Trace.Step("parent", "spec");
+        StepTrace.Step("parent", "spec");
         List<string> missing = NotYetImplemented.Problems(spec);
         if (missing.Count > 0) throw new SpecException(Path.Combine(bundle, "config.json"), missing);
 
@@ -129,12 +129,12 @@ public sealed class ContainerProcess
         var files = CgroupResources.ToFiles(spec.Linux?.Resources);
         string cgroupPath = spec.Linux?.CgroupsPath ?? $"hostos/{id}";
         Cgroup cgroup = Cgroup.Create(cgroupRoot, cgroupPath, CgroupResources.ControllersFor(files));
-        Trace.Step("parent", "cgroup");
+        StepTrace.Step("parent", "cgroup");
         try
         {
             cgroup.Apply(files);
             Sys.AttachDeviceProgram(cgroup.Path, DeviceFilter.Compile(DeviceFilter.RulesFor(spec.Linux)));
-            Trace.Step("parent", "device filter");
+            StepTrace.Step("parent", "device filter");
             CloneFlags unshare = CloneFlags.Fs;
             var joins = new List<(string Path, CloneFlags Flag)>();
             foreach (Namespace n in spec.Linux?.Namespaces ?? [])
@@ -261,7 +261,7 @@ public sealed class ContainerProcess
                         NewSession = true,
                     }, spawn);
                 }
-                Trace.Step("parent", "spawned stage");
+                StepTrace.Step("parent", "spawned stage");
                 // The plan first (the pipe holds it while the stage starts), then, once the
                 // stage is in its cgroup, go: it runs nothing of the container's before that.
                 // A stage that refuses the plan reports why and exits: writing to it then fails
@@ -285,7 +285,7 @@ public sealed class ContainerProcess
                     first = status.ReadByte();
                 }
                 string report = first < 0 ? "" : (char)first + (first == 'R' ? "" : ReadAll(status));
-                Trace.Step("parent", "stage ready");
+                StepTrace.Step("parent", "stage ready");
                 if (report != "R")
                 {
                     throw new ContainerException($"container {id}: " + (report.StartsWith('E') ? Failure(report) : "the stage exited before it was ready"));
@@ -345,9 +345,9 @@ public sealed class ContainerProcess
     {
         _control.Dispose();
         _status.Dispose();
-        Trace.Step("parent", "exited");
+        StepTrace.Step("parent", "exited");
         Cgroup.Destroy(TimeSpan.FromSeconds(10));
-        Trace.Step("parent", "deleted");
+        StepTrace.Step("parent", "deleted");
     }
 
     private static void TryDestroy(Cgroup cgroup)

@@ -4,6 +4,7 @@ using HostOs.Containers.Cgroups;
 using HostOs.Containers.Spec;
 using HostOs.Platform;
 using HostOs.Platform.Interop;
+using HostOs.Platform.Kernel;
 using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.Containers.Runtime;
@@ -122,11 +123,11 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     public int WaitAndDelete(ContainerProcess c)
     {
         int code = Wait(c.Pid);
-        Trace.Step("parent", "exited");
+        StepTrace.Step("parent", "exited");
         // Reaped just now: stopped, and its state is the one CreateAndStart recorded.
         string dir = DirOf(c.Id);
         if (Directory.Exists(dir)) DeleteStopped(dir, c.Recorded!, c.Spec!.Hooks?.Poststop);
-        Trace.Step("parent", "deleted");
+        StepTrace.Step("parent", "deleted");
         return code;
     }
 
@@ -340,7 +341,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         {
             Id = c.Id,
             Pid = c.Pid,
-            PidStartTime = StartTime(c.Pid) ?? 0,
+            PidStartTime = ProcessStat.StartTime(c.Pid) ?? 0,
             Bundle = Path.GetFullPath(bundle),
             Rootfs = c.Rootfs!,
             Created = SavedContainer.Now(),
@@ -353,7 +354,7 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
         // The spec as it was read; later commands must not see later edits of the bundle.
         Sys.WriteFile(Path.Combine(dir, ConfigCopy), c.SpecBytes!);
         AtomicFile.Write(Path.Combine(dir, StateFile), saved.ToJson(), durable: false);
-        Trace.Step("parent", "state saved");
+        StepTrace.Step("parent", "state saved");
         return saved;
     }
 
@@ -382,32 +383,9 @@ public sealed class ContainerRuntime(string root, string cgroupRoot = Cgroup.Def
     /// <summary>Observed, never stored: see the class comment.</summary>
     private ContainerStatus StatusOf(SavedContainer c)
     {
-        if (StartTime(c.Pid) is not ulong start || start != c.PidStartTime) return ContainerStatus.Stopped;
+        if (ProcessStat.StartTime(c.Pid) is not ulong start || start != c.PidStartTime) return ContainerStatus.Stopped;
         if (File.Exists(Path.Combine(DirOf(c.Id), FifoName))) return ContainerStatus.Created;
         return Cgroup.Open(c.CgroupRoot, c.CgroupPath).Frozen() ? ContainerStatus.Paused : ContainerStatus.Running;
-    }
-
-    /// <summary>Field 22 of /proc/PID/stat, or null when the process is gone or a zombie.</summary>
-    public static ulong? StartTime(int pid)
-    {
-        // Read without exceptions: the process being gone is the common answer (run's delete).
-        // Parsed from the bytes, without a culture: this runs at every run's delete.
-        byte[]? bytes;
-        try { bytes = Sys.TryReadFile("/proc/" + pid.ToString() + "/stat"); }
-        catch (SysException) { return null; }
-        if (bytes is null) return null;
-        // "pid (comm) state ppid ...": the fields after the command's last ')', which may itself hold ')' or ' '.
-        ReadOnlySpan<byte> rest = bytes.AsSpan(bytes.AsSpan().LastIndexOf((byte)')') + 1).TrimStart((byte)' ');
-        if (rest.IsEmpty || rest[0] is (byte)'Z' or (byte)'X' or (byte)'x') return null;
-        for (int field = 3; field < 22; field++) // field 22 is starttime (proc(5))
-        {
-            int space = rest.IndexOf((byte)' ');
-            if (space < 0) throw new InvalidDataException($"/proc/{pid}/stat has {field} fields, not 22 or more");
-            rest = rest[(space + 1)..];
-        }
-        return System.Buffers.Text.Utf8Parser.TryParse(rest, out ulong start, out _)
-            ? start
-            : throw new InvalidDataException($"/proc/{pid}/stat: field 22 (starttime) is not a number");
     }
 
     /// <summary>The OCI state's status string (a switch: Enum.ToString goes through reflection metadata).</summary>

@@ -235,7 +235,7 @@ internal static class RuncServer
     internal static string? CallerDiffers(int pid, uint uid, ulong connectedBy = ulong.MaxValue)
     {
         if (uid != 0) return $"the caller is not root (uid {uid})";
-        if (HostOs.Containers.Runtime.ContainerRuntime.StartTime(pid) is not ulong started || (started > 0 && started - 1 > connectedBy))
+        if (HostOs.Platform.Kernel.ProcessStat.StartTime(pid) is not ulong started || (started > 0 && started - 1 > connectedBy))
         {
             return $"the process that connected (pid {pid}) is gone";
         }

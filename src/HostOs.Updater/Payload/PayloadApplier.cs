@@ -57,7 +57,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         Action<Progress>? progress = null, CancellationToken cancel = default)
     {
         var (manifest, signer) = PayloadFile.ReadHead(payload, trusted, out long headLength);
-        ApplyTrace.Say("head verified");
+        HostOs.Platform.StepTrace.Step("apply", "head verified");
         say?.Invoke($"payload {manifest.Version} ({(manifest.IsDelta ? $"delta from {manifest.Source!.Version}" : "full")}), signed by key {signer}");
         if (currentVersion is not null && !allowDowngrade
             && SemanticVersion.Parse(manifest.Version) <= SemanticVersion.Parse(currentVersion))
@@ -100,7 +100,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         // Format 4 with a tree: what data operations make is checked by its blocks' digests
         // (salted SHA-256s), which the tree is built from; so are the operations kept here.
         int first = VerifiedPrefix(manifest, slot, source, tree, cancel);
-        ApplyTrace.Say($"the target already holds the output of {first} operations");
+        HostOs.Platform.StepTrace.Step("apply", $"the target already holds the output of {first} operations");
         if (first > 0)
         {
             long verified = manifest.Operations.Take(first).Sum(o => o.Dst.Sum(e => e[1])) * bs;
@@ -138,7 +138,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
                 {
                     Operation op = manifest.Operations[i];
                     string at = $"operation {i} ({op.Type})";
-                    if (ApplyTrace.On) ApplyTrace.Say($"operation {i} ({op.Type}) to write");
+                    if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("apply", $"operation {i} ({op.Type}) to write");
                     switch (op.Type)
                     {
                         case OperationType.Zero:
@@ -166,9 +166,9 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             }
             reader.GetAwaiter().GetResult(); // the reader's own failure, by name
         }
-        ApplyTrace.Say("every operation written");
+        HostOs.Platform.StepTrace.Step("apply", "every operation written");
         writer.Flush();
-        ApplyTrace.Say("the target flushed");
+        HostOs.Platform.StepTrace.Step("apply", "the target flushed");
         if (!manifest.VerifiedByTree)
         {
             string written = writer.Sha256() ?? slot.Sha256(manifest.Target.Size);
@@ -182,7 +182,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         try
         {
             StageBootFiles(payload, manifest, where, Await(runningBootFiles), staged);
-            ApplyTrace.Say("boot files staged");
+            HostOs.Platform.StepTrace.Step("apply", "boot files staged");
             foreach (var (temporary, final) in staged) HostOs.Platform.Interop.Sys.RenameDurably(temporary, final, overwrite: true);
         }
         finally
@@ -206,7 +206,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
             // A copy's content is the old file: checked here. A patch's is checked once made, and
             // the old file hashed only then if it does not match, to name it (NotTheSource).
             if (f.Type == OperationType.Copy && NotTheSource(f, old, path) is string problem) throw new PayloadException(problem);
-            ApplyTrace.Say($"the running {f.Name} read");
+            HostOs.Platform.StepTrace.Step("apply", $"the running {f.Name} read");
             files[f.Name] = old;
         }
         return files;
@@ -366,7 +366,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         {
             throw new PayloadException((old is null ? null : NotTheSource(f, old, path)) ?? $"{at}: its content does not match its hash");
         }
-        ApplyTrace.Say($"boot file {f.Name} made");
+        HostOs.Platform.StepTrace.Step("apply", $"boot file {f.Name} made");
         if (content.Length != f.Size) throw new PayloadException($"{at}: {content.Length} bytes, the manifest says {f.Size}");
         return content;
     }
@@ -394,7 +394,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private byte[] VerifiedTree(PayloadManifest manifest, TreeFollower follower, SafeFileHandleReader? source, string at)
     {
         var (tree, root, known, ahead) = follower.Finish();
-        ApplyTrace.Say("the tree follower stopped");
+        HostOs.Platform.StepTrace.Step("apply", "the tree follower stopped");
         long blocks = manifest.TargetVerity!.DataBlocks;
         say?.Invoke($"dm-verity tree built from {blocks} blocks: {known} digests known (checked outputs, zeros), {ahead} read back while the others were written, {blocks - known - ahead} after");
         string got = Convert.ToHexStringLower(root);
@@ -662,7 +662,7 @@ internal sealed class TargetWriter(SafeFileHandle target, int blockSize, long to
         if ((_unflushed += bytes.Length) >= 16 << 20 && _flushing.IsCompleted)
         {
             _flushing.GetAwaiter().GetResult(); // the last one's failure, by name
-            ApplyTrace.Say("a flush started");
+            HostOs.Platform.StepTrace.Step("apply", "a flush started");
             _flushing = Task.Run(() => RandomAccess.FlushToDisk(target));
             _unflushed = 0;
         }

@@ -117,9 +117,9 @@ public static class PayloadFile
     {
         if (trusted.Count == 0) throw new PayloadException("no trusted update keys: nothing can be verified");
         var (header, manifest, block) = ReadRaw(payload, out length);
-        ApplyTrace.Say("head read");
+        HostOs.Platform.StepTrace.Step("apply", "head read");
         string signer = Signer(block, Signed(header, manifest), trusted, "the payload");
-        ApplyTrace.Say("signature checked");
+        HostOs.Platform.StepTrace.Step("apply", "signature checked");
         return (PayloadManifest.Parse(UnpackManifest(manifest)), signer);
     }
 

@@ -106,7 +106,7 @@ public class ContainerRuntimeTests
         Assert.Equal(("stopped", 0, "/b"), (state.Status, state.Pid, state.Bundle));
         var e2 = Assert.Throws<ContainerException>(() => runtime.Exec("c1", p => p, null));
         Assert.Equal("cannot exec in a stopped container: c1", e2.Message);
-        Assert.NotNull(ContainerRuntime.StartTime(pid));
+        Assert.NotNull(HostOs.Platform.Kernel.ProcessStat.StartTime(pid));
         string json = ContainerRuntime.ToJson(state);
         Assert.Contains("\"status\": \"stopped\"", json);
         Assert.DoesNotContain("annotations", json);

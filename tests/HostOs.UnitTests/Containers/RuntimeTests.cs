@@ -104,11 +104,11 @@ public class SavedContainerTests
     {
         string stat = File.ReadAllText($"/proc/{Environment.ProcessId}/stat");
         string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        Assert.Equal(ulong.Parse(rest[19], System.Globalization.CultureInfo.InvariantCulture), ContainerRuntime.StartTime(Environment.ProcessId));
+        Assert.Equal(ulong.Parse(rest[19], System.Globalization.CultureInfo.InvariantCulture), HostOs.Platform.Kernel.ProcessStat.StartTime(Environment.ProcessId));
 
         using var exited = System.Diagnostics.Process.Start("/bin/true")!;
         exited.WaitForExit();
-        Assert.Null(ContainerRuntime.StartTime(exited.Id));
+        Assert.Null(HostOs.Platform.Kernel.ProcessStat.StartTime(exited.Id));
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public class RuncServerTests
     public void AProcessThatStartedAfterTheConnectionIsNotTheCaller()
     {
         // Our own start time as the moment of the connection: served; one tick before: a reused pid.
-        ulong started = HostOs.Containers.Runtime.ContainerRuntime.StartTime(Environment.ProcessId)!.Value;
+        ulong started = HostOs.Platform.Kernel.ProcessStat.StartTime(Environment.ProcessId)!.Value;
         Assert.Null(RuncServer.CallerDiffers(Environment.ProcessId, 0, started));
         Assert.Equal($"the process that connected (pid {Environment.ProcessId}) is gone", RuncServer.CallerDiffers(Environment.ProcessId, 0, started - 2));
         int gone = Sys.Spawn(new SpawnRequest { Path = "/bin/true", Args = ["true"] });

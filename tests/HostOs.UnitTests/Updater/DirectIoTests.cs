@@ -70,9 +70,9 @@ public sealed class DirectIoTests : IDisposable
     }
 
     private static string FileSystemOf(string path) =>
-        File.ReadAllLines("/proc/self/mountinfo").Select(l => (Mount: l.Split(' ')[4], Type: l[(l.IndexOf(" - ", StringComparison.Ordinal) + 3)..].Split(' ')[0]))
-            .Where(m => path == m.Mount || path.StartsWith(m.Mount.TrimEnd('/') + "/", StringComparison.Ordinal))
-            .MaxBy(m => m.Mount.Length).Type;
+        HostOs.Platform.Kernel.MountInfo.ParseAll(File.ReadAllText("/proc/self/mountinfo"))
+            .Where(m => path == m.MountPoint || path.StartsWith(m.MountPoint.TrimEnd('/') + "/", StringComparison.Ordinal))
+            .MaxBy(m => m.MountPoint.Length)!.FsType;
 
     [Fact]
     public void NoDirectHandleWhereNoneCanBeHad()
