@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using HostOs.Platform.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace HostOs.GuestCheck;
 
@@ -51,8 +52,9 @@ internal static partial class Program
 
     /// <summary>
     /// With --control the checker makes itself a child subreaper (prctl(2)) and does not
-    /// reap: the orphans become its zombies, and the same verdict must fail. This proves
-    /// the measurement can fail; the real run expects PID 1 to leave none.
+    /// reap: the orphans become its zombies, and it must see all of them as zombies a second
+    /// after the last exit, which the real run's verdict forbids. This proves the measurement
+    /// can fail; the real run expects PID 1 to leave none.
     /// </summary>
     /// <remarks>
     /// The second is counted from the storm's last exit, not from the release: the kernel's
@@ -80,17 +82,7 @@ internal static partial class Program
         // The loop's shell exits at once, so every `cat` is orphaned and re-parented to PID 1.
         // Each inherits the write end of `exits` as fd 3.
         var (exits, held) = Sys.Pipe();
-        using (held)
-        {
-            const string sh = "/usr/bin/sh";
-            int pid = Sys.Spawn(new SpawnRequest
-            {
-                Path = sh, Args = [sh, "-c", $"i=0; while [ $i -lt {count} ]; do /usr/bin/cat {gate} >/dev/null & i=$((i+1)); done"],
-                Environment = ["PATH=/usr/bin"], NewSession = false, ExtraFds = [held],
-            });
-            Sys.WaitPid(pid, 0, out ExitStatus status);
-            if (!(status.Exited && status.Code == 0)) throw new InvalidOperationException($"the shell starting the orphans: {status}");
-        }
+        using (held) Run([held], "/usr/bin/sh", "-c", $"i=0; while [ $i -lt {count} ]; do /usr/bin/cat {gate} >/dev/null & i=$((i+1)); done");
         using var lastExit = new FileStream(exits, FileAccess.Read, bufferSize: 0);
         // Blocked in read(2) well before the release, so it notes the moment of the last exit itself.
         var release = new Stopwatch();
@@ -102,12 +94,11 @@ internal static partial class Program
         lastExitSeen.Start();
 
         var clock = Stopwatch.StartNew();
-        var orphans = new HashSet<int>();
+        List<Proc> cats;
         while (true)
         {
-            var cats = Cats(parent);
+            cats = Cats(parent);
             int blocked = cats.Count(p => p.Wchan == "pipe_read");
-            orphans = [.. cats.Select(p => p.Pid)];
             if (blocked == count) break;
             if (clock.Elapsed > TimeSpan.FromSeconds(120))
             {
@@ -117,6 +108,7 @@ internal static partial class Program
             Thread.Sleep(50);
         }
         Console.WriteLine($"orphans: {count} orphans of PID {parent} blocked after {clock.Elapsed.TotalSeconds:F1} s; releasing");
+        HashSet<int> orphans = [.. cats.Select(p => p.Pid)];
 
         // Started before the close: the checker itself may not run again until the woken orphans have exited.
         release.Start();
@@ -129,7 +121,7 @@ internal static partial class Program
         if (control)
         {
             Thread.Sleep(TimeSpan.FromMilliseconds(Math.Max(0, 1000 + exited - release.Elapsed.TotalMilliseconds)));
-            int zombies = orphans.Count(pid => StateOf(pid) == 'Z');
+            int zombies = Cats(parent).Count(p => p.State == 'Z');
             double at = release.Elapsed.TotalMilliseconds - exited;
             while (Sys.WaitPid(-1, Sys.WNOHANG, out _) > 0) { }
             Console.WriteLine($"CONTROL orphans: without a reaper, {zombies} of {count} are zombies {at:F0} ms after the last exit " +
@@ -147,7 +139,7 @@ internal static partial class Program
             if (leftAtLastExit < 0) leftAtLastExit = orphans.Count;
             if (orphans.Count > 0 && release.Elapsed > TimeSpan.FromSeconds(30))
             {
-                Console.WriteLine($"FAIL orphans: {orphans.Count} left ({orphans.Count(pid => StateOf(pid) == 'Z')} zombies) 30 s after release");
+                Console.WriteLine($"FAIL orphans: {orphans.Count} left ({Cats(parent).Count(p => p.State == 'Z')} zombies) 30 s after release");
                 return 1;
             }
         }
@@ -272,18 +264,6 @@ internal static partial class Program
 
     private sealed record Proc(int Pid, char State, string Wchan);
 
-    /// <summary>The state letter of process <paramref name="pid"/> (its /proc stat), or '\0' once it is gone (reaped).</summary>
-    /// <remarks>A gone process is found by stat(2), not by an exception: a thousand of those took ~1 s under TCG.</remarks>
-    private static char StateOf(int pid)
-    {
-        string dir = $"/proc/{pid}", stat;
-        if (!Directory.Exists(dir)) return '\0';
-        try { stat = File.ReadAllText(dir + "/stat"); }
-        catch (IOException) { return '\0'; }
-        int close = stat.LastIndexOf(')');
-        return close > 0 && close + 2 < stat.Length ? stat[close + 2] : '\0';
-    }
-
     /// <summary>The `cat` processes whose parent is <paramref name="parent"/>.</summary>
     private static List<Proc> Cats(int parent)
     {
@@ -311,17 +291,21 @@ internal static partial class Program
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5);
 
-    internal static ExitStatus RunStatus(string path, params string[] args)
+    internal static ExitStatus RunStatus(string path, params string[] args) => RunStatus([], path, args);
+
+    /// <summary>Runs PATH ARGS to its end; <paramref name="extraFds"/> are its descriptors 3, 4, ...</summary>
+    private static ExitStatus RunStatus(IReadOnlyList<SafeFileHandle> extraFds, string path, string[] args)
     {
-        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = [path, .. args], Environment = ["PATH=/usr/bin"], NewSession = false });
+        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = [path, .. args], Environment = ["PATH=/usr/bin"], NewSession = false, ExtraFds = extraFds });
         Sys.WaitPid(pid, 0, out ExitStatus status);
         return status;
     }
 
-    private static void Run(string path, params string[] args)
+    private static void Run(string path, params string[] args) => Run([], path, args);
+
+    private static void Run(IReadOnlyList<SafeFileHandle> extraFds, string path, params string[] args)
     {
-        int pid = Sys.Spawn(new SpawnRequest { Path = path, Args = [path, .. args], Environment = ["PATH=/usr/bin"], NewSession = false });
-        Sys.WaitPid(pid, 0, out ExitStatus status);
+        ExitStatus status = RunStatus(extraFds, path, args);
         if (!(status.Exited && status.Code == 0)) throw new InvalidOperationException($"{path} {string.Join(' ', args)}: {status}");
     }
 }
