@@ -71,6 +71,25 @@ public static unsafe partial class Sys
     }
 
     /// <summary>
+    /// Whether a path names a block device, following links (a partition's name under
+    /// /dev/disk/by-*, or any other link to one): its size is then sysfs's, not stat's, and its
+    /// bytes can be moved around the page cache. False when it does not exist.
+    /// </summary>
+    public static bool IsBlockDevice(string path)
+    {
+        const int AT_FDCWD = -100;
+        const uint STATX_TYPE = 1;
+        byte* buffer = stackalloc byte[256];
+        if (StatxRaw(AT_FDCWD, path, 0, STATX_TYPE, buffer) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Errno.ENOENT or Errno.ENOTDIR) return false;
+            throw new SysException("statx", path, errno);
+        }
+        return (*(ushort*)(buffer + 28) & 0xF000) == S_IFBLK;
+    }
+
+    /// <summary>
     /// What a path names, following links (/proc's magic links too): device, inode and mount
     /// id, so two paths can be told to be the same file where their names prove nothing.
     /// </summary>

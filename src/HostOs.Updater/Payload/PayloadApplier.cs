@@ -36,13 +36,14 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 
     /// <summary>
     /// Whether the slot's writes and read-backs and a copy's source reads go around the page
-    /// cache (O_DIRECT, where the file system allows it). By default only for block devices:
-    /// a machine's slots, whose raw bytes nothing else reads through the cache; an image file
-    /// on a build host is often in the page cache, and buffered writes to it are written back in parallel.
+    /// cache (O_DIRECT, where the file system allows it). By default only for block devices
+    /// (by what the path names, links followed): a machine's slots, whose raw bytes nothing
+    /// else reads through the cache; an image file on a build host is often in the page cache,
+    /// and buffered writes to it are written back in parallel.
     /// </summary>
     public bool? AroundPageCache { get; init; }
 
-    private bool Direct(string? path) => path is not null && (AroundPageCache ?? path.StartsWith("/dev/", StringComparison.Ordinal));
+    private bool Direct(string? path) => path is not null && (AroundPageCache ?? HostOs.Platform.Interop.Sys.IsBlockDevice(path));
 
     public PayloadManifest Apply(Stream payload, ApplyTarget where, string? currentVersion, bool allowDowngrade,
         Action<Progress>? progress = null, CancellationToken cancel = default) =>
@@ -408,7 +409,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
 
     private static SafeFileHandle OpenTarget(string path, long size)
     {
-        bool device = path.StartsWith("/dev/", StringComparison.Ordinal);
+        bool device = HostOs.Platform.Interop.Sys.IsBlockDevice(path);
         SafeFileHandle h = File.OpenHandle(path, device ? FileMode.Open : FileMode.OpenOrCreate, FileAccess.ReadWrite);
         // A block device's size is not its stat size: sysfs counts it in 512-byte sectors.
         long length = device ? SafeFileHandleReader.BlockDeviceSize(path) : RandomAccess.GetLength(h);

@@ -380,9 +380,10 @@ internal sealed class SafeFileHandleReader : IDisposable
     public SafeFileHandleReader(string path, bool direct = false)
     {
         Path = path;
-        if (!File.Exists(path) && !path.StartsWith("/dev/", StringComparison.Ordinal)) throw new PayloadException($"{path} does not exist");
+        bool device = HostOs.Platform.Interop.Sys.IsBlockDevice(path);
+        if (!device && !File.Exists(path)) throw new PayloadException($"{path} does not exist");
         _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        Length = path.StartsWith("/dev/", StringComparison.Ordinal) ? BlockDeviceSize(path) : RandomAccess.GetLength(_handle);
+        Length = device ? BlockDeviceSize(path) : RandomAccess.GetLength(_handle);
         if (direct) _direct = HostOs.Platform.Disk.DirectHandle.Open(path, write: false);
     }
 

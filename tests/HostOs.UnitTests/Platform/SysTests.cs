@@ -48,6 +48,35 @@ public class SysTests
     }
 
     [Fact]
+    public void IsBlockDevice_ByWhatThePathNames_LinksFollowed()
+    {
+        string dir = Directory.CreateTempSubdirectory("hostos-sys-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "image"), toFile = Path.Combine(dir, "to-image");
+            File.WriteAllBytes(file, new byte[4096]);
+            File.CreateSymbolicLink(toFile, file);
+            Assert.False(Sys.IsBlockDevice(file));
+            Assert.False(Sys.IsBlockDevice(toFile));
+            Assert.False(Sys.IsBlockDevice(dir));
+            Assert.False(Sys.IsBlockDevice("/dev/null")); // a character device
+            Assert.False(Sys.IsBlockDevice(Path.Combine(dir, "missing")));
+            Assert.False(Sys.IsBlockDevice(Path.Combine(file, "under-a-file")));
+            // Any block device this machine has (sysfs lists them; the node may be absent in a container).
+            string? device = Directory.EnumerateDirectories("/sys/class/block").Select(d => "/dev/" + Path.GetFileName(d)).FirstOrDefault(File.Exists);
+            if (device is null) return;
+            string toDevice = Path.Combine(dir, "to-device");
+            File.CreateSymbolicLink(toDevice, device);
+            Assert.True(Sys.IsBlockDevice(device));
+            Assert.True(Sys.IsBlockDevice(toDevice));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void ReadToEnd_ReadsAPipeUntilItsWriterCloses()
     {
         var (read, write) = Sys.Pipe();
