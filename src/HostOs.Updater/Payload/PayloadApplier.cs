@@ -410,6 +410,8 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     private static SafeFileHandle OpenTarget(string path, long size)
     {
         bool device = HostOs.Platform.Interop.Sys.IsBlockDevice(path);
+        // A name under /dev/ that is no device is a mistyped slot: never made there as a file.
+        if (!device && path.StartsWith("/dev/", StringComparison.Ordinal)) throw new PayloadException($"{path} is not a block device");
         SafeFileHandle h = File.OpenHandle(path, device ? FileMode.Open : FileMode.OpenOrCreate, FileAccess.ReadWrite);
         // A block device's size is not its stat size: sysfs counts it in 512-byte sectors.
         long length = device ? SafeFileHandleReader.BlockDeviceSize(path) : RandomAccess.GetLength(h);

@@ -148,6 +148,22 @@ public sealed class PayloadTests : IDisposable
     }
 
     [Fact]
+    public void AMissingSourceOrADeviceThatIsNotThereIsNamed_NothingMadeUnderDev()
+    {
+        var (key, pub) = NewKey("k1");
+        byte[] v1 = Image(40, 1);
+        string b1 = MakeBuild("1.0.0", v1), b2 = MakeBuild("1.1.0", NextVersion(v1));
+        string full = Path.Combine(_work, "full.hup"), delta = Path.Combine(_work, "delta.hup");
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), null, [key], full);
+        new PayloadBuilder(3).Create(ImageBuild.FromDirectory(b2), ImageBuild.FromDirectory(b1), [key], delta);
+        string slot = $"/dev/hostos-test-no-such-slot-{Environment.ProcessId}";
+        Assert.Equal($"{slot} is not a block device", Assert.Throws<PayloadException>(() => Apply(full, [pub], null, target: slot)).Message);
+        Assert.False(File.Exists(slot));
+        string missing = Path.Combine(_work, "missing.img");
+        Assert.Equal($"{missing} does not exist", Assert.Throws<PayloadException>(() => Apply(delta, [pub], missing)).Message);
+    }
+
+    [Fact]
     public void ADeltaNeedsItsExactSource()
     {
         var (key, pub) = NewKey("k1");
