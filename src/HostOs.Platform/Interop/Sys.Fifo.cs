@@ -38,7 +38,7 @@ public static unsafe partial class Sys
     [LibraryImport(Libc, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LchownRaw(string path, uint uid, uint gid);
 
-    public const uint S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000;
+    public const uint S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000;
 
     /// <summary>mknod(2) with glibc's makedev encoding of major and minor.</summary>
     public static void MakeNode(string path, uint mode, long major, long minor)
@@ -55,12 +55,21 @@ public static unsafe partial class Sys
     private static partial int StatxRaw(int dirFd, string path, int flags, uint mask, byte* buffer);
 
     /// <summary>Owner and mode bits (type included) of a path, not following a final symbolic link; null if it does not exist.</summary>
-    public static (uint Uid, uint Gid, uint Mode)? LStat(string path)
+    public static (uint Uid, uint Gid, uint Mode)? LStat(string path) => OwnerAndMode(path, followLinks: false);
+
+    /// <summary>
+    /// Whether a path names a block device, following links (a partition's name under
+    /// /dev/disk/by-*, or any other link to one): its size is then sysfs's, not stat's, and its
+    /// bytes can be moved around the page cache. False when it does not exist.
+    /// </summary>
+    public static bool IsBlockDevice(string path) => OwnerAndMode(path, followLinks: true) is { } st && (st.Mode & S_IFMT) == S_IFBLK;
+
+    private static (uint Uid, uint Gid, uint Mode)? OwnerAndMode(string path, bool followLinks)
     {
         const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
         const uint STATX_TYPE = 1, STATX_MODE = 2, STATX_UID = 8, STATX_GID = 16;
         byte* buffer = stackalloc byte[256];
-        if (StatxRaw(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID, buffer) != 0)
+        if (StatxRaw(AT_FDCWD, path, followLinks ? 0 : AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID, buffer) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             if (errno is Errno.ENOENT or Errno.ENOTDIR) return null;
@@ -68,25 +77,6 @@ public static unsafe partial class Sys
         }
         // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (u16) at 28.
         return (*(uint*)(buffer + 20), *(uint*)(buffer + 24), *(ushort*)(buffer + 28));
-    }
-
-    /// <summary>
-    /// Whether a path names a block device, following links (a partition's name under
-    /// /dev/disk/by-*, or any other link to one): its size is then sysfs's, not stat's, and its
-    /// bytes can be moved around the page cache. False when it does not exist.
-    /// </summary>
-    public static bool IsBlockDevice(string path)
-    {
-        const int AT_FDCWD = -100;
-        const uint STATX_TYPE = 1;
-        byte* buffer = stackalloc byte[256];
-        if (StatxRaw(AT_FDCWD, path, 0, STATX_TYPE, buffer) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is Errno.ENOENT or Errno.ENOTDIR) return false;
-            throw new SysException("statx", path, errno);
-        }
-        return (*(ushort*)(buffer + 28) & 0xF000) == S_IFBLK;
     }
 
     /// <summary>

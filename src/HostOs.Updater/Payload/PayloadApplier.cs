@@ -91,7 +91,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
         // Writes, copies and the tree's read-back around the page cache (see AroundPageCache):
         // under TCG the buffered kernel work cost more than dd's whole copy.
         using HostOs.Platform.Disk.DirectHandle? targetDirect = Direct(where.TargetPath) ? HostOs.Platform.Disk.DirectHandle.Open(where.TargetPath, write: true) : null;
-        using SafeFileHandleReader slot = new(where.TargetPath, direct: Direct(where.TargetPath));
+        using SafeFileHandleReader slot = new(where.TargetPath, direct: targetDirect is not null);
         using TreeFollower? tree = manifest.VerifiedByTree ? new TreeFollower(slot, manifest.TargetVerity!) : null;
         using var writer = new TargetWriter(target, bs, manifest.Target.Size, where.BeforeFirstWrite, progress, hashOnTheWay: !manifest.VerifiedByTree,
             inOrder: tree is null ? null : bytes => tree.Written(bytes / bs), direct: targetDirect);
