@@ -129,7 +129,11 @@ def pid1_idle_rss_kib(work):
 
 
 def tini_reference():
-    subprocess.run(["apt-get", "install", "-y", "-q", "tini"], capture_output=True)
+    if not shutil.which("tini"):
+        # A fresh machine may have no package lists yet: fetched when the first try fails.
+        if subprocess.run(["apt-get", "install", "-y", "-q", "tini"], capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "-q", "tini"], check=True, capture_output=True)
     tini = shutil.which("tini") or "/usr/bin/tini"
     p = subprocess.Popen([tini, "-s", "--", "sleep", "30"])
     time.sleep(1)

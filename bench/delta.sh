@@ -10,7 +10,9 @@
 # a root: new files, changed metadata, everything else where it was or moved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v bsdiff > /dev/null || { echo "== installing bsdiff"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q bsdiff > /dev/null; }
+# A fresh machine may have no package lists yet: fetched when the first try finds nothing.
+command -v bsdiff > /dev/null || { echo "== installing bsdiff"; export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q bsdiff > /dev/null 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q bsdiff > /dev/null; }; }
 work=out/bench-delta
 rm -rf "$work" && mkdir -p "$work"
 cat > "$work/next.json" <<'JSON'
