@@ -79,6 +79,14 @@ public static class PayloadFile
         return [.. header, .. manifest, .. signatures];
     }
 
+    /// <summary>
+    /// Loads what SHA-256 goes through (.NET's OpenSSL) on another core, without waiting:
+    /// its start, 0.3-0.4 s under TCG, then overlaps reading the build and keys and checking
+    /// the signed head (hashed by libsodium), instead of coming before the first data hash.
+    /// A failure there comes again, named, where the data is hashed.
+    /// </summary>
+    public static void StartHashing() => Task.Run(() => System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
+
     internal static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
 
     public static byte[] Header(int manifestLength, int signatureLength)

@@ -82,6 +82,10 @@ public sealed class PayloadTests : IDisposable
         File.WriteAllText(Path.Combine(_work, "bad.key"), "something else\nAAAA\n");
         Assert.Contains("is not a HostOS update signing key", Assert.Throws<PayloadException>(() => UpdateKeys.LoadPrivate(Path.Combine(_work, "bad.key"))).Message);
         Assert.Contains("not the base64 of a 32-byte", Assert.Throws<PayloadException>(() => UpdateKeys.ParsePublic("AAAA", "x.pub")).Message);
+        // A key's id is the first 8 bytes of its SHA-256, whoever computes it: payloads and
+        // indexes signed by earlier versions name their keys so.
+        PublicKey key = UpdateKeys.ParsePublic(File.ReadAllText(pub), pub);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(Convert.FromBase64String(File.ReadAllText(pub).Trim()))[..8]), UpdateKeys.KeyId(key));
     }
 
     [Fact]
@@ -210,6 +214,7 @@ public sealed class PayloadTests : IDisposable
         flipped[PayloadFile.HeaderLength + 20] ^= 0x01;
         Assert.Contains("does not match: the payload was altered", Refusal(flipped));
         Assert.Contains("truncated", Refusal(good[..(good.Length - 10)]));
+        Assert.Empty(Directory.GetFiles(Path.Combine(_work, "boot")));
         Assert.Contains("truncated", Refusal(good[..30]));
         Assert.Contains("signed only by unknown key", Refusal(good, [stranger]));
         Assert.Contains("not a HostOS update payload", Refusal(Encoding.ASCII.GetBytes("GIF89a..............................")));
