@@ -83,7 +83,7 @@ public static class PayloadFile
     /// Loads what SHA-256 goes through (.NET's OpenSSL) on another core, without waiting:
     /// its start, 0.3-0.4 s under TCG, then overlaps reading the build and keys and checking
     /// the signed head (hashed by libsodium), instead of coming before the first data hash.
-    /// A failure there comes again, named, where the data is hashed.
+    /// A failure to load it there shows again where the data is hashed.
     /// </summary>
     public static void StartHashing() => Task.Run(() => System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
 
