@@ -137,9 +137,9 @@ internal static class ContainerChecks
         });
 
         string hostMountsAfter = HostMounts();
-        bool clean = hostMounts == hostMountsAfter &&
-                     (!Directory.Exists("/sys/fs/cgroup/hostos") || Directory.GetDirectories("/sys/fs/cgroup/hostos").Length == 0);
-        Console.WriteLine(clean ? "PASS nothing left on the host (mounts, cgroups)" : "FAIL the host's mounts or cgroups changed");
+        string[] cgroupsLeft = Directory.Exists("/sys/fs/cgroup/hostos") ? Directory.GetDirectories("/sys/fs/cgroup/hostos") : [];
+        bool clean = hostMounts == hostMountsAfter && cgroupsLeft.Length == 0;
+        Console.WriteLine(clean ? "PASS nothing left on the host (mounts, cgroups)" : $"FAIL the host's mounts or cgroups changed: {Changes(hostMounts, hostMountsAfter, cgroupsLeft)}");
         if (!clean) failures++;
         Console.WriteLine(failures == 0 ? "PASS containers" : $"FAIL containers: {failures} check(s) failed");
         return failures == 0 ? 0 : 1;
@@ -347,6 +347,16 @@ internal static class ContainerChecks
         while (Sys.WaitPid(-1, Sys.WNOHANG, out _) > 0) { } // stages that failed before exec
         try { HostOs.Containers.Cgroups.Cgroup.Open(HostOs.Containers.Cgroups.Cgroup.DefaultRoot, "hostos").Delete(); }
         catch (HostOs.Containers.Cgroups.CgroupException) { }
+    }
+
+    /// <summary>What changed on the host: mounts gone and new (mountinfo lines), cgroups left.</summary>
+    private static string Changes(string mountsBefore, string mountsAfter, string[] cgroupsLeft)
+    {
+        string[] before = mountsBefore.Split('\n'), after = mountsAfter.Split('\n');
+        var parts = before.Except(after).Select(l => $"mount gone: {l}")
+            .Concat(after.Except(before).Select(l => $"mount new: {l}"))
+            .Concat(cgroupsLeft.Select(c => $"cgroup left: {c}"));
+        return string.Join("; ", parts.DefaultIfEmpty("the mounts' order"));
     }
 
     /// <summary>

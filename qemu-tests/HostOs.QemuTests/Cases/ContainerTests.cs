@@ -16,6 +16,10 @@ public sealed class ContainerTests
         await using var vm = QemuMachine.Create("containers");
         vm.Start();
         await vm.WaitForReadyAsync();
+        // The host's mounts are compared before and after the containers: the boot's blessing,
+        // which mounts the ESP at /efi for a moment after "ready", must be over first (a CI run
+        // on 2026-12-02 caught it mounted on one side of the comparison).
+        await vm.Console.WaitForAsync(@"hostos: boot blessed", TimeSpan.FromSeconds(60));
         SerialShell sh = await vm.ShellAsync();
 
         var (code, output) = await sh.RunAsync("hostos-guestcheck containers", TimeSpan.FromMinutes(3));
