@@ -10,9 +10,6 @@
 # a root: new files, changed metadata, everything else where it was or moved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A fresh machine may have no package lists yet: fetched when the first try finds nothing.
-command -v bsdiff > /dev/null || { echo "== installing bsdiff"; export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q bsdiff > /dev/null 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q bsdiff > /dev/null; }; }
 work=out/bench-delta
 rm -rf "$work" && mkdir -p "$work"
 cat > "$work/next.json" <<'JSON'
@@ -25,6 +22,8 @@ cat > "$work/next.json" <<'JSON'
 }
 JSON
 ./build.sh image/hostos.json "$work/next.json" bench/image/hostos-bench.json > "$work/build.log" 2>&1 || { tail -20 "$work/build.log"; exit 1; }
+# After build.sh, which fetches the package lists a fresh machine lacks.
+command -v bsdiff > /dev/null || { echo "== installing bsdiff"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q bsdiff > /dev/null; }
 dotnet publish src/HostOs.Updater -c Release -o out/publish/hostos-updater -nologo -v quiet -p:DebugType=none -p:DebugSymbols=false > /dev/null
 U=out/publish/hostos-updater/hostos-updater
 old=out/hostos/root.img new=out/hostos-next/root.img

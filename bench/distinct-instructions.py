@@ -35,10 +35,7 @@ def run(cmd, **kw):
 def ensure_valgrind():
     if shutil.which("valgrind"):
         return
-    # A fresh machine may have no package lists yet: fetched when the first try fails.
-    if subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], capture_output=True).returncode != 0:
-        run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
-        run(["apt-get", "install", "-y", "-q", "valgrind"], stdout=subprocess.DEVNULL)
+    run(["apt-get", "install", "-y", "-q", "valgrind"], stdout=subprocess.DEVNULL)
 
 
 def cgroup_root():

@@ -87,7 +87,6 @@ internal static class Program
                 case ["payload", "verify", string file]:
                 {
                     // Everything checked, by applying into a scratch file that is then thrown away.
-                    PayloadFile.StartHashing();
                     string scratch = Directory.CreateTempSubdirectory("hostos-verify-").FullName;
                     try
                     {
@@ -105,7 +104,6 @@ internal static class Program
                 }
                 case ["payload", "apply", string file]:
                 {
-                    PayloadFile.StartHashing();
                     if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("apply", $"main, {HostOs.Platform.StepTrace.SinceProcessStart()} ms after the process started");
                     ImageBuild? source = a.One("from") is string from ? Build(from) : null;
                     HostOs.Platform.StepTrace.Step("apply", "source build read");

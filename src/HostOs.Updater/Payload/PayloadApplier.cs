@@ -57,6 +57,7 @@ public sealed class PayloadApplier(IReadOnlyList<PublicKey> trusted, Action<stri
     public PayloadManifest Apply(Stream payload, Func<PayloadManifest, ApplyTarget> accept, string? currentVersion, bool allowDowngrade,
         Action<Progress>? progress = null, CancellationToken cancel = default)
     {
+        PayloadFile.StartHashing();
         var (manifest, signer) = PayloadFile.ReadHead(payload, trusted, out long headLength);
         HostOs.Platform.StepTrace.Step("apply", "head verified");
         say?.Invoke($"payload {manifest.Version} ({(manifest.IsDelta ? $"delta from {manifest.Source!.Version}" : "full")}), signed by key {signer}");
