@@ -23,6 +23,8 @@ internal static class Program
           hostos-updater payload verify FILE --trust DIR|PUBFILE... [--from BUILD]
           hostos-updater payload apply FILE --target IMAGE --boot-dir DIR --trust DIR|PUBFILE... [--from BUILD]
                                        [--current-version V] [--allow-downgrade]
+          hostos-updater image verify IMAGE|BUILD [--verity BLOCKS:ROOTHASH:SALT] [--file PATH=SHA256...]
+                                       (IMAGE: a root image or a slot; BUILD's own hostos.verity= unless --verity)
           hostos-updater repo publish --dir REPO --channel NAME --key KEY [--key KEY...] [--valid-days N]
           hostos-updater install --server URL --channel NAME --trust DIR|PUBFILE... --current-version V
                                  --target IMAGE --boot-dir DIR [--from BUILD] [--allow-downgrade]
@@ -101,6 +103,31 @@ internal static class Program
                     {
                         Directory.Delete(scratch, recursive: true);
                     }
+                }
+                case ["image", "verify", string image]:
+                {
+                    // A root image, a slot or a build by its dm-verity root (the build's command
+                    // line's unless --verity names one), and files beside it by their SHA-256.
+                    var clock = Stopwatch.StartNew();
+                    string root = image;
+                    HostOs.Platform.Disk.VerityParameters verity;
+                    if (a.One("verity") is string spec)
+                    {
+                        verity = HostOs.Platform.Disk.VerityParameters.Parse(spec);
+                        if (Directory.Exists(image)) root = Path.Combine(image, "root.img");
+                    }
+                    else
+                    {
+                        ImageBuild build = Build(image);
+                        root = build.RootImage;
+                        verity = HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(build.Cmdline))
+                                 ?? throw new PayloadException($"{image}: the build's command line has no {HostOs.Platform.Disk.VerityParameters.CommandLineKey}= (give --verity)");
+                    }
+                    var files = a.All("file").Select(ImageCheck.ExpectedFile.Parse).ToList();
+                    ImageCheck.Verify(root, verity, files);
+                    Console.WriteLine($"{root}: {verity.DataBlocks} blocks and their hash tree match dm-verity root hash {verity.RootHash}" +
+                                      (files.Count == 0 ? "" : $"; {files.Count} file(s) match their sha256") + $" ({clock.ElapsedMilliseconds} ms)");
+                    return 0;
                 }
                 case ["payload", "apply", string file]:
                 {

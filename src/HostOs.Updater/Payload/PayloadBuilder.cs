@@ -71,7 +71,7 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
             // the applier build the tree again (random bytes wherever a block changed: no
             // compressor shrinks them, and the applier checks everything by its root).
             HostOs.Platform.Disk.VerityParameters? verity = Verity(target.Cmdline);
-            byte[]? tree = verity is null ? null : CheckedTree(target.RootImage, tgt, verity);
+            byte[]? tree = verity is null ? null : ImageCheck.CheckedTree(target.RootImage, tgt, verity);
             // Format 4 with a tree: what a data operation makes is named by its blocks' digests.
             byte[]? salt = tree is not null && format >= 4 ? Convert.FromHexString(verity!.Salt) : null;
             long blocks = verity?.DataBlocks ?? tgt.Length / bs;
@@ -204,21 +204,6 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
         {
             throw new PayloadException($"the build's command line: {e.Message}");
         }
-    }
-
-    /// <summary>The image's hash tree, which must sit right after its data and be the one its data and salt give, with the command line's root.</summary>
-    private static byte[] CheckedTree(string name, SafeFileHandleReader image, HostOs.Platform.Disk.VerityParameters verity)
-    {
-        const int bs = HostOs.Platform.Disk.VerityParameters.BlockSize;
-        long treeBlocks = HostOs.Verity.VerityTree.TreeBlocks(verity.DataBlocks);
-        if ((verity.DataBlocks + treeBlocks) * bs != image.Length)
-        {
-            throw new PayloadException($"{name}: {image.Length} bytes, but {verity.DataBlocks} data blocks and their hash tree of {treeBlocks} make {(verity.DataBlocks + treeBlocks) * bs}");
-        }
-        var (tree, root) = HostOs.Verity.VerityTree.Build(verity.DataBlocks, Convert.FromHexString(verity.Salt), (offset, buffer) => image.Read(offset, buffer));
-        if (Convert.ToHexStringLower(root) != verity.RootHash) throw new PayloadException($"{name}: its data's dm-verity root hash is {Convert.ToHexStringLower(root)}, its command line says {verity.RootHash}");
-        if (!image.ReadRange(verity.DataBlocks * bs, tree.Length).AsSpan().SequenceEqual(tree)) throw new PayloadException($"{name}: the hash tree after its data is not the one its data gives");
-        return tree;
     }
 
     /// <summary>
