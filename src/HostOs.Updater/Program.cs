@@ -178,10 +178,10 @@ internal static class Program
                     }
                     Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
                     ImageBuild? source = a.One("from") is string from ? Build(from) : null;
-                    using ResumingDownload download = client.Open(payload);
+                    using Stream download = client.Open(payload);
                     new PayloadApplier(Trusted(a), Console.WriteLine).Apply(download,
                         new ApplyTarget(a.Required("target"), source?.RootImage, a.Required("boot-dir"), SourceBoot(source)), current, a.Has("allow-downgrade"));
-                    Console.WriteLine($"installed {release.Version}{(download.Resumptions > 0 ? $" (download resumed {download.Resumptions} times)" : "")}");
+                    Console.WriteLine($"installed {release.Version}{(download is ResumingDownload { Resumptions: > 0 } d ? $" (download resumed {d.Resumptions} times)" : "")}");
                     return 0;
                 }
                 case ["status"]:

@@ -7,7 +7,8 @@ namespace HostOs.QemuTests.Cases;
 
 /// <summary>
 /// A/B updates on a booted machine (issue 5, docs/updates.md): the image's own updater
-/// takes payloads from an update repository on the build host, writes the inactive slot
+/// takes payloads from an update repository on the build host (over HTTP, or on local
+/// media: an EROFS disk of the same repository), writes the inactive slot
 /// and the ESP, systemd-boot starts the new version on the next boot and the init blesses
 /// it once healthy (an app installed before comes back on the new version with its
 /// volume). Bad payloads and a stale index are refused with the boot entries as
@@ -74,9 +75,15 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
         series.Payload("0.2.0", file: "bad/foreign.hup", key: foreignKey);
         series.Payload("0.1.0", file: "bad/old.hup");
 
+        // The same repository on local media as well (an EROFS disk, /dev/vdb): the full update
+        // comes from there, as on a machine without a way to a mirror.
+        string media = Path.Combine(series.Work, "media.erofs");
+        UpdateSeries.Run("mkfs.erofs", "--quiet", media, series.RepoDir);
         await using var vm = QemuMachine.Create("update-ab");
+        vm.ExtraDisks.Add(media);
         vm.Start();
         SerialShell sh = await BlessedAsync(vm, "0.1.0", 0);
+        await sh.CheckAsync("mkdir -p /run/update-media && mount -t erofs -o ro /dev/vdb /run/update-media");
         await AssertRunningAsync(sh, "0.1.0", "a", "none");
         await sh.CheckAsync("echo kept > /var/lib/update-marker && sync");
         // The machine's workload: an app with a volume, pulled before the update, must run on
@@ -102,6 +109,7 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             ("unknown key", $"--payload {series.Url}bad/foreign.hup", "signed only by unknown key"),
             ("same version", $"--payload {series.Url}bad/old.hup", "not newer than the running 0.1.0"),
             ("expired index", $"--server {series.Url} --channel frozen", "a stale or frozen mirror"),
+            ("expired index on local media", "--server file:///run/update-media/ --channel frozen", "a stale or frozen mirror"),
         })
         {
             var (code, output) = await sh.RunAsync($"{U} update {command} 2>&1", TimeSpan.FromMinutes(5));
@@ -111,8 +119,8 @@ public sealed class UpdateTests(UpdateSeries series) : IClassFixture<UpdateSerie
             Assert.Equal(before, await sh.CheckAsync($"{U} status"));
         }
 
-        // Full 0.1.0 -> 0.2.0 from the index, into slot b; the next boot starts it, the init blesses it.
-        string installed = await sh.CheckAsync($"{U} update --server {series.Url} --channel stable 2>&1", TimeSpan.FromMinutes(5));
+        // Full 0.1.0 -> 0.2.0 from the index on the local media, into slot b; the next boot starts it, the init blesses it.
+        string installed = await sh.CheckAsync($"{U} update --server /run/update-media --channel stable 2>&1", TimeSpan.FromMinutes(5));
         vm.Console.Note(installed);
         Assert.Contains("installing 0.2.0 (full, ", installed);
         Assert.Contains("payloads/0.2.0-full.hup)", installed);

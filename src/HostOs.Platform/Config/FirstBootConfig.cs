@@ -129,7 +129,11 @@ public sealed class UpdateSettings
 
     public void Validate(string prefix, List<string> errors)
     {
-        if (!Uri.TryCreate(Server, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https")) errors.Add($"{prefix}server '{Server}' is not an http(s) URL");
+        // A file:// URL (or an absolute path): a repository on local media, for machines without a mirror to reach.
+        if (!Uri.TryCreate(Server, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https" or "file"))
+        {
+            errors.Add($"{prefix}server '{Server}' is not an http(s) URL or a file:// directory");
+        }
         if (Channel.Length == 0 || !Channel.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.')) errors.Add($"{prefix}channel '{Channel}' must be letters, digits, '-', '_' or '.'");
         foreach (string k in Keys)
         {

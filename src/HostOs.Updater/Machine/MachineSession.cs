@@ -59,7 +59,7 @@ public sealed class ReleaseSource(HttpClient http, IReadOnlyList<PublicKey> trus
     public (UpdateIndex.Release Release, UpdateIndex.PayloadRef Payload)? Check(string current) =>
         _client.FetchIndex(channel, DateTimeOffset.UtcNow).Choose(current);
 
-    public ResumingDownload Open(UpdateIndex.PayloadRef payload) => _client.Open(payload);
+    public Stream Open(UpdateIndex.PayloadRef payload) => _client.Open(payload);
 
     /// <summary>
     /// Installs <paramref name="release"/> from the chosen payload; when that is a delta and
@@ -71,13 +71,13 @@ public sealed class ReleaseSource(HttpClient http, IReadOnlyList<PublicKey> trus
     {
         try
         {
-            using ResumingDownload download = Open(payload);
+            using Stream download = Open(payload);
             return updater.Install(download, allowDowngrade: false, progress);
         }
         catch (PayloadException e) when (payload.From is not null && release.Full is not null)
         {
             say?.Invoke($"the delta from {payload.From} was refused ({e.Message}): taking the full payload {release.Full.Path} ({release.Full.Size} bytes)");
-            using ResumingDownload full = Open(release.Full);
+            using Stream full = Open(release.Full);
             return updater.Install(full, allowDowngrade: false, progress);
         }
     }

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Security.Cryptography;
 using HostOs.Updater.Payload;
 
 namespace HostOs.Updater.Repository;
@@ -23,10 +22,10 @@ public sealed class ResumingDownload : Stream, ISkippingStream
     private readonly Uri _uri;
     private readonly UpdateIndex.PayloadRef? _expected;
     private long _size = -1;
-    private bool _skipped, _toldNoRanges;
+    private bool _toldNoRanges;
     private readonly int _attempts;
     private readonly TimeSpan _retryDelay;
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly IndexedPayloadHash _hash;
     private readonly Action<string>? _say;
     private Stream? _body;
     private HttpResponseMessage? _response;
@@ -41,6 +40,7 @@ public sealed class ResumingDownload : Stream, ISkippingStream
         _uri = uri;
         _expected = expected;
         if (expected is not null) _size = expected.Size;
+        _hash = new IndexedPayloadHash(uri.ToString(), expected);
         _attempts = attempts;
         _retryDelay = retryDelay ?? TimeSpan.FromSeconds(1);
         _say = say;
@@ -62,13 +62,8 @@ public sealed class ResumingDownload : Stream, ISkippingStream
                 Span<byte> room = buffer.Length > _size - _position ? buffer[..(int)(_size - _position)] : buffer;
                 int n = _body.Read(room);
                 if (n == 0) throw new IOException($"the server ended the body at {_position} of {_size} bytes");
-                if (_expected is not null && !_skipped) _hash.AppendData(room[..n]); // else nothing to check it against
                 _position += n;
-                if (_position == _size && _expected is not null && !_skipped)
-                {
-                    string sha = Convert.ToHexStringLower(_hash.GetHashAndReset());
-                    if (sha != _expected.Sha256) throw new PayloadException($"{_uri}: downloaded {_size} bytes with sha256 {sha}, the index says {_expected.Sha256}");
-                }
+                _hash.Read(room[..n], _position);
                 return n;
             }
             catch (Exception e) when (e is IOException or HttpRequestException or TaskCanceledException)
@@ -180,7 +175,7 @@ public sealed class ResumingDownload : Stream, ISkippingStream
         if (_position == 0) throw new InvalidOperationException("skip only after the first bytes (the head) were read");
         CloseBody();
         _position = position;
-        _skipped = true;
+        _hash.Skipped();
     }
     public override long Position { get => _position; set => throw new NotSupportedException(); }
     public override void Flush() { }
@@ -189,7 +184,11 @@ public sealed class ResumingDownload : Stream, ISkippingStream
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
-/// <summary>Fetches and verifies a channel's index, and opens the payload to install.</summary>
+/// <summary>
+/// Fetches and verifies a channel's index, and opens the payload to install: over HTTP, or
+/// from a repository on local media when <paramref name="server"/> is a <c>file://</c> URL
+/// (or an absolute path): the same files, the same checks, nothing outside its directory.
+/// </summary>
 public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec.Cryptography.PublicKey> trusted, Action<string>? say = null)
 {
     public UpdateIndex FetchIndex(string channel, DateTimeOffset now)
@@ -199,11 +198,24 @@ public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec
         return UpdateIndex.Verify(index, signature, trusted, channel, now);
     }
 
-    public ResumingDownload Open(UpdateIndex.PayloadRef payload, int attempts = 8, TimeSpan? retryDelay = null) =>
-        new(http, new Uri(server, payload.Path), payload, attempts, retryDelay, say);
+    /// <summary>The payload as a stream read once, in order (<see cref="ResumingDownload"/> or <see cref="LocalPayload"/>), also an <see cref="ISkippingStream"/>.</summary>
+    public Stream Open(UpdateIndex.PayloadRef payload, int attempts = 8, TimeSpan? retryDelay = null) =>
+        server.IsFile ? new LocalPayload(LocalPath(payload.Path), payload) : new ResumingDownload(http, new Uri(server, payload.Path), payload, attempts, retryDelay, say);
+
+    /// <summary>Where <paramref name="path"/> (as the index names it) is in a local repository: inside its directory, or refused.</summary>
+    private string LocalPath(string path)
+    {
+        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(server.LocalPath)), full = Path.GetFullPath(new Uri(server, path).LocalPath);
+        if (!full.StartsWith(root == "/" ? root : root + "/", StringComparison.Ordinal))
+        {
+            throw new PayloadException($"'{path}' is outside the repository {root}");
+        }
+        return full;
+    }
 
     private byte[] Get(string path)
     {
+        if (server.IsFile) return GetLocal(LocalPath(path));
         var uri = new Uri(server, path);
         using HttpResponseMessage r = http.Send(new HttpRequestMessage(HttpMethod.Get, uri));
         if (!r.IsSuccessStatusCode) throw new PayloadException($"{uri}: HTTP {(int)r.StatusCode}");
@@ -218,5 +230,15 @@ public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec
             if (copy.Length > UpdateIndex.MaxBytes) throw new PayloadException($"{uri}: larger than {UpdateIndex.MaxBytes} bytes");
         }
         return copy.ToArray();
+    }
+
+    private static byte[] GetLocal(string path)
+    {
+        if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        if (file.Length > UpdateIndex.MaxBytes) throw new PayloadException($"{path}: larger than {UpdateIndex.MaxBytes} bytes");
+        byte[] bytes = new byte[file.Length];
+        file.ReadExactly(bytes);
+        return bytes;
     }
 }

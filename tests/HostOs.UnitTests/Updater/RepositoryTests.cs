@@ -117,7 +117,7 @@ public sealed class RepositoryTests : IDisposable
         string target = Path.Combine(_work, "slot.img");
         await Task.Run(() =>
         {
-            using ResumingDownload download = client.Open(payload);
+            using Stream download = client.Open(payload);
             new PayloadApplier([pub]).Apply(download, new ApplyTarget(target, Path.Combine(b1, "root.img"), Path.Combine(_work, "boot"), b1), "1.0.0", false);
         });
         Assert.Equal("1.1.0", release.Version);
@@ -160,7 +160,7 @@ public sealed class RepositoryTests : IDisposable
         var said = new List<string>();
         void Install(CancellationToken cancel = default, Action<PayloadApplier.Progress>? progress = null)
         {
-            using ResumingDownload download = client.Open(payload);
+            using Stream download = client.Open(payload);
             new PayloadApplier([pub], said.Add).Apply(download, new ApplyTarget(target, null, Path.Combine(_work, "boot")), "0.9.0", false, progress, cancel);
         }
 
@@ -297,6 +297,78 @@ public sealed class RepositoryTests : IDisposable
                 try { await server; } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
             }
         }
+    }
+
+    /// <summary>
+    /// A repository on local media (file:// or an absolute path): the same index and payloads
+    /// as on a server, streamed into the applier; an interrupted install resumes by skipping
+    /// what the slot verifiably holds.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void InstallFromARepositoryOnLocalMedia(bool fileUrl)
+    {
+        var (repo, b1, b2, key, pub) = Repository();
+        var client = new UpdateClient(new HttpClient(), new Uri(fileUrl ? new Uri(repo).AbsoluteUri + "/" : repo + "/"), [pub]);
+        var (release, payload) = client.FetchIndex("stable", Now).Choose("1.0.0")!.Value;
+        Assert.Equal("1.0.0", payload.From);
+        string target = Path.Combine(_work, "slot.img");
+        var said = new List<string>();
+        void Install(CancellationToken cancel = default, Action<PayloadApplier.Progress>? progress = null)
+        {
+            using Stream stream = client.Open(payload);
+            Assert.IsType<LocalPayload>(stream);
+            new PayloadApplier([pub], said.Add).Apply(stream, new ApplyTarget(target, Path.Combine(b1, "root.img"), Path.Combine(_work, "boot"), b1), "1.0.0", false, progress, cancel);
+        }
+        Install();
+        Assert.Equal("1.1.0", release.Version);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(b2, "root.img")), File.ReadAllBytes(target));
+        Assert.Equal("initrd 1.1.0", File.ReadAllText(Path.Combine(_work, "boot", "initrd.img")));
+
+        // A release of three 4 MiB frames, cut after the first, then installed again: the
+        // second skips the first frame's data (a seek), and the result is exact.
+        byte[] image = new byte[2500 * 4096];
+        new Random(5).NextBytes(image);
+        string b3 = Build("2.0.0", image);
+        new PayloadBuilder(1).Create(ImageBuild.FromDirectory(b3), null, [key], Path.Combine(repo, "payloads", "2.0.0-full.hup"));
+        UpdateIndex.Publish(repo, "stable", [key], TimeSpan.FromDays(7), Now);
+        (release, payload) = client.FetchIndex("stable", Now).Choose("1.1.0")!.Value;
+        Assert.Equal("2.0.0", release.Version);
+        using (var cts = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => Install(cts.Token, p => { if (p.Done >= 1024 * 4096) cts.Cancel(); }));
+        }
+        said.Clear();
+        Install();
+        Assert.Contains(said, l => l.StartsWith("resuming: the target already holds the verified output of operations 0..0 of 3", StringComparison.Ordinal));
+        Assert.Equal(image, File.ReadAllBytes(target));
+    }
+
+    /// <summary>What a local repository refuses, each by name: a payload of another size or hash than the index says, a missing index, a path outside it.</summary>
+    [Fact]
+    public void ALocalRepositoryRefusesWhatTheIndexDoesNotVouchFor()
+    {
+        var (repo, _, _, _, pub) = Repository();
+        var client = new UpdateClient(new HttpClient(), new Uri(repo + "/"), [pub]);
+        UpdateIndex.PayloadRef payload = client.FetchIndex("stable", Now).Choose("0.1.0")!.Value.Payload;
+        string path = Path.Combine(repo, payload.Path);
+
+        var wrong = new UpdateIndex.PayloadRef { Path = payload.Path, Size = payload.Size, Sha256 = new string('0', 64) };
+        using (var stream = new LocalPayload(path, wrong))
+        {
+            var e = Assert.Throws<PayloadException>(() => stream.CopyTo(Stream.Null));
+            Assert.StartsWith($"{path}: its {payload.Size} bytes have sha256 ", e.Message);
+            Assert.EndsWith($", the index says {wrong.Sha256}", e.Message);
+        }
+        File.AppendAllText(path, "x");
+        Assert.Equal($"{path}: {payload.Size + 1} bytes, the index says {payload.Size}", Assert.Throws<PayloadException>(() => client.Open(payload)).Message);
+
+        var outside = new UpdateIndex.PayloadRef { Path = "../elsewhere.hup", Size = 1, Sha256 = wrong.Sha256 };
+        Assert.Equal($"'../elsewhere.hup' is outside the repository {repo}", Assert.Throws<PayloadException>(() => client.Open(outside)).Message);
+
+        var e2 = Assert.Throws<PayloadException>(() => client.FetchIndex("beta", Now));
+        Assert.Equal($"{Path.Combine(repo, "beta", "index.json")}: not found in the repository", e2.Message);
     }
 
     [Fact]

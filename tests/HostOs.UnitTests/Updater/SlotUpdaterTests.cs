@@ -245,8 +245,16 @@ public sealed class UpdateSettingsTests
         Assert.False(s.InWindow(DateTimeOffset.Parse("2026-11-30T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
     }
 
+    /// <summary>A repository on local media is named by a file:// URL or an absolute path.</summary>
     [Theory]
-    [InlineData("""{ "server": "ftp://x/" }""", "server 'ftp://x/' is not an http(s) URL")]
+    [InlineData("file:///media/updates/")]
+    [InlineData("/media/updates")]
+    public void ALocalDirectoryIsAServerToo(string server) =>
+        Assert.Equal(server, UpdateSettings.Parse($$"""{ "server": "{{server}}" }""", "update.json").Server);
+
+    [Theory]
+    [InlineData("""{ "server": "ftp://x/" }""", "server 'ftp://x/' is not an http(s) URL or a file:// directory")]
+    [InlineData("""{ "server": "updates/" }""", "server 'updates/' is not an http(s) URL or a file:// directory")]
     [InlineData("""{ "server": "http://x/", "reboot": "sometimes" }""", "reboot 'sometimes' must be 'manual' or 'automatic'")]
     [InlineData("""{ "server": "http://x/", "maintenanceWindow": "2-4" }""", "maintenanceWindow '2-4' is not HH:MM-HH:MM (UTC)")]
     [InlineData("""{ "server": "http://x/", "checkIntervalMinutes": -1 }""", "checkIntervalMinutes must be 0")]

@@ -1,0 +1,99 @@
+using System.Security.Cryptography;
+using HostOs.Updater.Payload;
+
+namespace HostOs.Updater.Repository;
+
+/// <summary>
+/// What a payload's bytes must add up to when a signed index names it (its size and
+/// SHA-256): every byte read in order goes into the hash, checked at the last one. After a
+/// skip (a resumed apply) there is nothing whole to check, and the payload's own hashes,
+/// which its signed manifest names, are what remains. Shared by a download and a payload
+/// read from a repository on local media.
+/// </summary>
+internal sealed class IndexedPayloadHash(string name, UpdateIndex.PayloadRef? expected) : IDisposable
+{
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private bool _skipped;
+
+    public void Skipped() => _skipped = true;
+
+    /// <summary><paramref name="data"/> read; <paramref name="end"/> is the position after it.</summary>
+    public void Read(ReadOnlySpan<byte> data, long end)
+    {
+        if (expected is null || _skipped || data.IsEmpty) return; // empty: a read at the end, after the check
+        _hash.AppendData(data);
+        if (end != expected.Size) return;
+        string sha = Convert.ToHexStringLower(_hash.GetHashAndReset());
+        if (sha != expected.Sha256) throw new PayloadException($"{name}: its {expected.Size} bytes have sha256 {sha}, the index says {expected.Sha256}");
+    }
+
+    public void Dispose() => _hash.Dispose();
+}
+
+/// <summary>
+/// A payload in a repository on local media (a USB stick, a mounted disk or image, a
+/// network share: a <c>file://</c> server, for machines without a network path to an HTTP
+/// mirror). Read once, in order, as a download is: a file that is not the size the signed
+/// index says is refused before a byte of it is used, every byte goes into the index's
+/// SHA-256 (<see cref="IndexedPayloadHash"/>), and a resumed apply goes on further along
+/// by seeking, never back.
+/// </summary>
+public sealed class LocalPayload : Stream, ISkippingStream
+{
+    private readonly FileStream _file;
+    private readonly IndexedPayloadHash _hash;
+    private readonly string _path;
+
+    public LocalPayload(string path, UpdateIndex.PayloadRef expected)
+    {
+        _path = path;
+        if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
+        _file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        if (_file.Length != expected.Size)
+        {
+            long length = _file.Length;
+            _file.Dispose();
+            throw new PayloadException($"{path}: {length} bytes, the index says {expected.Size}");
+        }
+        _hash = new IndexedPayloadHash(path, expected);
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        int n = _file.Read(buffer);
+        _hash.Read(buffer[..n], _file.Position);
+        return n;
+    }
+
+    /// <summary>Goes on at <paramref name="position"/>; the whole payload's hash is then not checked.</summary>
+    public void SkipTo(long position)
+    {
+        if (position < _file.Position) throw new ArgumentOutOfRangeException(nameof(position), $"cannot skip back from {_file.Position} to {position}");
+        if (position > _file.Length) throw new PayloadException($"{_path}: the payload ends at byte {_file.Length}, before byte {position} its data goes on at (truncated)");
+        if (position == _file.Position) return;
+        _hash.Skipped();
+        _file.Position = position;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _file.Dispose();
+            _hash.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => _file.Length;
+    public override long Position { get => _file.Position; set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
