@@ -108,6 +108,7 @@ internal static class Program
                 {
                     // A root image, a slot or a build by its dm-verity root (the build's command
                     // line's unless --verity names one), and files beside it by their SHA-256.
+                    if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("check", $"main, {HostOs.Platform.StepTrace.SinceProcessStart()} ms after the process started");
                     var clock = Stopwatch.StartNew();
                     string root = image;
                     HostOs.Platform.Disk.VerityParameters verity;
