@@ -156,7 +156,7 @@ internal static class ContainerChecks
         OpenFds(); // warm-up: the runtime opens some descriptors lazily on first use, once
         var fdsBeforeSet = OpenFds();
         int fdsBefore = fdsBeforeSet.Count;
-        string mountsBefore = File.ReadAllText("/proc/self/mountinfo");
+        string mountsBefore = HostMounts();
         for (int i = 0; i < count; i++)
         {
             string bundle = $"/tmp/guestcheck-stress/{i}";
@@ -198,7 +198,8 @@ internal static class ContainerChecks
         int fdsAfter = fdsAfterSet.Count;
         var leaked = fdsAfterSet.Except(fdsBeforeSet).ToList();
         if (leaked.Count > 0) problems.Add($"fds: {fdsBefore} before, {fdsAfter} after: {string.Join(", ", leaked)}");
-        if (File.ReadAllText("/proc/self/mountinfo") != mountsBefore) problems.Add("the host's mounts changed");
+        string mountsAfter = HostMounts();
+        if (mountsAfter != mountsBefore) problems.Add($"the host's mounts changed: {Changes(mountsBefore, mountsAfter, [])}");
         if (Directory.Exists("/sys/fs/cgroup/hostos") && Directory.GetDirectories("/sys/fs/cgroup/hostos").Length > 0) problems.Add("cgroups left under /sys/fs/cgroup/hostos");
         int zombies = Directory.GetDirectories("/proc").Count(d => int.TryParse(Path.GetFileName(d), out _) && File.Exists(d + "/stat") && SafeRead(d + "/stat").Contains(") Z "));
         if (zombies > 0) problems.Add($"{zombies} zombies");
