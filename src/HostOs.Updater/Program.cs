@@ -110,20 +110,7 @@ internal static class Program
                     // line's unless --verity names one), and files beside it by their SHA-256.
                     if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("check", $"main, {HostOs.Platform.StepTrace.SinceProcessStart()} ms after the process started");
                     var clock = Stopwatch.StartNew();
-                    string root = image;
-                    HostOs.Platform.Disk.VerityParameters verity;
-                    if (a.One("verity") is string spec)
-                    {
-                        verity = HostOs.Platform.Disk.VerityParameters.Parse(spec);
-                        if (Directory.Exists(image)) root = Path.Combine(image, "root.img");
-                    }
-                    else
-                    {
-                        ImageBuild build = Build(image);
-                        root = build.RootImage;
-                        verity = HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(build.Cmdline))
-                                 ?? throw new PayloadException($"{image}: the build's command line has no {HostOs.Platform.Disk.VerityParameters.CommandLineKey}= (give --verity)");
-                    }
+                    var (root, verity) = ImageCheck.Locate(image, a.One("verity"));
                     var files = a.All("file").Select(ImageCheck.ExpectedFile.Parse).ToList();
                     ImageCheck.Verify(root, verity, files);
                     Console.WriteLine($"{root}: {verity.DataBlocks} blocks and their hash tree match dm-verity root hash {verity.RootHash}" +

@@ -134,6 +134,10 @@ public sealed class UpdateSettings
         {
             errors.Add($"{prefix}server '{Server}' is not an http(s) URL or a file:// directory");
         }
+        else if (uri.IsFile && uri.Host is not ("" or "localhost"))
+        {
+            errors.Add($"{prefix}server '{Server}': a file:// directory is on this machine (no host; mount a share and name its directory)");
+        }
         if (Channel.Length == 0 || !Channel.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.')) errors.Add($"{prefix}channel '{Channel}' must be letters, digits, '-', '_' or '.'");
         foreach (string k in Keys)
         {

@@ -38,7 +38,7 @@ public static unsafe partial class Sys
     [LibraryImport(Libc, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LchownRaw(string path, uint uid, uint gid);
 
-    public const uint S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000;
+    public const uint S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000, S_IFREG = 0x8000;
 
     /// <summary>mknod(2) with glibc's makedev encoding of major and minor.</summary>
     public static void MakeNode(string path, uint mode, long major, long minor)
@@ -63,6 +63,9 @@ public static unsafe partial class Sys
     /// bytes can be moved around the page cache. False when it does not exist.
     /// </summary>
     public static bool IsBlockDevice(string path) => OwnerAndMode(path, followLinks: true) is { } st && (st.Mode & S_IFMT) == S_IFBLK;
+
+    /// <summary>Whether a path names a regular file, following links (not a FIFO, a device or a directory, whose reads may never end). False when it does not exist.</summary>
+    public static bool IsRegularFile(string path) => OwnerAndMode(path, followLinks: true) is { } st && (st.Mode & S_IFMT) == S_IFREG;
 
     private static (uint Uid, uint Gid, uint Mode)? OwnerAndMode(string path, bool followLinks)
     {

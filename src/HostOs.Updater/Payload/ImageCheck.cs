@@ -35,6 +35,43 @@ public static class ImageCheck
         return tree;
     }
 
+    /// <summary>
+    /// The root to check and its parameters: <paramref name="verity"/>
+    /// (<c>BLOCKS:ROOTHASH:SALT</c>) when given, a directory then meaning its root.img; else
+    /// a build's (a build directory, or a root image with its build's manifest.json beside it).
+    /// </summary>
+    public static (string Root, VerityParameters Verity) Locate(string image, string? verity)
+    {
+        bool directory = Directory.Exists(image);
+        if (verity is not null)
+        {
+            try
+            {
+                return (directory ? Path.Combine(image, "root.img") : image, VerityParameters.Parse(verity));
+            }
+            catch (InvalidDataException e)
+            {
+                throw new PayloadException($"--verity: {e.Message}");
+            }
+        }
+        string dir = directory ? image : Path.GetDirectoryName(Path.GetFullPath(image))!;
+        if (!File.Exists(Path.Combine(dir, "manifest.json")))
+        {
+            throw new PayloadException($"{image}: no build's manifest.json {(directory ? "in it" : "beside it")} to take the dm-verity parameters from: give --verity BLOCKS:ROOTHASH:SALT");
+        }
+        ImageBuild build = directory ? ImageBuild.FromDirectory(image) : ImageBuild.FromDirectory(dir) with { RootImage = image };
+        VerityParameters? parameters;
+        try
+        {
+            parameters = VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(build.Cmdline));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new PayloadException($"{Path.Combine(dir, "manifest.json")}: {e.Message}");
+        }
+        return (build.RootImage, parameters ?? throw new PayloadException($"{image}: the build's command line has no {VerityParameters.CommandLineKey}= (give --verity)"));
+    }
+
     /// <summary>A file that must have a given SHA-256 (<c>PATH=SHA256</c> on the command line).</summary>
     public sealed record ExpectedFile(string Path, string Sha256)
     {
@@ -85,6 +122,7 @@ public static class ImageCheck
 
     private static string? Problem(ExpectedFile f)
     {
+        if (Directory.Exists(f.Path)) return $"{f.Path} is a directory, not a file";
         if (!File.Exists(f.Path)) return $"{f.Path} does not exist";
         using var stream = new FileStream(f.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         string got = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));

@@ -43,11 +43,13 @@ public sealed class LocalPayload : Stream, ISkippingStream
     private readonly FileStream _file;
     private readonly IndexedPayloadHash _hash;
     private readonly string _path;
+    private readonly long _size;
 
     public LocalPayload(string path, UpdateIndex.PayloadRef expected)
     {
         _path = path;
         if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
+        if (!HostOs.Platform.Interop.Sys.IsRegularFile(path)) throw new PayloadException($"{path}: not a regular file");
         _file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         if (_file.Length != expected.Size)
         {
@@ -55,6 +57,7 @@ public sealed class LocalPayload : Stream, ISkippingStream
             _file.Dispose();
             throw new PayloadException($"{path}: {length} bytes, the index says {expected.Size}");
         }
+        _size = expected.Size;
         _hash = new IndexedPayloadHash(path, expected);
     }
 
@@ -62,7 +65,11 @@ public sealed class LocalPayload : Stream, ISkippingStream
 
     public override int Read(Span<byte> buffer)
     {
+        // Never past the size the index gives, even if the file grew since it was opened.
+        if (buffer.Length > _size - _file.Position) buffer = buffer[..(int)Math.Max(0, _size - _file.Position)];
+        if (buffer.IsEmpty) return 0;
         int n = _file.Read(buffer);
+        if (n == 0) throw new PayloadException($"{_path}: ends at byte {_file.Position}, the index says {_size} (the file shrank while it was read)");
         _hash.Read(buffer[..n], _file.Position);
         return n;
     }

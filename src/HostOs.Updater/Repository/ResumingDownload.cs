@@ -187,7 +187,9 @@ public sealed class ResumingDownload : Stream, ISkippingStream
 /// <summary>
 /// Fetches and verifies a channel's index, and opens the payload to install: over HTTP, or
 /// from a repository on local media when <paramref name="server"/> is a <c>file://</c> URL
-/// (or an absolute path): the same files, the same checks, nothing outside its directory.
+/// (or an absolute path): the same files, the same checks; no path the index names may
+/// lead out of its directory by its text (the media's own symbolic links are followed:
+/// what they lead to must still have the size and hash the signed index gives).
 /// </summary>
 public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec.Cryptography.PublicKey> trusted, Action<string>? say = null)
 {
@@ -235,6 +237,7 @@ public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec
     private static byte[] GetLocal(string path)
     {
         if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
+        if (!HostOs.Platform.Interop.Sys.IsRegularFile(path)) throw new PayloadException($"{path}: not a regular file");
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         if (file.Length > UpdateIndex.MaxBytes) throw new PayloadException($"{path}: larger than {UpdateIndex.MaxBytes} bytes");
         byte[] bytes = new byte[file.Length];

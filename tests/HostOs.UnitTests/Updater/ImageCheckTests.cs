@@ -92,4 +92,35 @@ public sealed class ImageCheckTests : IDisposable
         string hash = new('a', 64);
         Assert.Equal(new ImageCheck.ExpectedFile("/boot/a=b", hash), ImageCheck.ExpectedFile.Parse($"/boot/a=b={hash}"));
     }
+
+    /// <summary>Which root <c>image verify</c> checks, with which parameters: the build's, or --verity's; without either, it says what to give.</summary>
+    [Fact]
+    public void TheRootAndItsParametersComeFromTheBuildOrFromVerity()
+    {
+        var (root, verity, _, _) = Root();
+        string build = PayloadTests.WriteBuild(_work, "1.0.0", File.ReadAllBytes(root), "k", "i", $" hostos.verity={verity.ToCommandLineValue()}");
+        Assert.Equal((Path.Combine(build, "root.img"), verity), ImageCheck.Locate(build, null));
+        Assert.Equal((Path.Combine(build, "root.img"), verity), ImageCheck.Locate(Path.Combine(build, "root.img"), null));
+        Assert.Equal((Path.Combine(build, "root.img"), verity), ImageCheck.Locate(build, verity.ToCommandLineValue()));
+        Assert.Equal((root, verity), ImageCheck.Locate(root, verity.ToCommandLineValue()));
+        // A slot or an image with no build beside it: the parameters must be given.
+        Assert.Equal($"{root}: no build's manifest.json beside it to take the dm-verity parameters from: give --verity BLOCKS:ROOTHASH:SALT",
+            Assert.Throws<PayloadException>(() => ImageCheck.Locate(root, null)).Message);
+        Assert.StartsWith("--verity: hostos.verity=1:", Assert.Throws<PayloadException>(() => ImageCheck.Locate(root, "1:" + verity.RootHash + ":00")).Message);
+        string plain = PayloadTests.WriteBuild(_work, "2.0.0", File.ReadAllBytes(root), "k", "i");
+        Assert.Equal($"{plain}: the build's command line has no hostos.verity= (give --verity)", Assert.Throws<PayloadException>(() => ImageCheck.Locate(plain, null)).Message);
+    }
+
+    /// <summary>The payload builder still wants a build's root.img to end with its tree (a slot may go on after it; an image may not).</summary>
+    [Fact]
+    public void ABuildsRootLongerThanItsDataAndTreeIsRefusedByTheBuilder()
+    {
+        var (root, verity, _, _) = Root();
+        byte[] longer = [.. File.ReadAllBytes(root), .. new byte[4096]];
+        string build = PayloadTests.WriteBuild(_work, "1.0.0", longer, "k", "i", $" hostos.verity={verity.ToCommandLineValue()}");
+        var key = NSec.Cryptography.Key.Create(UpdateKeys.Algorithm);
+        var e = Assert.Throws<PayloadException>(() => new PayloadBuilder(1).Create(ImageBuild.FromDirectory(build), null, [key], Path.Combine(_work, "p.hup")));
+        Assert.StartsWith($"{Path.Combine(build, "root.img")}: {longer.Length} bytes, but {verity.DataBlocks} data blocks and their hash tree of", e.Message);
+        ImageCheck.Verify(Path.Combine(build, "root.img"), verity, []);
+    }
 }

@@ -361,14 +361,31 @@ public sealed class RepositoryTests : IDisposable
             Assert.StartsWith($"{path}: its {payload.Size} bytes have sha256 ", e.Message);
             Assert.EndsWith($", the index says {wrong.Sha256}", e.Message);
         }
-        File.AppendAllText(path, "x");
+        // A file that grows while it is read is read only up to the index's size, and checks.
+        using (Stream stream = client.Open(payload))
+        {
+            File.AppendAllText(path, "x");
+            Assert.Equal(payload.Size, CopyCount(stream));
+        }
         Assert.Equal($"{path}: {payload.Size + 1} bytes, the index says {payload.Size}", Assert.Throws<PayloadException>(() => client.Open(payload)).Message);
+        // A FIFO where a payload should be would block a reader forever: refused before it is opened.
+        File.Delete(path);
+        HostOs.Platform.Interop.Sys.MakeNode(path, HostOs.Platform.Interop.Sys.S_IFIFO | 0x1a4, 0, 0);
+        Assert.Equal($"{path}: not a regular file", Assert.Throws<PayloadException>(() => client.Open(payload)).Message);
 
         var outside = new UpdateIndex.PayloadRef { Path = "../elsewhere.hup", Size = 1, Sha256 = wrong.Sha256 };
         Assert.Equal($"'../elsewhere.hup' is outside the repository {repo}", Assert.Throws<PayloadException>(() => client.Open(outside)).Message);
 
         var e2 = Assert.Throws<PayloadException>(() => client.FetchIndex("beta", Now));
         Assert.Equal($"{Path.Combine(repo, "beta", "index.json")}: not found in the repository", e2.Message);
+    }
+
+    private static long CopyCount(Stream stream)
+    {
+        byte[] buffer = new byte[1 << 16];
+        long total = 0;
+        for (int n; (n = stream.Read(buffer)) > 0;) total += n;
+        return total;
     }
 
     [Fact]

@@ -254,6 +254,7 @@ public sealed class UpdateSettingsTests
 
     [Theory]
     [InlineData("""{ "server": "ftp://x/" }""", "server 'ftp://x/' is not an http(s) URL or a file:// directory")]
+    [InlineData("""{ "server": "file://nas/updates/" }""", "server 'file://nas/updates/': a file:// directory is on this machine (no host")]
     [InlineData("""{ "server": "updates/" }""", "server 'updates/' is not an http(s) URL or a file:// directory")]
     [InlineData("""{ "server": "http://x/", "reboot": "sometimes" }""", "reboot 'sometimes' must be 'manual' or 'automatic'")]
     [InlineData("""{ "server": "http://x/", "maintenanceWindow": "2-4" }""", "maintenanceWindow '2-4' is not HH:MM-HH:MM (UTC)")]
