@@ -52,8 +52,8 @@ internal static class Program
                 }
                 case ["payload", "create"]:
                 {
-                    ImageBuild target = Build(a.Required("to"));
-                    ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                    ImageBuild target = ImageBuild.Of(a.Required("to"));
+                    ImageBuild? source = a.One("from") is string from ? ImageBuild.Of(from) : null;
                     var keys = a.All("key").Select(UpdateKeys.LoadPrivate).ToList();
                     if (keys.Count == 0) throw new UsageException("--key is required");
                     int level = a.One("level") is string l ? int.Parse(l, System.Globalization.CultureInfo.InvariantCulture) : 19;
@@ -92,7 +92,7 @@ internal static class Program
                     string scratch = Directory.CreateTempSubdirectory("hostos-verify-").FullName;
                     try
                     {
-                        ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                        ImageBuild? source = a.One("from") is string from ? ImageBuild.Of(from) : null;
                         using FileStream f = File.OpenRead(file);
                         PayloadManifest m = new PayloadApplier(Trusted(a), Console.WriteLine)
                             .Apply(f, new ApplyTarget(Path.Combine(scratch, "root.img"), source?.RootImage, Path.Combine(scratch, "boot"), SourceBoot(source)), null, allowDowngrade: true);
@@ -120,7 +120,7 @@ internal static class Program
                 case ["payload", "apply", string file]:
                 {
                     if (HostOs.Platform.StepTrace.Enabled) HostOs.Platform.StepTrace.Step("apply", $"main, {HostOs.Platform.StepTrace.SinceProcessStart()} ms after the process started");
-                    ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                    ImageBuild? source = a.One("from") is string from ? ImageBuild.Of(from) : null;
                     HostOs.Platform.StepTrace.Step("apply", "source build read");
                     var trusted = Trusted(a);
                     HostOs.Platform.StepTrace.Step("apply", "trusted keys read");
@@ -165,7 +165,7 @@ internal static class Program
                         return 0;
                     }
                     Console.WriteLine($"installing {release.Version} from {payload.Path} ({payload.Size} bytes{(payload.From is null ? "" : $", delta from {payload.From}")})");
-                    ImageBuild? source = a.One("from") is string from ? Build(from) : null;
+                    ImageBuild? source = a.One("from") is string from ? ImageBuild.Of(from) : null;
                     using Stream download = client.Open(payload);
                     new PayloadApplier(Trusted(a), Console.WriteLine).Apply(download,
                         new ApplyTarget(a.Required("target"), source?.RootImage, a.Required("boot-dir"), SourceBoot(source)), current, a.Has("allow-downgrade"));
@@ -245,11 +245,6 @@ internal static class Program
         source.Install(updater, release, payload, progress);
         Console.WriteLine($"installed {release.Version}: reboot to start it");
     }
-
-    private static ImageBuild Build(string path) =>
-        File.Exists(path)
-            ? ImageBuild.FromDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!) with { RootImage = path }
-            : ImageBuild.FromDirectory(path);
 
     private static string? SourceBoot(ImageBuild? source) => source is null ? null : Path.GetDirectoryName(Path.GetFullPath(source.Kernel));
 

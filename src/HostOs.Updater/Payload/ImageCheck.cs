@@ -59,17 +59,8 @@ public static class ImageCheck
         {
             throw new PayloadException($"{image}: no build's manifest.json {(directory ? "in it" : "beside it")} to take the dm-verity parameters from: give --verity BLOCKS:ROOTHASH:SALT");
         }
-        ImageBuild build = directory ? ImageBuild.FromDirectory(image) : ImageBuild.FromDirectory(dir) with { RootImage = image };
-        VerityParameters? parameters;
-        try
-        {
-            parameters = VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(build.Cmdline));
-        }
-        catch (InvalidDataException e)
-        {
-            throw new PayloadException($"{Path.Combine(dir, "manifest.json")}: {e.Message}");
-        }
-        return (build.RootImage, parameters ?? throw new PayloadException($"{image}: the build's command line has no {VerityParameters.CommandLineKey}= (give --verity)"));
+        ImageBuild build = ImageBuild.Of(image);
+        return (build.RootImage, build.Verity() ?? throw new PayloadException($"{image}: the build's command line has no {VerityParameters.CommandLineKey}= (give --verity)"));
     }
 
     /// <summary>A file that must have a given SHA-256 (<c>PATH=SHA256</c> on the command line).</summary>

@@ -22,6 +22,25 @@ public sealed record ImageBuild(string Version, string RootImage, string Kernel,
             .Where(a => !a.StartsWith("hostos.slot=", StringComparison.Ordinal) && !a.StartsWith("hostos.version=", StringComparison.Ordinal)));
         return new ImageBuild(version, Path.Combine(dir, "root.img"), Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline);
     }
+
+    /// <summary>A build directory, or a root image (a file or a device) with its build's manifest.json beside it.</summary>
+    public static ImageBuild Of(string path) =>
+        File.Exists(path)
+            ? FromDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!) with { RootImage = path }
+            : FromDirectory(path);
+
+    /// <summary>The dm-verity parameters its command line gives the kernel (<c>hostos.verity=</c>), or null when its root has no tree.</summary>
+    public HostOs.Platform.Disk.VerityParameters? Verity()
+    {
+        try
+        {
+            return HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(Cmdline));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new PayloadException($"the build's command line: {e.Message}");
+        }
+    }
 }
 
 /// <summary>
@@ -70,7 +89,7 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
             // A root with a dm-verity tree: the operations make its data, and the last one has
             // the applier build the tree again (random bytes wherever a block changed: no
             // compressor shrinks them, and the applier checks everything by its root).
-            HostOs.Platform.Disk.VerityParameters? verity = Verity(target.Cmdline);
+            HostOs.Platform.Disk.VerityParameters? verity = target.Verity();
             byte[]? tree = verity is null ? null : ImageCheck.CheckedTree(target.RootImage, tgt, verity);
             // Format 4 with a tree: what a data operation makes is named by its blocks' digests.
             byte[]? salt = tree is not null && format >= 4 ? Convert.FromHexString(verity!.Salt) : null;
@@ -171,7 +190,7 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
                 Created = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
                 Source = source is null ? null : new ImageIdentity
                 {
-                    Version = source.Version, Size = src!.Length, Sha256 = src.Sha256(), VerityRootHash = Verity(source.Cmdline)?.RootHash,
+                    Version = source.Version, Size = src!.Length, Sha256 = src.Sha256(), VerityRootHash = source.Verity()?.RootHash,
                 },
                 Target = new ImageIdentity { Version = target.Version, Size = tgt.Length, Sha256 = tgt.Sha256(), VerityRootHash = verity?.RootHash },
                 Cmdline = target.Cmdline,
@@ -191,18 +210,6 @@ public sealed class PayloadBuilder(int level = 19, int format = PayloadManifest.
             }
             File.Move(tmp, output, overwrite: true);
             return new Result(manifest, new FileInfo(output).Length);
-        }
-    }
-
-    private static HostOs.Platform.Disk.VerityParameters? Verity(string cmdline)
-    {
-        try
-        {
-            return HostOs.Platform.Disk.VerityParameters.FromCommandLine(HostOs.Platform.Kernel.KernelCommandLine.Parse(cmdline));
-        }
-        catch (InvalidDataException e)
-        {
-            throw new PayloadException($"the build's command line: {e.Message}");
         }
     }
 

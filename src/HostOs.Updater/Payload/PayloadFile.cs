@@ -81,7 +81,7 @@ public static class PayloadFile
 
     /// <summary>
     /// Loads what SHA-256 goes through (.NET's OpenSSL) on another core, without waiting:
-    /// its start, 0.3-0.4 s under TCG, then overlaps reading and checking the signed head
+    /// its start, 0.2-0.4 s under TCG, then overlaps reading and checking the signed head
     /// (whose key ids libsodium hashes), instead of coming before the first data hash.
     /// Every apply starts with it: the CLI's, the machine's update and install, the daemon's.
     /// A failure to load it there shows again where the data is hashed.

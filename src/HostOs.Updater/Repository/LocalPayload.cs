@@ -1,34 +1,6 @@
-using System.Security.Cryptography;
 using HostOs.Updater.Payload;
 
 namespace HostOs.Updater.Repository;
-
-/// <summary>
-/// What a payload's bytes must add up to when a signed index names it (its size and
-/// SHA-256): every byte read in order goes into the hash, checked at the last one. After a
-/// skip (a resumed apply) there is nothing whole to check, and the payload's own hashes,
-/// which its signed manifest names, are what remains. Shared by a download and a payload
-/// read from a repository on local media.
-/// </summary>
-internal sealed class IndexedPayloadHash(string name, UpdateIndex.PayloadRef? expected) : IDisposable
-{
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-    private bool _skipped;
-
-    public void Skipped() => _skipped = true;
-
-    /// <summary><paramref name="data"/> read; <paramref name="end"/> is the position after it.</summary>
-    public void Read(ReadOnlySpan<byte> data, long end)
-    {
-        if (expected is null || _skipped || data.IsEmpty) return; // empty: a read at the end, after the check
-        _hash.AppendData(data);
-        if (end != expected.Size) return;
-        string sha = Convert.ToHexStringLower(_hash.GetHashAndReset());
-        if (sha != expected.Sha256) throw new PayloadException($"{name}: its {expected.Size} bytes have sha256 {sha}, the index says {expected.Sha256}");
-    }
-
-    public void Dispose() => _hash.Dispose();
-}
 
 /// <summary>
 /// A payload in a repository on local media (a USB stick, a mounted disk or image, a
@@ -48,9 +20,7 @@ public sealed class LocalPayload : Stream, ISkippingStream
     public LocalPayload(string path, UpdateIndex.PayloadRef expected)
     {
         _path = path;
-        if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
-        if (!HostOs.Platform.Interop.Sys.IsRegularFile(path)) throw new PayloadException($"{path}: not a regular file");
-        _file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        _file = OpenFile(path);
         if (_file.Length != expected.Size)
         {
             long length = _file.Length;
@@ -59,6 +29,14 @@ public sealed class LocalPayload : Stream, ISkippingStream
         }
         _size = expected.Size;
         _hash = new IndexedPayloadHash(path, expected);
+    }
+
+    /// <summary>A repository's file, opened only when it is a regular file (a FIFO would block its reader forever).</summary>
+    internal static FileStream OpenFile(string path)
+    {
+        if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
+        if (!HostOs.Platform.Interop.Sys.IsRegularFile(path)) throw new PayloadException($"{path}: not a regular file");
+        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
     }
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
@@ -78,7 +56,7 @@ public sealed class LocalPayload : Stream, ISkippingStream
     public void SkipTo(long position)
     {
         if (position < _file.Position) throw new ArgumentOutOfRangeException(nameof(position), $"cannot skip back from {_file.Position} to {position}");
-        if (position > _file.Length) throw new PayloadException($"{_path}: the payload ends at byte {_file.Length}, before byte {position} its data goes on at (truncated)");
+        if (position > _size) throw new PayloadException($"{_path}: the payload ends at byte {_size}, before byte {position} its data goes on at (truncated)");
         if (position == _file.Position) return;
         _hash.Skipped();
         _file.Position = position;
@@ -97,7 +75,7 @@ public sealed class LocalPayload : Stream, ISkippingStream
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
-    public override long Length => _file.Length;
+    public override long Length => _size;
     public override long Position { get => _file.Position; set => throw new NotSupportedException(); }
     public override void Flush() { }
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();

@@ -236,9 +236,7 @@ public sealed class UpdateClient(HttpClient http, Uri server, IReadOnlyList<NSec
 
     private static byte[] GetLocal(string path)
     {
-        if (!File.Exists(path)) throw new PayloadException($"{path}: not found in the repository");
-        if (!HostOs.Platform.Interop.Sys.IsRegularFile(path)) throw new PayloadException($"{path}: not a regular file");
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        using FileStream file = LocalPayload.OpenFile(path);
         if (file.Length > UpdateIndex.MaxBytes) throw new PayloadException($"{path}: larger than {UpdateIndex.MaxBytes} bytes");
         byte[] bytes = new byte[file.Length];
         file.ReadExactly(bytes);
