@@ -28,7 +28,7 @@ from verified progress") and writes every byte, as dd does. Each is checked afte
 each run; the median of ROUNDS is reported.
 Usage: bench/apply_vm.py WORK [--rounds N]   (WORK: bench/delta.sh's out/bench-delta)
 """
-import hashlib, os, shutil, statistics, subprocess, sys
+import hashlib, json, os, shutil, statistics, subprocess, sys
 
 from vm import ROOT, Vm
 
@@ -42,6 +42,8 @@ def main():
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
     new_build = os.path.join(ROOT, "out", "hostos-bench-next")
     new = os.path.join(new_build, "root.img")
+    version = lambda build: json.load(open(os.path.join(ROOT, "out", build, "manifest.json")))["version"]
+    old_v, new_v = version("hostos-bench"), version("hostos-bench-next")
     disk_dir = os.path.join(work, "vm-disk")
     shutil.rmtree(disk_dir, ignore_errors=True)
     shutil.copytree(os.path.join(work, "repo"), os.path.join(disk_dir, "repo"), copy_function=os.link)
@@ -68,7 +70,7 @@ def main():
         if blocks * 512 < size:
             raise SystemExit(f"{SLOT} holds {blocks * 512} bytes, less than the {size} of the target")
         # An update waits until the running version's boot is blessed (its entry no longer counted).
-        sh.check(f"ok=; for i in $(seq 60); do if {U} status | grep -q '^entry .*: 0\\.1\\.0, .*blessed'; then ok=1; break; fi; sleep 1; done; "
+        sh.check(f"ok=; for i in $(seq 60); do if {U} status | grep -qF ': {old_v}, slot a, blessed'; then ok=1; break; fi; sleep 1; done; "
                  f"[ -n \"$ok\" ] || {{ {U} status; false; }}", timeout=120)
         up = "cut -d' ' -f1 /proc/uptime"
         runs = {
@@ -79,7 +81,7 @@ def main():
             # The check alone, of what dd just wrote: the near floor of a freshly started apply that checks what it writes.
             "check": f"{U} image verify /tmp/next --file /tmp/p/new-vmlinuz={boot_sha['vmlinuz']} "
                      f"--file /tmp/p/new-initrd.img={boot_sha['initrd.img']} >/dev/null",
-            "full": f"{U} update --payload /tmp/p/repo/payloads/0.1.1-full.hup >/dev/null",
+            "full": f"{U} update --payload /tmp/p/repo/payloads/{new_v}-full.hup >/dev/null",
             "delta": f"{U} update --server /tmp/p/repo --channel bench >/dev/null",
             # hostctl's lines stamped as they come (awk reads the clock without a fork): the daemon's own
             # install runs from its answer ("update started") to its end ("installed ..."), as a timer's would.
@@ -87,17 +89,17 @@ def main():
                       "awk '/^update started|^installed / { getline u < \"/proc/uptime\"; close(\"/proc/uptime\"); "
                       "split(u, t, \" \"); print \"stamp\", t[1] }')",
         }
-        # Every write starts from the ESP of a machine that never had 0.1.1 (the 64 MiB ESP holds two
-        # versions' boot files, not three); dd's ESP stays mounted for its run (an update mounts its own).
-        forget = (f"mount -t vfat {ESP} /tmp/esp && rm -rf /tmp/esp/hostos/0.1.1 /tmp/esp/loader/entries/hostos-0.1.1*")
+        # Every write starts from the ESP of a machine that never had the new version (the 64 MiB ESP
+        # holds two versions' boot files, not three); dd's ESP is mounted around its timed run (an update mounts its own).
+        mount = f"mount -t vfat {ESP} /tmp/esp"
+        forget = f"{mount} && rm -rf /tmp/esp/hostos/{new_v} /tmp/esp/loader/entries/hostos-{new_v}[.+]* && umount /tmp/esp"
         after = {"dd": "rm -rf /tmp/esp/bench-dd && umount /tmp/esp"}
         times = {k: [] for k in runs}
         install = []  # the daemon's install alone, without hostctl's start
         for _ in range(rounds):
             for name, cmd in runs.items():
                 prepare = "" if name == "check" else (
-                    f"{forget} && {'' if name == 'dd' else 'umount /tmp/esp && '}"
-                    f"dd if=/dev/urandom of={SLOT} bs=4096 count=1 conv=fsync 2>/dev/null && ")
+                    f"{forget} && {mount + ' && ' if name == 'dd' else ''}dd if=/dev/urandom of={SLOT} bs=4096 count=1 conv=fsync 2>/dev/null && ")
                 sh.check(f"{prepare}sync && echo 3 > /proc/sys/vm/drop_caches")
                 # An apply that fails fails the bench here, by name, not at the hash check after it.
                 out = sh.check(f"a=$({up}); {cmd} && b=$({up}) && echo $a $b", timeout=1200)
@@ -118,7 +120,7 @@ def main():
         times["install"] = install
         med = {k: statistics.median(v) for k, v in times.items()}
         mb = size / 1e6
-        print(f"in the VM (TCG, {rounds} rounds, median; 0.1.0 running, slot {SLOT}, target {size} bytes, page cache dropped before each):")
+        print(f"in the VM (TCG, {rounds} rounds, median; {old_v} running, {new_v} installed, slot {SLOT}, target {size} bytes, page cache dropped before each):")
         for name, label in [("dd", "dd of the same bytes"), ("check", "check alone (image verify)"), ("full", "full, CLI (update --payload)"),
                             ("delta", "delta, CLI (update)"), ("daemon", "delta, daemon (hostctl)"), ("install", "delta, daemon's install")]:
             print(f"  {label:30s} {med[name]:7.2f} s  {mb / med[name]:6.1f} MB/s   ({' '.join(f'{t:.2f}' for t in times[name])})")

@@ -65,11 +65,10 @@ printf '%-28s %12s %9s %10s\n' "apply hostos delta" "" "$(t apply)" "$(( $(m app
 printf '%-28s %12s %9s %10s\n' "apply zstd patch" "" "$(t zstdapply)" "$(( $(m zstdapply) / 1024 ))"
 printf '%-28s %12s %9s %10s\n' "dd of the new root" "" "$(t dd)" "$(( $(m dd) / 1024 ))"
 echo "note: our payloads also carry the kernel and initramfs (copied from the running version when unchanged, else zstd, patched against the old one when smaller); zstd and bsdiff patch the root image only."
-python3 - "$work" <<'PY'
+python3 - "$work" "$delta" <<'PY'
 import os, sys
 w = sys.argv[1]
-def size(p): return os.path.getsize(os.path.join(w, p))
-ratio = size("repo/payloads/0.1.0-0.1.1.hup") / size("zstd.patch")
+ratio = os.path.getsize(sys.argv[2]) / os.path.getsize(os.path.join(w, "zstd.patch"))
 print(f"delta / zstd --patch-from: {ratio:.2f}x (target <= 1.0, boot files included in ours)")
 t = lambda n: float(open(os.path.join(w, n + ".time")).read().split()[0])
 print(f"apply / dd on the build host: {t('apply') / max(t('dd'), 0.01):.2f}x")

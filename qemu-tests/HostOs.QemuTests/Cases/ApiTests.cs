@@ -51,7 +51,7 @@ public sealed class ApiTests
             using JsonDocument d = JsonDocument.Parse(line);
             Assert.Equal("crash-loop", d.RootElement.GetProperty("unit").GetString());
         }
-        // In a subshell, so the job is not the test shell's child: see docs/testing.md, "SerialShell".
+        // In a subshell, so the job is not the test shell's child (SerialShell).
         await sh.CheckAsync("(hostctl logs -f follow-test > /tmp/follow 2>&1 & echo $! > /tmp/follow.pid)");
         await Task.Delay(1500);
         await sh.CheckAsync("logger -t follow-test first-followed-line");

@@ -9,6 +9,9 @@ namespace HostOs.QemuTests.Harness;
 /// reached through QEMU's socket chardev. A command is followed by
 /// <c>echo __END_n__ $?</c>; its output is every line before that marker. The
 /// connection survives guest reboots; <see cref="SyncAsync"/> waits for the new shell.
+/// A background job must go in a subshell, <c>(cmd &amp; echo $! &gt; pidfile)</c>: this
+/// busybox ash (no job control) exits when a job of its own ends while it waits for input,
+/// and a command sent meanwhile is lost (docs/testing.md).
 /// </summary>
 internal sealed class SerialShell : IAsyncDisposable
 {
